@@ -1,0 +1,266 @@
+//! The serde mirror of the TOML file (SPEC section 2).
+//!
+//! Every struct here denies unknown keys: a typo such as `audiance` must be
+//! an error, never a silently disabled check. Values stay close to the text
+//! (durations and sizes as strings); `validate.rs` turns them into a typed
+//! [`super::Config`].
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerFile,
+    #[serde(default)]
+    pub admin: AdminFile,
+    #[serde(default)]
+    pub log: LogFile,
+    #[serde(default)]
+    pub sessions: Option<SessionsFile>,
+    #[serde(default)]
+    pub login: Option<LoginFile>,
+    #[serde(default)]
+    pub oidc: Vec<OidcFile>,
+    #[serde(default)]
+    pub jwt: Vec<JwtFile>,
+    #[serde(default)]
+    pub identity: IdentityFile,
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamFile>,
+    #[serde(default)]
+    pub routes: Vec<RouteFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    pub listen: Option<String>,
+    pub endpoint_prefix: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub max_header_bytes: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub shutdown_grace: Option<String>,
+    pub max_connections: Option<usize>,
+    pub worker_threads: Option<usize>,
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
+    pub tls: Option<TlsFile>,
+    pub redirect: Option<RedirectFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert: String,
+    pub key: String,
+    pub min_version: Option<String>,
+    pub alpn: Option<Vec<String>>,
+    pub client_ca: Option<String>,
+    pub client_auth: Option<String>,
+    #[serde(default)]
+    pub certificates: Vec<SniCertFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCertFile {
+    pub hosts: Vec<String>,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectFile {
+    pub listen: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    pub format: Option<String>,
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsFile {
+    pub store: Option<String>,
+    pub redis_url: Option<String>,
+    pub key_prefix: Option<String>,
+    pub cookie_name: Option<String>,
+    pub cookie_domain: Option<String>,
+    pub cookie_secure: Option<bool>,
+    pub cookie_same_site: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub absolute_timeout: Option<String>,
+    pub cache_ttl: Option<String>,
+    pub csrf: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginFile {
+    pub users_file: Option<String>,
+    pub issuer: Option<String>,
+    pub signing_key_file: Option<String>,
+    pub previous_keys: Option<Vec<String>>,
+    pub access_token_ttl: Option<String>,
+    pub refresh_token_ttl: Option<String>,
+    pub refresh_reuse_grace: Option<String>,
+    pub max_failures: Option<u32>,
+    pub failure_window: Option<String>,
+    pub lockout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcFile {
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub allowed_email_domains: Option<Vec<String>>,
+    pub claims_map: Option<BTreeMap<String, String>>,
+    pub redirect_url: Option<String>,
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtFile {
+    pub name: String,
+    pub issuer: String,
+    pub audiences: Option<Vec<String>>,
+    pub algorithms: Option<Vec<String>>,
+    pub jwks_url: Option<String>,
+    pub jwks_file: Option<String>,
+    pub public_key_file: Option<String>,
+    pub secret: Option<String>,
+    pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
+    pub ca_file: Option<String>,
+    pub jwks_refresh: Option<String>,
+    pub jwks_min_refetch: Option<String>,
+    pub leeway: Option<String>,
+    pub required_claims: Option<Vec<String>>,
+    pub token_sources: Option<Vec<String>>,
+    pub claims_map: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityFile {
+    pub headers: Option<BTreeMap<String, String>>,
+    pub strip: Option<Vec<String>>,
+    pub strip_session_cookie: Option<bool>,
+    pub strip_authorization: Option<bool>,
+    pub jwt: Option<IdentityJwtFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityJwtFile {
+    pub header: Option<String>,
+    pub ttl: Option<String>,
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BackendFile {
+    Addr(String),
+    Weighted(WeightedBackendFile),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedBackendFile {
+    pub addr: String,
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryFile {
+    pub dns: String,
+    pub interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    pub name: String,
+    #[serde(default)]
+    pub backends: Vec<BackendFile>,
+    pub discovery: Option<DiscoveryFile>,
+    pub balance: Option<String>,
+    pub hash_key: Option<String>,
+    pub tls: Option<bool>,
+    pub ca: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub request_timeout: Option<String>,
+    pub retries: Option<u32>,
+    pub max_idle_per_backend: Option<usize>,
+    pub sticky: Option<StickyFile>,
+    pub health: Option<HealthFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickyFile {
+    pub mode: String,
+    pub cookie_name: Option<String>,
+    pub ttl: Option<String>,
+    pub app_cookie: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthFile {
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub unhealthy_after: Option<u32>,
+    pub healthy_after: Option<u32>,
+    pub passive_failures: Option<u32>,
+    pub eject_for: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    pub name: String,
+    pub host: Option<String>,
+    pub path_prefix: Option<String>,
+    pub upstream: String,
+    pub auth: Option<String>,
+    pub methods: Option<Vec<String>>,
+    pub on_unauthenticated: Option<String>,
+    pub strip_prefix: Option<bool>,
+    pub websocket: Option<bool>,
+    pub require: Option<RequireFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequireFile {
+    pub groups_any: Option<Vec<String>>,
+    pub claims: Option<BTreeMap<String, toml::Value>>,
+}

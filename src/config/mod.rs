@@ -1,0 +1,323 @@
+//! Configuration: the TOML file (`file.rs`), its validation into the typed
+//! [`Config`] (`validate.rs`), and where errors point (`locate.rs`).
+//!
+//! Two layers on purpose: the serde mirror rejects unknown keys and wrong
+//! types with the parser's own line and column; validation then checks what
+//! types cannot (a route naming a missing upstream, an unreadable key file)
+//! and reports every problem at once with its key path.
+
+pub mod file;
+mod locate;
+pub mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use validate::validate;
+
+/// Defaults for keys the file leaves out (SPEC sections 2 and 11).
+pub const DEFAULT_CONFIG_PATH: &str = "config/gatehouse.toml";
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+pub const DEFAULT_ENDPOINT_PREFIX: &str = "/.gatehouse";
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_CONNECTIONS: usize = 25_000;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub const DEFAULT_RETRIES: u32 = 2;
+pub const DEFAULT_MAX_IDLE_PER_BACKEND: usize = 256;
+pub const DEFAULT_PASSIVE_FAILURES: u32 = 5;
+pub const DEFAULT_EJECT_FOR: Duration = Duration::from_secs(30);
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_STRIP: &[&str] = &["X-Auth-*", "X-Forwarded-User", "Remote-User"];
+pub const DEFAULT_IDENTITY_HEADERS: &[(&str, &str)] = &[
+    ("X-Auth-User", "sub"),
+    ("X-Auth-Email", "email"),
+    ("X-Auth-Groups", "groups"),
+    ("X-Auth-Method", "method"),
+];
+
+/// The whole validated configuration. Built once per load or reload and
+/// never mutated afterwards.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from; relative paths inside were resolved against
+    /// its folder.
+    pub path: PathBuf,
+    pub server: Server,
+    pub admin: Admin,
+    pub log: Log,
+    pub identity: Identity,
+    pub upstreams: Vec<Upstream>,
+    pub routes: Vec<Route>,
+    /// Things worth telling the operator that do not stop the load.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub endpoint_prefix: String,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub max_connections: usize,
+    pub worker_threads: Option<usize>,
+    /// Root secret for derived signing keys (affinity and OIDC state cookies).
+    pub secret: Secret,
+    pub tls: Option<Tls>,
+    pub redirect: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The rustls server config built from the files, certificates loaded.
+    pub server_config: Arc<rustls::ServerConfig>,
+    /// Files read, so a reload can report what changed.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug)]
+pub struct Admin {
+    pub listen: SocketAddr,
+    /// Bearer token for `/admin/*`; `None` disables those endpoints.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug)]
+pub struct Log {
+    pub format: LogFormat,
+    pub access_log: bool,
+}
+
+#[derive(Debug)]
+pub struct Identity {
+    /// Header name -> identity field (`sub`, `email`, `groups`, `name`,
+    /// `method`, or a `claims_map` key).
+    pub headers: Vec<(http::HeaderName, String)>,
+    /// Header patterns removed from every request; lowercase, `_` folded to
+    /// `-`, an optional trailing `*`.
+    pub strip: Vec<String>,
+    pub strip_session_cookie: bool,
+    pub strip_authorization: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConn,
+    Random,
+    Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// `host:port` as written: the label in metrics and the admin API.
+    pub addr: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// Active checks run only when a path is configured.
+    pub path: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub unhealthy_after: u32,
+    pub healthy_after: u32,
+    pub passive_failures: u32,
+    pub eject_for: Duration,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: String,
+    pub backends: Vec<BackendSpec>,
+    pub balance: Balance,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub retries: u32,
+    pub max_idle_per_backend: usize,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Optional,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    Session,
+    Jwt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnauthenticated {
+    Auto,
+    Redirect,
+    Status401,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    Any,
+    /// Lowercase host, no port.
+    Exact(String),
+    /// `*.example.com` stored as `.example.com`: exactly one more label.
+    Wildcard(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Require {
+    pub groups_any: Vec<String>,
+    pub claims: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub host: HostMatch,
+    pub path_prefix: String,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    pub auth: AuthMode,
+    pub methods: Vec<AuthMethod>,
+    pub on_unauthenticated: OnUnauthenticated,
+    pub strip_prefix: bool,
+    pub websocket: bool,
+    pub require: Require,
+}
+
+/// Secret bytes. Debug never prints them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+/// One problem found in a config file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path such as `upstreams[1].backends[0]`; empty for the whole file.
+    pub path: String,
+    /// 1-based line and column, when known.
+    pub line: Option<(usize, usize)>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.path.is_empty() {
+            write!(f, "{}", self.path)?;
+            if let Some((l, c)) = self.line {
+                write!(f, " (line {l}, column {c})")?;
+            }
+            write!(f, ": ")?;
+        } else if let Some((l, c)) = self.line {
+            write!(f, "line {l}, column {c}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Why a config could not be loaded. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {}", format_problems(.problems))]
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Read { .. } => &[],
+            ConfigError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+fn format_problems(problems: &[Problem]) -> String {
+    if problems.len() == 1 {
+        return problems[0].to_string();
+    }
+    let mut s = format!("{} errors", problems.len());
+    for p in problems {
+        s.push_str("\n  ");
+        s.push_str(&p.to_string());
+    }
+    s
+}
+
+/// Reads, parses and validates the config at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.display().to_string(),
+        source,
+    })?;
+    load_str(&text, path)
+}
+
+/// Parses and validates config text as if it were read from `path` (relative
+/// paths inside resolve against `path`'s folder).
+pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let parsed = parse(text).map_err(|p| ConfigError::Invalid {
+        file: file.clone(),
+        problems: vec![p],
+    })?;
+    validate(parsed, path).map_err(|mut problems| {
+        for p in &mut problems {
+            if p.line.is_none() {
+                p.line = locate::line_of(text, &p.path);
+            }
+        }
+        ConfigError::Invalid { file, problems }
+    })
+}
+
+fn parse(text: &str) -> Result<file::FileConfig, Problem> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.span().map(|s| locate::line_col(text, s.start));
+        Problem {
+            path: if path == "." { String::new() } else { path },
+            line,
+            message: inner.message().trim().to_string(),
+        }
+    })
+}

@@ -1,0 +1,710 @@
+//! From the serde mirror to the typed [`Config`]: every check that types
+//! alone cannot express, with every problem reported at once.
+
+use super::file::*;
+use super::units::{parse_duration, parse_size};
+use super::*;
+use crate::server::tls;
+use std::collections::HashSet;
+
+/// Collects problems while converting; each carries its key path.
+struct Check<'a> {
+    base: &'a Path,
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+}
+
+impl Check<'_> {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            line: None,
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, path: &str, v: &Option<String>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(t) => parse_duration(t).unwrap_or_else(|m| {
+                self.err(path, m);
+                default
+            }),
+        }
+    }
+
+    fn size(&mut self, path: &str, v: &Option<String>, default: usize) -> usize {
+        match v {
+            None => default,
+            Some(t) => match parse_size(t) {
+                Ok(n) => usize::try_from(n).unwrap_or(usize::MAX),
+                Err(m) => {
+                    self.err(path, m);
+                    default
+                }
+            },
+        }
+    }
+
+    fn addr(&mut self, path: &str, v: Option<&str>, default: &str) -> SocketAddr {
+        let text = v.unwrap_or(default);
+        text.parse().unwrap_or_else(|_| {
+            self.err(
+                path,
+                format!("`{text}` is not an address (use IP:PORT, e.g. \"0.0.0.0:8443\" or \"[::]:8443\")"),
+            );
+            ([0, 0, 0, 0], 0).into()
+        })
+    }
+
+    fn file_path(&self, p: &str) -> PathBuf {
+        self.base.join(p)
+    }
+
+    /// One secret from its three forms (SPEC 11): inline, `*_file`, `*_env`.
+    fn secret(
+        &mut self,
+        path: &str,
+        name: &str,
+        inline: &Option<String>,
+        file: &Option<String>,
+        env: &Option<String>,
+    ) -> Option<Secret> {
+        let given = [inline.is_some(), file.is_some(), env.is_some()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if given > 1 {
+            self.err(
+                path,
+                format!("give only one of `{name}`, `{name}_file` and `{name}_env`"),
+            );
+            return None;
+        }
+        if let Some(s) = inline {
+            return Some(Secret(s.as_bytes().to_vec()));
+        }
+        if let Some(f) = file {
+            let full = self.file_path(f);
+            return match std::fs::read(&full) {
+                Ok(mut bytes) => {
+                    if bytes.last() == Some(&b'\n') {
+                        bytes.pop();
+                        if bytes.last() == Some(&b'\r') {
+                            bytes.pop();
+                        }
+                    }
+                    Some(Secret(bytes))
+                }
+                Err(e) => {
+                    self.err(
+                        format!("{path}.{name}_file"),
+                        format!("cannot read {}: {e}", full.display()),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(var) = env {
+            return match std::env::var(var) {
+                Ok(v) => Some(Secret(v.into_bytes())),
+                Err(_) => {
+                    self.err(
+                        format!("{path}.{name}_env"),
+                        format!("environment variable `{var}` is not set"),
+                    );
+                    None
+                }
+            };
+        }
+        None
+    }
+
+    fn unsupported(&mut self, path: &str, what: &str) {
+        self.err(
+            path,
+            format!("{what} is not supported yet by this version of gatehouse"),
+        );
+    }
+}
+
+/// Validates a parsed file. `path` is the config file; relative paths in it
+/// resolve against its folder.
+pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut c = Check {
+        base,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+
+    let server = server(&mut c, &f.server);
+    let admin = admin(&mut c, &f.admin);
+    let log = Log {
+        format: match f.log.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(o) => {
+                c.err(
+                    "log.format",
+                    format!("`{o}`: expected \"text\" or \"json\""),
+                );
+                LogFormat::Text
+            }
+        },
+        access_log: f.log.access_log.unwrap_or(true),
+    };
+    let identity = identity(&mut c, &f.identity);
+
+    // Sections whose features land in later releases are parsed (so typos are
+    // caught) but refused, never silently ignored.
+    if f.sessions.is_some() {
+        c.unsupported("sessions", "`[sessions]`");
+    }
+    if f.login.is_some() {
+        c.unsupported("login", "`[login]`");
+    }
+    if !f.oidc.is_empty() {
+        c.unsupported("oidc", "`[[oidc]]`");
+    }
+    if !f.jwt.is_empty() {
+        c.unsupported("jwt", "`[[jwt]]`");
+    }
+
+    let upstreams = upstreams(&mut c, &f.upstreams);
+    let routes = routes(&mut c, &f.routes, &upstreams);
+
+    if c.problems.is_empty() {
+        Ok(Config {
+            path: path.to_path_buf(),
+            server,
+            admin,
+            log,
+            identity,
+            upstreams,
+            routes,
+            warnings: c.warnings,
+        })
+    } else {
+        Err(c.problems)
+    }
+}
+
+fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
+    let listen = c.addr("server.listen", s.listen.as_deref(), DEFAULT_LISTEN);
+    let endpoint_prefix = s
+        .endpoint_prefix
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ENDPOINT_PREFIX.into());
+    if !endpoint_prefix.starts_with('/')
+        || endpoint_prefix.len() < 2
+        || endpoint_prefix.ends_with('/')
+    {
+        c.err(
+            "server.endpoint_prefix",
+            format!(
+                "`{endpoint_prefix}`: must start with `/`, not end with `/`, and not be `/` alone"
+            ),
+        );
+    }
+    let mut trusted_proxies = Vec::new();
+    for (i, t) in s.trusted_proxies.iter().flatten().enumerate() {
+        let parsed = t
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(n) => trusted_proxies.push(n),
+            Err(_) => c.err(
+                format!("server.trusted_proxies[{i}]"),
+                format!("`{t}` is not an IP address or CIDR range"),
+            ),
+        }
+    }
+    let max_header_bytes = c.size(
+        "server.max_header_bytes",
+        &s.max_header_bytes,
+        DEFAULT_MAX_HEADER_BYTES,
+    );
+    if max_header_bytes < 1024 {
+        c.err("server.max_header_bytes", "must be at least 1KiB");
+    }
+    let header_read_timeout = c.duration(
+        "server.header_read_timeout",
+        &s.header_read_timeout,
+        DEFAULT_HEADER_READ_TIMEOUT,
+    );
+    let idle_timeout = c.duration("server.idle_timeout", &s.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    let shutdown_grace = c.duration(
+        "server.shutdown_grace",
+        &s.shutdown_grace,
+        DEFAULT_SHUTDOWN_GRACE,
+    );
+    for (key, d) in [
+        ("server.header_read_timeout", header_read_timeout),
+        ("server.idle_timeout", idle_timeout),
+    ] {
+        if d.is_zero() {
+            c.err(key, "must be more than 0");
+        }
+    }
+    let max_connections = s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        c.err("server.max_connections", "must be at least 1");
+    }
+    if s.worker_threads == Some(0) {
+        c.err("server.worker_threads", "must be at least 1");
+    }
+    let secret = match c.secret("server", "secret", &s.secret, &s.secret_file, &s.secret_env) {
+        Some(sec) => {
+            if sec.0.len() < 32 {
+                c.err(
+                    "server.secret_file",
+                    "the server secret must be at least 32 bytes",
+                );
+            }
+            sec
+        }
+        None => {
+            c.warnings.push(
+                "no [server] secret_file: using a random secret for this process; \
+                 replicas will not agree on affinity cookies"
+                    .into(),
+            );
+            Secret(crate::crypto::random_bytes::<32>().to_vec())
+        }
+    };
+    let tls = s
+        .tls
+        .as_ref()
+        .and_then(|t| match tls::load_server_config(t, c.base) {
+            Ok(tls) => Some(tls),
+            Err(problems) => {
+                for (path, msg) in problems {
+                    c.err(format!("server.tls{path}"), msg);
+                }
+                None
+            }
+        });
+    let redirect = s
+        .redirect
+        .as_ref()
+        .map(|r| c.addr("server.redirect.listen", Some(&r.listen), ""));
+    if redirect.is_some() && s.tls.is_none() {
+        c.err(
+            "server.redirect",
+            "a redirect listener needs [server.tls] (it sends clients to https)",
+        );
+    }
+    Server {
+        listen,
+        endpoint_prefix,
+        trusted_proxies,
+        max_header_bytes,
+        header_read_timeout,
+        idle_timeout,
+        shutdown_grace,
+        max_connections,
+        worker_threads: s.worker_threads,
+        secret,
+        tls,
+        redirect,
+    }
+}
+
+fn admin(c: &mut Check<'_>, a: &AdminFile) -> Admin {
+    let listen = c.addr("admin.listen", a.listen.as_deref(), DEFAULT_ADMIN_LISTEN);
+    let token = c.secret("admin", "token", &a.token, &a.token_file, &a.token_env);
+    if let Some(t) = &token {
+        if t.0.len() < 16 {
+            c.err(
+                "admin.token_file",
+                "the admin token must be at least 16 bytes",
+            );
+        }
+    }
+    Admin { listen, token }
+}
+
+/// Lowercases and folds `_` into `-`: the form header names are compared in.
+pub(crate) fn fold_header_name(name: &str) -> String {
+    name.chars()
+        .map(|ch| {
+            if ch == '_' {
+                '-'
+            } else {
+                ch.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+fn identity(c: &mut Check<'_>, i: &IdentityFile) -> Identity {
+    let mut headers = Vec::new();
+    let pairs: Vec<(String, String)> = match &i.headers {
+        Some(h) => h.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        None => DEFAULT_IDENTITY_HEADERS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    for (name, field) in pairs {
+        match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => headers.push((h, field)),
+            Err(_) => c.err(
+                format!("identity.headers.\"{name}\""),
+                format!("`{name}` is not a valid header name"),
+            ),
+        }
+    }
+    let strip: Vec<String> = match &i.strip {
+        Some(s) => s.clone(),
+        None => DEFAULT_STRIP.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut folded = Vec::new();
+    for (n, pat) in strip.iter().enumerate() {
+        let body = pat.strip_suffix('*').unwrap_or(pat);
+        if body.contains('*')
+            || http::HeaderName::from_bytes(body.as_bytes()).is_err() && !body.is_empty()
+        {
+            c.err(
+                format!("identity.strip[{n}]"),
+                format!("`{pat}`: a header name, optionally ending in `*`"),
+            );
+        }
+        if body.is_empty() {
+            c.err(
+                format!("identity.strip[{n}]"),
+                "`*` alone would strip every header",
+            );
+        }
+        folded.push(fold_header_name(pat));
+    }
+    if i.jwt.is_some() {
+        c.unsupported("identity.jwt", "`[identity.jwt]`");
+    }
+    Identity {
+        headers,
+        strip: folded,
+        strip_session_cookie: i.strip_session_cookie.unwrap_or(true),
+        strip_authorization: i.strip_authorization.unwrap_or(false),
+    }
+}
+
+/// `host:port` with a non-zero port; the host may be an IP or a DNS name.
+fn valid_backend_addr(addr: &str) -> bool {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    match addr.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && !host.contains(['/', ' ', '[', ']'])
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => false,
+    }
+}
+
+fn upstreams(c: &mut Check<'_>, list: &[UpstreamFile]) -> Vec<Upstream> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, u) in list.iter().enumerate() {
+        let p = format!("upstreams[{i}]");
+        if !names.insert(u.name.clone()) {
+            c.err(
+                format!("{p}.name"),
+                format!("duplicate upstream name `{}`", u.name),
+            );
+        }
+        let mut backends = Vec::new();
+        for (j, b) in u.backends.iter().enumerate() {
+            let (addr, weight) = match b {
+                BackendFile::Addr(a) => (a.clone(), 1),
+                BackendFile::Weighted(w) => (w.addr.clone(), w.weight.unwrap_or(1)),
+            };
+            if !valid_backend_addr(&addr) {
+                c.err(
+                    format!("{p}.backends[{j}]"),
+                    format!("`{addr}` is not host:port"),
+                );
+            }
+            if weight == 0 || weight > 1000 {
+                c.err(
+                    format!("{p}.backends[{j}].weight"),
+                    "weight must be 1 to 1000",
+                );
+            }
+            if backends.iter().any(|x: &BackendSpec| x.addr == addr) {
+                c.err(
+                    format!("{p}.backends[{j}]"),
+                    format!("duplicate backend `{addr}`"),
+                );
+            }
+            backends.push(BackendSpec { addr, weight });
+        }
+        if u.discovery.is_some() {
+            c.unsupported(&format!("{p}.discovery"), "DNS discovery");
+        } else if backends.is_empty() {
+            c.err(
+                format!("{p}.backends"),
+                format!("upstream `{}` has no backends", u.name),
+            );
+        }
+        let balance = match u.balance.as_deref() {
+            None | Some("round_robin") => Balance::RoundRobin,
+            Some("least_conn") => Balance::LeastConn,
+            Some("random") => Balance::Random,
+            Some("hash") => {
+                c.unsupported(&format!("{p}.balance"), "`balance = \"hash\"`");
+                Balance::Hash
+            }
+            Some(o) => {
+                c.err(
+                    format!("{p}.balance"),
+                    format!(
+                        "`{o}`: expected \"round_robin\", \"least_conn\", \"random\" or \"hash\""
+                    ),
+                );
+                Balance::RoundRobin
+            }
+        };
+        if u.hash_key.is_some() && balance != Balance::Hash {
+            c.err(
+                format!("{p}.hash_key"),
+                "hash_key only applies with balance = \"hash\"",
+            );
+        }
+        if u.sticky.is_some() {
+            c.unsupported(&format!("{p}.sticky"), "`[upstreams.sticky]`");
+        }
+        let tls = if u.tls.unwrap_or(false) {
+            match tls::load_client_config(u.ca.as_deref().map(|ca| c.file_path(ca)).as_deref()) {
+                Ok(cfg) => Some(cfg),
+                Err(m) => {
+                    c.err(format!("{p}.ca"), m);
+                    None
+                }
+            }
+        } else {
+            if u.ca.is_some() {
+                c.err(format!("{p}.ca"), "`ca` needs `tls = true`");
+            }
+            None
+        };
+        let h = u.health.as_ref();
+        let hp = format!("{p}.health");
+        let health = Health {
+            path: h.and_then(|h| h.path.clone()),
+            interval: c.duration(
+                &format!("{hp}.interval"),
+                &h.and_then(|h| h.interval.clone()),
+                DEFAULT_HEALTH_INTERVAL,
+            ),
+            timeout: c.duration(
+                &format!("{hp}.timeout"),
+                &h.and_then(|h| h.timeout.clone()),
+                DEFAULT_HEALTH_TIMEOUT,
+            ),
+            unhealthy_after: h.and_then(|h| h.unhealthy_after).unwrap_or(2).max(1),
+            healthy_after: h.and_then(|h| h.healthy_after).unwrap_or(2).max(1),
+            passive_failures: h
+                .and_then(|h| h.passive_failures)
+                .unwrap_or(DEFAULT_PASSIVE_FAILURES),
+            eject_for: c.duration(
+                &format!("{hp}.eject_for"),
+                &h.and_then(|h| h.eject_for.clone()),
+                DEFAULT_EJECT_FOR,
+            ),
+        };
+        if let Some(path) = &health.path {
+            if !path.starts_with('/') {
+                c.err(format!("{hp}.path"), "must start with `/`");
+            }
+            if health.interval.is_zero() || health.timeout.is_zero() {
+                c.err(
+                    format!("{hp}.interval"),
+                    "interval and timeout must be more than 0",
+                );
+            }
+        }
+        let connect_timeout = c.duration(
+            &format!("{p}.connect_timeout"),
+            &u.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        );
+        let request_timeout = c.duration(
+            &format!("{p}.request_timeout"),
+            &u.request_timeout,
+            DEFAULT_REQUEST_TIMEOUT,
+        );
+        if connect_timeout.is_zero() || request_timeout.is_zero() {
+            c.err(
+                format!("{p}.connect_timeout"),
+                "timeouts must be more than 0",
+            );
+        }
+        out.push(Upstream {
+            name: u.name.clone(),
+            backends,
+            balance,
+            tls,
+            connect_timeout,
+            request_timeout,
+            retries: u.retries.unwrap_or(DEFAULT_RETRIES),
+            max_idle_per_backend: u
+                .max_idle_per_backend
+                .unwrap_or(DEFAULT_MAX_IDLE_PER_BACKEND),
+            health,
+        });
+    }
+    out
+}
+
+fn routes(c: &mut Check<'_>, list: &[RouteFile], upstreams: &[Upstream]) -> Vec<Route> {
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        let p = format!("routes[{i}]");
+        if !names.insert(r.name.clone()) {
+            c.err(
+                format!("{p}.name"),
+                format!("duplicate route name `{}`", r.name),
+            );
+        }
+        let upstream = match upstreams.iter().position(|u| u.name == r.upstream) {
+            Some(u) => u,
+            None => {
+                c.err(
+                    format!("{p}.upstream"),
+                    format!(
+                        "route `{}` names upstream `{}`, which is not defined",
+                        r.name, r.upstream
+                    ),
+                );
+                0
+            }
+        };
+        let host = match r.host.as_deref() {
+            None | Some("") => HostMatch::Any,
+            Some(h) => {
+                let h = h.to_ascii_lowercase();
+                if let Some(rest) = h.strip_prefix("*.") {
+                    if rest.is_empty() || rest.contains('*') {
+                        c.err(
+                            format!("{p}.host"),
+                            format!("`{h}`: a wildcard is `*.example.com`"),
+                        );
+                    }
+                    HostMatch::Wildcard(format!(".{rest}"))
+                } else {
+                    if h.contains(['*', ':', '/', ' ']) {
+                        c.err(
+                            format!("{p}.host"),
+                            format!("`{h}`: a host name without port, or `*.example.com`"),
+                        );
+                    }
+                    HostMatch::Exact(h)
+                }
+            }
+        };
+        let path_prefix = r.path_prefix.clone().unwrap_or_else(|| "/".into());
+        if !path_prefix.starts_with('/') {
+            c.err(format!("{p}.path_prefix"), "must start with `/`");
+        } else if crate::route::normalize_path(&path_prefix).as_deref() != Ok(path_prefix.as_str())
+        {
+            c.err(
+                format!("{p}.path_prefix"),
+                format!("`{path_prefix}` is not a normalised path (no `.`/`..` segments, `//` or needless %-escapes)"),
+            );
+        }
+        let auth = match r.auth.as_deref() {
+            None | Some("required") => AuthMode::Required,
+            Some("optional") => AuthMode::Optional,
+            Some("none") => AuthMode::None,
+            Some(o) => {
+                c.err(
+                    format!("{p}.auth"),
+                    format!("`{o}`: expected \"required\", \"optional\" or \"none\""),
+                );
+                AuthMode::Required
+            }
+        };
+        let mut methods = Vec::new();
+        for (j, m) in r
+            .methods
+            .clone()
+            .unwrap_or_else(|| vec!["session".into(), "jwt".into()])
+            .iter()
+            .enumerate()
+        {
+            match m.as_str() {
+                "session" => methods.push(AuthMethod::Session),
+                "jwt" => methods.push(AuthMethod::Jwt),
+                o => c.err(
+                    format!("{p}.methods[{j}]"),
+                    format!("`{o}`: expected \"session\" or \"jwt\""),
+                ),
+            }
+        }
+        if auth != AuthMode::None && methods.is_empty() {
+            c.err(
+                format!("{p}.methods"),
+                "an authenticated route needs at least one method",
+            );
+        }
+        let on_unauthenticated = match r.on_unauthenticated.as_deref() {
+            None | Some("auto") => OnUnauthenticated::Auto,
+            Some("redirect") => OnUnauthenticated::Redirect,
+            Some("401") => OnUnauthenticated::Status401,
+            Some(o) => {
+                c.err(
+                    format!("{p}.on_unauthenticated"),
+                    format!("`{o}`: expected \"auto\", \"redirect\" or \"401\""),
+                );
+                OnUnauthenticated::Auto
+            }
+        };
+        let mut require = Require::default();
+        if let Some(req) = &r.require {
+            require.groups_any = req.groups_any.clone().unwrap_or_default();
+            for (k, v) in req.claims.iter().flatten() {
+                match serde_json::to_value(v) {
+                    Ok(j) if !j.is_object() && !j.is_array() => {
+                        require.claims.insert(k.clone(), j);
+                    }
+                    _ => c.err(
+                        format!("{p}.require.claims.\"{k}\""),
+                        "a claim requirement is a string, number or boolean",
+                    ),
+                }
+            }
+            if auth == AuthMode::None
+                && (!require.groups_any.is_empty() || !require.claims.is_empty())
+            {
+                c.err(
+                    format!("{p}.require"),
+                    "`require` needs auth = \"required\" or \"optional\"",
+                );
+            }
+        }
+        if auth != AuthMode::None && methods.contains(&AuthMethod::Session) {
+            c.warnings.push(format!(
+                "route `{}` accepts sessions, but nothing creates them (no [login] or [[oidc]])",
+                r.name
+            ));
+        }
+        out.push(Route {
+            name: r.name.clone(),
+            host,
+            path_prefix,
+            upstream,
+            auth,
+            methods,
+            on_unauthenticated,
+            strip_prefix: r.strip_prefix.unwrap_or(false),
+            websocket: r.websocket.unwrap_or(true),
+            require,
+        });
+    }
+    out
+}

@@ -1,0 +1,191 @@
+//! `gatehouse demo`: a working gateway with nothing to set up. A
+//! self-signed certificate, two built-in echo backends, and the curl
+//! commands to try it, printed on start.
+
+use crate::body::Body;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio::net::TcpListener;
+
+/// Starts an echo backend on `addr`: every request gets a JSON description
+/// of itself (method, path, headers) and `X-Backend: <name>`.
+pub async fn spawn_echo_backend(
+    name: &'static str,
+    addr: SocketAddr,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                    Ok::<_, std::convert::Infallible>(echo(name, &req))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Ok(bound)
+}
+
+fn echo(name: &'static str, req: &Request<Incoming>) -> Response<Body> {
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into()),
+            )
+        })
+        .collect();
+    let body = serde_json::json!({
+        "backend": name,
+        "method": req.method().as_str(),
+        "path": req.uri().path(),
+        "query": req.uri().query(),
+        "headers": headers,
+    });
+    let mut r = Response::new(Body::full(format!("{body:#}\n")));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert("x-backend", http::HeaderValue::from_static(name));
+    r
+}
+
+/// The demo's files: a fresh certificate and a config pointing at it.
+pub struct DemoFiles {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub cert: PathBuf,
+    pub fingerprint: String,
+}
+
+/// Writes a self-signed certificate for localhost/127.0.0.1 and a config
+/// that serves `port` over TLS in front of `backends`.
+pub fn write_files(dir: &Path, port: u16, backends: &[SocketAddr]) -> std::io::Result<DemoFiles> {
+    std::fs::create_dir_all(dir)?;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .map_err(std::io::Error::other)?;
+    let cert = dir.join("demo.crt");
+    let key = dir.join("demo.key");
+    std::fs::write(&cert, ck.cert.pem())?;
+    write_private(
+        &dir.join("demo.secret"),
+        crate::crypto::hex(&crate::crypto::random_bytes::<32>()).as_bytes(),
+    )?;
+    write_private(&key, ck.signing_key.serialize_pem().as_bytes())?;
+    let fp = crate::crypto::sha256(ck.cert.der());
+    let fingerprint = fp
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let list = backends
+        .iter()
+        .map(|b| format!("\"{b}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let config = dir.join("gatehouse.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"# Written by `gatehouse demo`. A DEMO: self-signed certificate, no real users.
+[server]
+listen = "127.0.0.1:{port}"
+secret_file = "demo.secret"
+
+[server.tls]
+cert = "demo.crt"
+key = "demo.key"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[[upstreams]]
+name = "echo"
+backends = [{list}]
+
+[[routes]]
+name = "echo"
+path_prefix = "/"
+upstream = "echo"
+auth = "none"
+"#
+        ),
+    )?;
+    Ok(DemoFiles {
+        dir: dir.to_path_buf(),
+        config,
+        cert,
+        fingerprint,
+    })
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let a = spawn_echo_backend("echo-a", "127.0.0.1:0".parse()?).await?;
+    let b = spawn_echo_backend("echo-b", "127.0.0.1:0".parse()?).await?;
+    let dir = std::env::temp_dir().join(format!("gatehouse-demo-{}", std::process::id()));
+    let files = write_files(&dir, port, &[a, b])?;
+    let cfg = crate::config::load(&files.config)?;
+    let running = crate::start(cfg).await?;
+    let addr = running.addrs.listen;
+    let admin = running.addrs.admin;
+    let p = addr.port();
+    println!(
+        r#"
+  ================================================================
+   gatehouse DEMO -- not for production: self-signed certificate,
+   built-in echo backends. Files in {dir}
+  ================================================================
+
+  TLS certificate SHA-256 fingerprint:
+    {fp}
+
+  Try it:
+    curl --cacert {cert} https://localhost:{p}/hello
+    curl -k https://127.0.0.1:{p}/hello               # again: the other backend answers
+    curl -k -H 'X-Auth-User: mallory' https://127.0.0.1:{p}/   # spoofed identity header is stripped
+    curl -k --http2 -sI https://127.0.0.1:{p}/        # HTTP/2
+    curl http://{admin}/metrics                       # Prometheus metrics
+
+  Browser: https://localhost:{p}/  (accept the self-signed certificate)
+  Config used: {config}
+  Ctrl-C stops.
+"#,
+        dir = files.dir.display(),
+        fp = files.fingerprint,
+        cert = files.cert.display(),
+        config = files.config.display(),
+    );
+    tracing::warn!("this is a DEMO: self-signed certificate and built-in backends");
+    tokio::signal::ctrl_c().await?;
+    running.stop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

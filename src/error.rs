@@ -1,0 +1,136 @@
+//! Every per-request failure, and the one place it becomes a status code.
+
+use http::StatusCode;
+use std::time::Duration;
+
+/// Why a request was not proxied. Mapped to HTTP by [`GatewayError::status`]
+/// (one exhaustive match, pinned by a table test); the response body never
+/// carries the source, which may name a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    #[error("request body too large")]
+    BodyTooLarge,
+    #[error("no route")]
+    NoRoute,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("authentication required")]
+    Unauthenticated(Challenge),
+    #[error("forbidden")]
+    Forbidden,
+    #[error("too many attempts")]
+    Locked { retry_after: Duration },
+    #[error("no healthy backend")]
+    NoHealthyBackend,
+    #[error("session store unavailable")]
+    StoreUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("backend connection failed")]
+    BackendConnect(#[source] std::io::Error),
+    #[error("backend failed")]
+    BackendFailed(#[source] hyper::Error),
+    #[error("backend timed out")]
+    BackendTimeout,
+}
+
+/// What a 401 asks the client to do (RFC 6750 section 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// No credentials: `WWW-Authenticate: Bearer realm="gatehouse"`.
+    Missing,
+    /// Bad credentials: `Bearer error="invalid_token"` with a short reason.
+    InvalidToken(&'static str),
+    /// A browser is sent to the login page instead of a 401.
+    Login { location: String },
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::Unauthenticated(Challenge::Login { .. }) => StatusCode::FOUND,
+            GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden => StatusCode::FORBIDDEN,
+            GatewayError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::NoHealthyBackend | GatewayError::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::BackendConnect(_) | GatewayError::BackendFailed(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            GatewayError::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The short, client-safe text for the error body.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            GatewayError::BadRequest(m) => m,
+            GatewayError::HeadersTooLarge => "request header fields too large",
+            GatewayError::BodyTooLarge => "request body too large",
+            GatewayError::NoRoute | GatewayError::NotFound => "not found",
+            GatewayError::MethodNotAllowed => "method not allowed",
+            GatewayError::Unauthenticated(Challenge::InvalidToken(_)) => "invalid credentials",
+            GatewayError::Unauthenticated(_) => "authentication required",
+            GatewayError::Forbidden => "forbidden",
+            GatewayError::Locked { .. } => "too many attempts, try again later",
+            GatewayError::NoHealthyBackend => "no healthy backend",
+            GatewayError::StoreUnavailable(_) => "service unavailable",
+            GatewayError::BackendConnect(_) | GatewayError::BackendFailed(_) => "bad gateway",
+            GatewayError::BackendTimeout => "gateway timeout",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_maps_to_its_contract_status() {
+        let io = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let table: Vec<(GatewayError, u16)> = vec![
+            (GatewayError::BadRequest("x"), 400),
+            (GatewayError::HeadersTooLarge, 431),
+            (GatewayError::BodyTooLarge, 413),
+            (GatewayError::NoRoute, 404),
+            (GatewayError::NotFound, 404),
+            (GatewayError::MethodNotAllowed, 405),
+            (GatewayError::Unauthenticated(Challenge::Missing), 401),
+            (
+                GatewayError::Unauthenticated(Challenge::InvalidToken("expired")),
+                401,
+            ),
+            (
+                GatewayError::Unauthenticated(Challenge::Login {
+                    location: "/".into(),
+                }),
+                302,
+            ),
+            (GatewayError::Forbidden, 403),
+            (
+                GatewayError::Locked {
+                    retry_after: Duration::from_secs(1),
+                },
+                429,
+            ),
+            (GatewayError::NoHealthyBackend, 503),
+            (GatewayError::StoreUnavailable(Box::new(io())), 503),
+            (GatewayError::BackendConnect(io()), 502),
+            (GatewayError::BackendTimeout, 504),
+        ];
+        for (e, status) in table {
+            assert_eq!(e.status().as_u16(), status, "{e:?}");
+            assert!(!e.public_message().is_empty());
+        }
+    }
+}

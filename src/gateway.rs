@@ -1,0 +1,208 @@
+//! The running gateway's state: one immutable [`Snapshot`] per config
+//! generation behind an `ArcSwap`, plus the few things that outlive reloads.
+//!
+//! A request loads the snapshot once and uses it to the end, so a reload
+//! never tears a request: it either runs wholly on the old config or wholly
+//! on the new one.
+
+use crate::config::{self, Config, ConfigError};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::upstream::{health, Upstream};
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::watch;
+
+/// Everything derived from one config load.
+pub struct Snapshot {
+    pub config: Config,
+    /// Parallel to `config.upstreams`.
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// Parallel to `config.routes`.
+    pub route_metrics: Vec<Arc<RouteMetrics>>,
+    pub no_route_metrics: Arc<RouteMetrics>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Lowercased endpoint prefix followed by `/`, for a cheap prefix test.
+    pub endpoint_prefix_slash: String,
+}
+
+impl Snapshot {
+    /// Builds a snapshot; upstream backends unchanged since `previous` keep
+    /// their live state.
+    pub fn build(config: Config, metrics: &Metrics, previous: Option<&Snapshot>) -> Snapshot {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let prev = previous.and_then(|p| p.upstreams.iter().find(|x| x.name == u.name));
+                Arc::new(Upstream::build(u, prev.map(|a| a.as_ref())))
+            })
+            .collect();
+        let route_metrics = config
+            .routes
+            .iter()
+            .map(|r| metrics.route(&r.name))
+            .collect();
+        let tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
+        let endpoint_prefix_slash = format!("{}/", config.server.endpoint_prefix);
+        Snapshot {
+            upstreams,
+            route_metrics,
+            no_route_metrics: metrics.route(""),
+            tls,
+            endpoint_prefix_slash,
+            config,
+        }
+    }
+
+    pub fn is_trusted_proxy(&self, ip: std::net::IpAddr) -> bool {
+        let t = &self.config.server.trusted_proxies;
+        !t.is_empty() && t.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// Addresses the listeners actually bound (port 0 resolved).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BoundAddrs {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    pub redirect: Option<SocketAddr>,
+}
+
+/// Unique, cheap request ids: a random per-process prefix and a counter.
+/// They need to be unique, not secret.
+pub struct RequestIds {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        RequestIds {
+            prefix: crate::crypto::hex(&crate::crypto::random_bytes::<6>()),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    pub fn next(&self) -> http::HeaderValue {
+        let n = self.counter.fetch_add(1, Relaxed);
+        let s = format!("{}{:010x}", self.prefix, n);
+        http::HeaderValue::from_str(&s).expect("hex is a valid header value")
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ReloadSummary {
+    pub routes: usize,
+    pub upstreams: usize,
+    pub warnings: Vec<String>,
+}
+
+/// Shared by every listener and request task.
+pub struct Gateway {
+    snapshot: ArcSwap<Snapshot>,
+    pub metrics: Metrics,
+    pub request_ids: RequestIds,
+    pub bound: OnceLock<BoundAddrs>,
+    /// `true` once shutdown has begun.
+    pub shutdown: watch::Sender<bool>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Arc<Gateway> {
+        let metrics = Metrics::default();
+        let snap = Arc::new(Snapshot::build(config, &metrics, None));
+        let gw = Arc::new(Gateway {
+            snapshot: ArcSwap::new(snap.clone()),
+            metrics,
+            request_ids: RequestIds::new(),
+            bound: OnceLock::new(),
+            shutdown: watch::channel(false).0,
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        gw.start_background(&snap);
+        gw
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Background tasks of one snapshot; they end with it.
+    fn start_background(&self, snap: &Arc<Snapshot>) {
+        for up in &snap.upstreams {
+            health::spawn_active_checks(up);
+        }
+    }
+
+    /// Re-reads the config file and swaps it in if valid; otherwise the old
+    /// config keeps running and the errors are returned.
+    pub async fn reload(&self) -> Result<ReloadSummary, ConfigError> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let old = self.snapshot();
+        let path = old.config.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&path))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigError::Read {
+                    file: old.config.path.display().to_string(),
+                    source: std::io::Error::other(e),
+                })
+            });
+        let new = match loaded {
+            Ok(c) => c,
+            Err(e) => {
+                self.metrics.reloads_failure.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "reload failed; the previous config keeps running");
+                return Err(e);
+            }
+        };
+        let mut warnings = new.warnings.clone();
+        let (o, n) = (&old.config, &new);
+        if o.server.listen != n.server.listen {
+            warnings.push(format!(
+                "server.listen changed to {}: restart gatehouse to move the listener (still serving on {})",
+                n.server.listen, o.server.listen
+            ));
+        }
+        if o.admin.listen != n.admin.listen {
+            warnings
+                .push("admin.listen changed: restart gatehouse to move the admin listener".into());
+        }
+        if o.server.redirect != n.server.redirect {
+            warnings.push("server.redirect changed: restart gatehouse to apply it".into());
+        }
+        if o.server.tls.is_some() != n.server.tls.is_some() {
+            warnings.push("[server.tls] was added or removed: restart gatehouse to switch between HTTP and HTTPS".into());
+        }
+        let summary = ReloadSummary {
+            routes: n.routes.len(),
+            upstreams: n.upstreams.len(),
+            warnings,
+        };
+        let snap = Arc::new(Snapshot::build(new, &self.metrics, Some(&old)));
+        self.start_background(&snap);
+        self.snapshot.store(snap);
+        self.metrics.reloads_success.fetch_add(1, Relaxed);
+        for w in &summary.warnings {
+            tracing::warn!("{w}");
+        }
+        tracing::info!(
+            routes = summary.routes,
+            upstreams = summary.upstreams,
+            "config reloaded"
+        );
+        Ok(summary)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}

@@ -1,0 +1,117 @@
+//! Sending a request to a backend: choose, connect or reuse, send, and
+//! retry only what never reached a backend.
+
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::upstream::pool::{self, ReturnToPool};
+use crate::upstream::{Backend, InFlight, Upstream};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::sync::Arc;
+
+/// A backend's answer (headers received), with what must live as long as
+/// its body.
+pub struct Forwarded {
+    pub response: Response<Incoming>,
+    pub backend: Arc<Backend>,
+    pub in_flight: InFlight,
+    /// The connection, to go back to the pool at end of body (`None` after
+    /// an upgrade: the connection now belongs to the tunnel).
+    pub conn: Option<ReturnToPool>,
+}
+
+/// At most this many distinct backends are tried for one request.
+const MAX_TRIED: usize = 8;
+
+/// Forwards `req` to a backend of `up`. A request is retried (up to
+/// `retries` times, on other backends) only when it was never sent: connect
+/// refused or timed out, or a pooled connection found closed before the
+/// request went out. Anything that may have reached a backend is not
+/// retried, since it may not be idempotent.
+pub async fn forward(up: &Upstream, mut req: Request<Body>) -> Result<Forwarded, GatewayError> {
+    let mut tried = [usize::MAX; MAX_TRIED];
+    let mut n_tried = 0;
+    let mut retries_left = up.retries;
+    // Pooled connections found dead after checkout; bounded so a backend
+    // that closes everything cannot loop us.
+    let mut stale_left = 3;
+    let mut last_connect_error = None;
+    loop {
+        let Some(i) = up.select(&tried[..n_tried]) else {
+            return Err(match last_connect_error {
+                Some(e) => GatewayError::BackendConnect(e),
+                None => GatewayError::NoHealthyBackend,
+            });
+        };
+        let backend = &up.backends[i];
+        let in_flight = backend.track();
+        let mut sender = match backend.pool.checkout() {
+            Some(mut s) => match s.ready().await {
+                Ok(()) => Some(s),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        if sender.is_none() {
+            match pool::connect(up, backend).await {
+                Ok(mut s) => {
+                    if s.ready().await.is_ok() {
+                        sender = Some(s);
+                    }
+                }
+                Err(e) => {
+                    backend.record_failure(&up.health);
+                    tracing::debug!(backend = %backend.addr, error = %e, "connect failed");
+                    last_connect_error = Some(e);
+                }
+            }
+        }
+        let Some(mut sender) = sender else {
+            // Never reached this backend: another may take it.
+            if retries_left == 0 || n_tried == MAX_TRIED {
+                return Err(GatewayError::BackendConnect(
+                    last_connect_error
+                        .unwrap_or_else(|| std::io::Error::other("connection not ready")),
+                ));
+            }
+            retries_left -= 1;
+            tried[n_tried] = i;
+            n_tried += 1;
+            continue;
+        };
+        match tokio::time::timeout(up.request_timeout, sender.try_send_request(req)).await {
+            Err(_) => {
+                backend.record_failure(&up.health);
+                return Err(GatewayError::BackendTimeout);
+            }
+            Ok(Ok(response)) => {
+                if response.status().is_server_error() {
+                    backend.record_failure(&up.health);
+                } else {
+                    backend.record_success();
+                }
+                backend.requests.inc(response.status().as_u16());
+                return Ok(Forwarded {
+                    response,
+                    backend: backend.clone(),
+                    in_flight,
+                    conn: Some(ReturnToPool {
+                        backend: backend.clone(),
+                        sender,
+                    }),
+                });
+            }
+            Ok(Err(mut e)) => match e.take_message() {
+                Some(unsent) if stale_left > 0 => {
+                    // The connection died before our request went out.
+                    stale_left -= 1;
+                    req = unsent;
+                }
+                _ => {
+                    backend.record_failure(&up.health);
+                    return Err(GatewayError::BackendFailed(e.into_error()));
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The request pipeline. [`handle`] is the only place the phase order is
+//! written down (SPEC 3):
+//!
+//! 1. framing checks   malformed or smuggling-prone requests     -> 400
+//! 2. normalise path   RFC 3986 dot segments and escapes         -> 400
+//! 3. own endpoints    `<endpoint_prefix>/...`
+//! 4. route            host + normalised path, first match       -> 404
+//! 5. strip            identity headers a client must not send  (every route)
+//! 6. authenticate     the route's methods in order              -> 401 / 302
+//! 7. authorise        `[routes.require]`                        -> 403
+//! 8. forward          choose backend, rewrite, send, stream     -> 502/503/504
+//! 9. respond          hop-by-hop out, request id, access log
+
+pub mod forward;
+pub mod headers;
+pub mod respond;
+
+use crate::auth::{self, Identity};
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::gateway::{Gateway, Snapshot};
+use crate::route;
+use crate::server::ConnInfo;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the phases learn about a request, for the response and the log.
+struct Ctx {
+    request_id: HeaderValue,
+    html: bool,
+    route: Option<usize>,
+    backend: Option<Arc<crate::upstream::Backend>>,
+}
+
+/// Serves one request from a client connection. Never fails: every error
+/// becomes a response here.
+pub async fn handle(
+    gw: Arc<Gateway>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let snap = gw.snapshot();
+    let trusted = snap.is_trusted_proxy(conn.peer.ip());
+    let request_id = match req.headers().get(&headers::X_REQUEST_ID) {
+        Some(v) if trusted && v.len() <= 128 && v.to_str().is_ok_and(headers::is_safe_value) => {
+            v.clone()
+        }
+        _ => gw.request_ids.next(),
+    };
+    let mut ctx = Ctx {
+        request_id,
+        html: respond::wants_html(req.headers()),
+        route: None,
+        backend: None,
+    };
+    let method = req.method().clone();
+    let path_for_log = if snap.config.log.access_log {
+        Some(req.uri().path().to_string())
+    } else {
+        None
+    };
+    let mut resp = match handle_inner(&gw, &snap, &conn, trusted, req, &mut ctx).await {
+        Ok(r) => r,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::warn!(request_id = ?ctx.request_id, error = %e, source = ?std::error::Error::source(&e), "request failed");
+            }
+            respond::error(&e, &ctx.request_id, ctx.html)
+        }
+    };
+    resp.headers_mut()
+        .insert(&headers::X_REQUEST_ID, ctx.request_id.clone());
+
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    let rm = match ctx.route {
+        Some(i) => &snap.route_metrics[i],
+        None => &snap.no_route_metrics,
+    };
+    rm.requests.inc(status);
+    rm.duration.observe(elapsed);
+    if let Some(path) = path_for_log {
+        let route_name = ctx
+            .route
+            .map_or("", |i| snap.config.routes[i].name.as_str());
+        let bytes = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info!(
+            target: "gatehouse::access",
+            method = %method,
+            path = %path,
+            status,
+            bytes,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            route = route_name,
+            backend = ctx.backend.as_ref().map_or("", |b| b.addr.as_str()),
+            request_id = ctx.request_id.to_str().unwrap_or(""),
+            peer = %conn.peer.ip(),
+        );
+    }
+    Ok(resp)
+}
+
+async fn handle_inner(
+    gw: &Gateway,
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    trusted: bool,
+    req: Request<Incoming>,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, GatewayError> {
+    // 1. Framing. hyper already refuses conflicting Content-Length values
+    // and malformed chunking; a request carrying both Content-Length and
+    // Transfer-Encoding is refused outright (RFC 9112 section 6.3 allows
+    // it only to be read one way, and a backend may read it the other).
+    if req.version() <= Version::HTTP_11
+        && req.headers().contains_key(header::TRANSFER_ENCODING)
+        && req.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(GatewayError::BadRequest(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if req.headers().get_all(header::HOST).iter().count() > 1 {
+        return Err(GatewayError::BadRequest("more than one Host header"));
+    }
+
+    // 2. Normalise before anything looks at the path: routing and the
+    // forwarded request must agree on what was asked for.
+    let path = route::normalize_path(req.uri().path())
+        .map_err(|_| GatewayError::BadRequest("malformed path"))?;
+
+    // 3. The gateway's own endpoints.
+    if path.starts_with(snap.endpoint_prefix_slash.as_str())
+        || path == snap.config.server.endpoint_prefix
+    {
+        return Err(GatewayError::NotFound);
+    }
+
+    // 4. Route on host (port removed) and the normalised path.
+    let host_value = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let host = route::host_without_port(host_value);
+    let (route_idx, route) =
+        route::lookup(&snap.config.routes, host, &path).ok_or(GatewayError::NoRoute)?;
+    ctx.route = Some(route_idx);
+    let forward_path = if route.strip_prefix {
+        route::strip_prefix(&route.path_prefix, &path).into_owned()
+    } else {
+        path.into_owned()
+    };
+
+    let (mut parts, body) = req.into_parts();
+
+    // 5. Strip identity headers before authenticating, on every route
+    // including auth = "none": whatever the client sent under those names
+    // must never reach a backend, and must never be read as an identity.
+    headers::strip_identity(&mut parts.headers, &snap.config.identity);
+
+    // 6-7. Authenticate and authorise.
+    let identity = auth::authenticate(snap, route, &parts, ctx.html)?;
+
+    // 8. Rewrite and forward.
+    let upstream = &snap.upstreams[route.upstream];
+    let websocket = route.websocket
+        && parts.version == Version::HTTP_11
+        && headers::is_websocket_upgrade(&parts.headers);
+    let client_upgrade = if websocket {
+        let mut tmp = Request::from_parts(parts, ());
+        let on = hyper::upgrade::on(&mut tmp);
+        parts = tmp.into_parts().0;
+        Some(on)
+    } else {
+        None
+    };
+    rewrite_request(
+        snap,
+        conn,
+        trusted,
+        &mut parts,
+        &forward_path,
+        websocket,
+        identity.as_deref(),
+    )?;
+    parts
+        .headers
+        .insert(&headers::X_REQUEST_ID, ctx.request_id.clone());
+    let outbound = Request::from_parts(parts, Body::Incoming(body));
+
+    let fwd = forward::forward(upstream, outbound).await?;
+    ctx.backend = Some(fwd.backend.clone());
+    let forward::Forwarded {
+        mut response,
+        in_flight,
+        conn: pooled,
+        ..
+    } = fwd;
+
+    // 9. Respond.
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            // A 101 we did not ask for cannot be relayed.
+            return Err(GatewayError::BadRequest("unexpected protocol switch"));
+        };
+        let backend_upgrade = hyper::upgrade::on(&mut response);
+        let shutdown = gw.shutdown.subscribe();
+        tokio::spawn(tunnel(client_upgrade, backend_upgrade, in_flight, shutdown));
+        let (mut rparts, _) = response.into_parts();
+        headers::remove_hop_by_hop(&mut rparts.headers, true);
+        return Ok(Response::from_parts(rparts, Body::Empty));
+    }
+    let (mut rparts, rbody) = response.into_parts();
+    headers::remove_hop_by_hop(&mut rparts.headers, false);
+    let body = Body::Upstream {
+        inner: rbody,
+        on_end: pooled.map(|p| Box::new(p) as Box<dyn crate::body::OnEnd>),
+        _guard: Some(Box::new(in_flight)),
+    };
+    Ok(Response::from_parts(rparts, body))
+}
+
+/// Step 8's rewrite: origin-form URI with the normalised path, HTTP/1.1,
+/// hop-by-hop headers out, forwarding headers and identity in.
+fn rewrite_request(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    trusted: bool,
+    parts: &mut http::request::Parts,
+    path: &str,
+    websocket: bool,
+    identity: Option<&Identity>,
+) -> Result<(), GatewayError> {
+    let pq = match parts.uri.query() {
+        Some(q) => {
+            let mut s = String::with_capacity(path.len() + q.len() + 1);
+            s.push_str(path);
+            s.push('?');
+            s.push_str(q);
+            s
+        }
+        None => path.to_string(),
+    };
+    // HTTP/2 requests carry the host in :authority only.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = parts.uri.authority() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+    }
+    parts.uri =
+        Uri::try_from(pq).map_err(|_| GatewayError::BadRequest("malformed request target"))?;
+    parts.version = Version::HTTP_11;
+    headers::remove_hop_by_hop(&mut parts.headers, websocket);
+    let host = parts.headers.get(header::HOST).cloned();
+    headers::set_forwarded(
+        &mut parts.headers,
+        conn.peer.ip(),
+        trusted,
+        conn.tls,
+        host.as_ref(),
+    );
+    if let Some(id) = identity {
+        for (name, field) in &snap.config.identity.headers {
+            if let Some(v) = id.field(field) {
+                if !headers::is_safe_value(&v) {
+                    return Err(GatewayError::BadRequest(
+                        "identity value not allowed in a header",
+                    ));
+                }
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    parts.headers.insert(name.clone(), v);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Relays bytes between an upgraded client connection and the backend's,
+/// until either side closes.
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    in_flight: crate::upstream::InFlight,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let _in_flight = in_flight;
+    let (c, b) = match tokio::try_join!(client, backend) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut c = hyper_util::rt::TokioIo::new(c);
+    let mut b = hyper_util::rt::TokioIo::new(b);
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut c, &mut b) => {}
+        // Holding the receiver makes shutdown wait for this tunnel (up to
+        // the grace period); it ends the tunnel only when the process exits.
+        _ = async { while shutdown.changed().await.is_ok() {} } => {}
+    }
+}

@@ -1,0 +1,281 @@
+//! Route matching: host (without port) and normalised path, first match
+//! wins (SPEC 3 step 4 and 11).
+//!
+//! Normalisation happens before matching and its result is also what is
+//! forwarded: if the backend saw a different path than the one matched, a
+//! request for `/public/../admin` could pass the `/public` rule and reach
+//! `/admin`.
+
+use crate::config::{HostMatch, Route};
+use std::borrow::Cow;
+
+/// Why a request path cannot be normalised; the request gets 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the path does not start with `/`")]
+    NotAbsolute,
+    #[error("the path has a malformed %-escape")]
+    BadEscape,
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// True when `path` is certainly already normal: no `%`, no `//`, and no
+/// `.` or `..` segment. The common case, answered without allocating.
+fn is_plainly_normal(p: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for (i, &b) in p.iter().enumerate() {
+        match b {
+            b'%' => return false,
+            b'/' if prev == b'/' => return false,
+            b'.' if prev == b'/' => {
+                // "/." followed by end, "/" or ".": a dot segment (or a
+                // name starting with dots, which the slow path handles).
+                match p.get(i + 1) {
+                    None | Some(b'/') | Some(b'.') => return false,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        prev = b;
+    }
+    true
+}
+
+/// Normalises a request path per RFC 3986 sections 6.2.2 and 5.2.4:
+/// %-escapes of unreserved characters decoded (others upper-cased),
+/// `.`/`..` segments resolved (never above the root), `//` collapsed. A
+/// trailing slash is kept.
+pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
+    let p = path.as_bytes();
+    if p.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    if is_plainly_normal(p) {
+        return Ok(Cow::Borrowed(path));
+    }
+    // 1. %-decoding of unreserved characters.
+    let mut decoded = Vec::with_capacity(p.len());
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] == b'%' {
+            let (h, l) = match (
+                p.get(i + 1).and_then(|&b| hex_val(b)),
+                p.get(i + 2).and_then(|&b| hex_val(b)),
+            ) {
+                (Some(h), Some(l)) => (h, l),
+                _ => return Err(PathError::BadEscape),
+            };
+            let v = h * 16 + l;
+            if is_unreserved(v) {
+                decoded.push(v);
+            } else {
+                decoded.push(b'%');
+                decoded.extend_from_slice(p[i + 1..i + 3].to_ascii_uppercase().as_slice());
+            }
+            i += 3;
+        } else {
+            decoded.push(p[i]);
+            i += 1;
+        }
+    }
+    // 2. Segments: drop empty ones and ".", pop on "..".
+    let trailing = decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
+    let mut segs: Vec<&[u8]> = Vec::new();
+    for seg in decoded.split(|&b| b == b'/') {
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segs.pop();
+            }
+            s => segs.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segs {
+        out.push('/');
+        // Only ASCII came in (the URI parser guarantees it) and decoding
+        // produced only unreserved ASCII, so this is valid UTF-8.
+        out.push_str(std::str::from_utf8(s).map_err(|_| PathError::BadEscape)?);
+    }
+    if segs.is_empty() || trailing {
+        out.push('/');
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// The host a request names, lowercase comparison is left to the matcher:
+/// the port is removed (also from `[v6]:port`).
+pub fn host_without_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once(']').map_or(host, |(h, _)| h);
+    }
+    match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+fn host_matches(m: &HostMatch, host: &str) -> bool {
+    match m {
+        HostMatch::Any => true,
+        HostMatch::Exact(h) => host.eq_ignore_ascii_case(h),
+        HostMatch::Wildcard(suffix) => {
+            // ".example.com": exactly one more, non-empty label.
+            host.len() > suffix.len()
+                && host.is_char_boundary(host.len() - suffix.len())
+                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                && !host[..host.len() - suffix.len()].contains('.')
+        }
+    }
+}
+
+/// Per-segment prefix match: `/api` matches `/api`, `/api/`, `/api/x`,
+/// never `/apix`. A prefix ending in `/` matches what starts with it.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    if prefix.ends_with('/') {
+        return path.starts_with(prefix);
+    }
+    path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+}
+
+/// The first route matching `host` (port already removed) and the
+/// normalised `path`, with its index.
+pub fn lookup<'r>(routes: &'r [Route], host: &str, path: &str) -> Option<(usize, &'r Route)> {
+    routes
+        .iter()
+        .enumerate()
+        .find(|(_, r)| host_matches(&r.host, host) && prefix_matches(&r.path_prefix, path))
+}
+
+/// The path to forward when the route strips its prefix.
+pub fn strip_prefix<'p>(prefix: &str, path: &'p str) -> Cow<'p, str> {
+    if prefix == "/" {
+        return Cow::Borrowed(path);
+    }
+    let rest = &path[prefix.trim_end_matches('/').len()..];
+    if rest.is_empty() {
+        Cow::Borrowed("/")
+    } else {
+        Cow::Borrowed(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(p: &str) -> String {
+        normalize_path(p).unwrap().into_owned()
+    }
+
+    #[test]
+    fn plain_paths_are_borrowed_unchanged() {
+        assert!(matches!(
+            normalize_path("/a/b/c").unwrap(),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            normalize_path("/a/.well-known/x").unwrap(),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(n("/"), "/");
+        assert_eq!(n("/a/b/"), "/a/b/");
+    }
+
+    #[test]
+    fn dot_segments_resolve_and_never_climb_above_root() {
+        assert_eq!(n("/public/../admin"), "/admin");
+        assert_eq!(n("/a/./b"), "/a/b");
+        assert_eq!(n("/../../etc/passwd"), "/etc/passwd");
+        assert_eq!(n("/a/b/.."), "/a/");
+        assert_eq!(n("/a/."), "/a/");
+        assert_eq!(n("/..."), "/...");
+        assert_eq!(n("/..a/b"), "/..a/b");
+    }
+
+    #[test]
+    fn encoded_dots_and_letters_decode_before_resolving() {
+        assert_eq!(n("/public/%2e%2e/admin"), "/admin");
+        assert_eq!(n("/public/%2E%2E/admin"), "/admin");
+        assert_eq!(n("/public/.%2e/admin"), "/admin");
+        assert_eq!(n("/%61dmin"), "/admin");
+        assert_eq!(n("/a%7eb"), "/a~b");
+    }
+
+    #[test]
+    fn reserved_escapes_stay_encoded_and_are_uppercased() {
+        assert_eq!(n("/a%2fb"), "/a%2Fb");
+        assert_eq!(n("/a%2Fb/../c"), "/c");
+        assert_eq!(n("/x%20y"), "/x%20y");
+    }
+
+    #[test]
+    fn duplicate_slashes_collapse() {
+        assert_eq!(n("//admin"), "/admin");
+        assert_eq!(n("/a//b///c"), "/a/b/c");
+    }
+
+    #[test]
+    fn malformed_paths_are_errors() {
+        assert_eq!(normalize_path("a/b"), Err(PathError::NotAbsolute));
+        assert_eq!(normalize_path("*"), Err(PathError::NotAbsolute));
+        assert_eq!(normalize_path("/a%zz"), Err(PathError::BadEscape));
+        assert_eq!(normalize_path("/a%4"), Err(PathError::BadEscape));
+    }
+
+    #[test]
+    fn prefixes_match_per_segment() {
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/"));
+        assert!(prefix_matches("/api", "/api/x"));
+        assert!(!prefix_matches("/api", "/apix"));
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches("/jwt/", "/jwt/x"));
+        assert!(!prefix_matches("/jwt/", "/jwtx"));
+    }
+
+    #[test]
+    fn wildcard_hosts_match_exactly_one_label() {
+        let w = HostMatch::Wildcard(".example.com".into());
+        assert!(host_matches(&w, "a.example.com"));
+        assert!(host_matches(&w, "A.Example.COM"));
+        assert!(!host_matches(&w, "example.com"));
+        assert!(!host_matches(&w, "a.b.example.com"));
+        assert!(!host_matches(&w, ".example.com"));
+        let e = HostMatch::Exact("app.example.com".into());
+        assert!(host_matches(&e, "APP.example.com"));
+        assert!(!host_matches(&e, "app.example.com.evil"));
+    }
+
+    #[test]
+    fn ports_are_removed_from_hosts() {
+        assert_eq!(host_without_port("a.example.com:8443"), "a.example.com");
+        assert_eq!(host_without_port("a.example.com"), "a.example.com");
+        assert_eq!(host_without_port("[::1]:8443"), "::1");
+        assert_eq!(host_without_port("127.0.0.1:80"), "127.0.0.1");
+    }
+
+    #[test]
+    fn strip_prefix_keeps_a_leading_slash() {
+        assert_eq!(strip_prefix("/api", "/api/x"), "/x");
+        assert_eq!(strip_prefix("/api", "/api"), "/");
+        assert_eq!(strip_prefix("/api/", "/api/x"), "/x");
+        assert_eq!(strip_prefix("/", "/x"), "/x");
+    }
+}

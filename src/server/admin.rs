@@ -1,0 +1,252 @@
+//! The admin listener (SPEC 8): probes and metrics open, `/admin/*` behind
+//! a bearer token compared in constant time.
+
+use crate::body::Body;
+use crate::gateway::Gateway;
+use crate::metrics::escape;
+use crate::proxy::respond::json;
+use http::{header, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+pub(crate) async fn serve(
+    gw: Arc<Gateway>,
+    stream: TcpStream,
+    _peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let gw = gw.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(&gw, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+fn error(status: StatusCode, msg: &str) -> Response<Body> {
+    json(status, json!({ "error": msg }).to_string())
+}
+
+/// Checks `Authorization: Bearer <token>` in constant time.
+fn authorized(gw: &Gateway, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+    let snap = gw.snapshot();
+    let Some(token) = &snap.config.admin.token else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "admin API disabled (no admin token configured)",
+        ));
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if crate::crypto::ct_eq(given.trim().as_bytes(), &token.0) {
+        Ok(())
+    } else {
+        let mut r = error(StatusCode::UNAUTHORIZED, "admin token required");
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"gatehouse-admin\""),
+        );
+        Err(r)
+    }
+}
+
+async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/healthz") => json(StatusCode::OK, "{\"status\":\"ok\"}".into()),
+        (&Method::GET, "/readyz") => readyz(gw),
+        (&Method::GET, "/metrics") => metrics(gw),
+        (_, p) if p.starts_with("/admin/") => {
+            if let Err(r) = authorized(gw, &req) {
+                return r;
+            }
+            admin(gw, req.method().clone(), &path).await
+        }
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn readyz(gw: &Gateway) -> Response<Body> {
+    let mut reasons: Vec<String> = Vec::new();
+    if gw.bound.get().is_none() {
+        reasons.push("listeners not bound".into());
+    }
+    if gw.is_shutting_down() {
+        reasons.push("shutting down".into());
+    }
+    if reasons.is_empty() {
+        json(StatusCode::OK, "{\"status\":\"ready\"}".into())
+    } else {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "not ready", "reasons": reasons }).to_string(),
+        )
+    }
+}
+
+fn metrics(gw: &Gateway) -> Response<Body> {
+    let mut out = String::with_capacity(8192);
+    gw.metrics.render(&mut out);
+    let snap = gw.snapshot();
+    out.push_str("# HELP gatehouse_upstream_requests_total Backend responses by upstream, backend and status.\n# TYPE gatehouse_upstream_requests_total counter\n");
+    for up in &snap.upstreams {
+        for b in &up.backends {
+            for status in 100..600u16 {
+                let v = b.requests.get(status);
+                if v > 0 {
+                    let _ = writeln!(
+                        out,
+                        "gatehouse_upstream_requests_total{{upstream=\"{}\",backend=\"{}\",status=\"{status}\"}} {v}",
+                        escape(&up.name),
+                        escape(&b.addr)
+                    );
+                }
+            }
+        }
+    }
+    out.push_str("# HELP gatehouse_backend_healthy 1 when the backend takes traffic (healthy, not ejected).\n# TYPE gatehouse_backend_healthy gauge\n");
+    for up in &snap.upstreams {
+        for b in &up.backends {
+            let healthy = b.healthy.load(Relaxed) && !b.is_ejected();
+            let _ = writeln!(
+                out,
+                "gatehouse_backend_healthy{{upstream=\"{}\",backend=\"{}\"}} {}",
+                escape(&up.name),
+                escape(&b.addr),
+                u8::from(healthy)
+            );
+        }
+    }
+    out.push_str("# HELP gatehouse_backend_in_flight Requests in flight per backend.\n# TYPE gatehouse_backend_in_flight gauge\n");
+    for up in &snap.upstreams {
+        for b in &up.backends {
+            let _ = writeln!(
+                out,
+                "gatehouse_backend_in_flight{{upstream=\"{}\",backend=\"{}\"}} {}",
+                escape(&up.name),
+                escape(&b.addr),
+                b.in_flight.load(Relaxed)
+            );
+        }
+    }
+    let mut r = Response::new(Body::full(out));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// Decodes `%XX` escapes (for `host:port` in paths).
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+async fn admin(gw: &Gateway, method: Method, path: &str) -> Response<Body> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, segs.as_slice()) {
+        (Method::POST, ["admin", "reload"]) => match gw.reload().await {
+            Ok(summary) => json(
+                StatusCode::OK,
+                json!({ "status": "reloaded", "summary": summary, "warnings": summary.warnings })
+                    .to_string(),
+            ),
+            Err(e) => {
+                let errors: Vec<String> = if e.problems().is_empty() {
+                    vec![e.to_string()]
+                } else {
+                    e.problems().iter().map(|p| p.to_string()).collect()
+                };
+                json(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "status": "failed", "errors": errors }).to_string(),
+                )
+            }
+        },
+        (Method::GET, ["admin", "upstreams"]) => {
+            let snap = gw.snapshot();
+            let ups: Vec<_> = snap
+                .upstreams
+                .iter()
+                .map(|u| {
+                    json!({
+                        "name": u.name,
+                        "backends": u.backends.iter().map(|b| json!({
+                            "addr": b.addr,
+                            "healthy": b.healthy.load(Relaxed),
+                            "ejected": b.is_ejected(),
+                            "draining": b.draining.load(Relaxed),
+                            "in_flight": b.in_flight.load(Relaxed),
+                            "sticky_clients": 0,
+                            "weight": b.weight,
+                            "idle_connections": b.pool.idle_count(),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            json(StatusCode::OK, json!({ "upstreams": ups }).to_string())
+        }
+        (
+            Method::POST,
+            ["admin", "upstreams", name, "backends", addr, action @ ("drain" | "undrain")],
+        ) => {
+            let Some(addr) = percent_decode(addr) else {
+                return error(StatusCode::BAD_REQUEST, "malformed backend address");
+            };
+            let snap = gw.snapshot();
+            let backend = snap
+                .upstreams
+                .iter()
+                .find(|u| u.name == *name)
+                .and_then(|u| u.backends.iter().find(|b| b.addr == addr));
+            match backend {
+                None => error(StatusCode::NOT_FOUND, "no such upstream or backend"),
+                Some(b) => {
+                    let draining = *action == "drain";
+                    b.draining.store(draining, Relaxed);
+                    tracing::info!(upstream = %name, backend = %addr, draining, "drain state changed");
+                    json(
+                        StatusCode::OK,
+                        json!({ "addr": addr, "draining": draining }).to_string(),
+                    )
+                }
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}

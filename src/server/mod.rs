@@ -1,0 +1,460 @@
+//! Listeners and connections: accept (bounded), TLS handshake, HTTP/1.1 or
+//! HTTP/2 by ALPN or preface, idle and header deadlines, graceful shutdown.
+//!
+//! [`run`] takes already-bound listeners and a shutdown future, so the
+//! binary and the tests run exactly the same code on real sockets.
+
+pub mod admin;
+pub mod tls;
+
+use crate::gateway::{BoundAddrs, Gateway};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+/// What the pipeline knows about the client connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// The client connected over TLS (the scheme it used is https).
+    pub tls: bool,
+    pub sni: Option<String>,
+}
+
+/// The bound listening sockets.
+pub struct Listeners {
+    pub main: TcpListener,
+    pub admin: TcpListener,
+    pub redirect: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every listener the config names; errors say which address.
+    pub async fn bind(cfg: &crate::config::Config) -> io::Result<Listeners> {
+        async fn one(addr: SocketAddr, what: &str) -> io::Result<TcpListener> {
+            TcpListener::bind(addr).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot bind {what} listener {addr}: {e}"))
+            })
+        }
+        Ok(Listeners {
+            main: one(cfg.server.listen, "main").await?,
+            admin: one(cfg.admin.listen, "admin").await?,
+            redirect: match cfg.server.redirect {
+                Some(a) => Some(one(a, "redirect").await?),
+                None => None,
+            },
+        })
+    }
+
+    pub fn addrs(&self) -> io::Result<BoundAddrs> {
+        Ok(BoundAddrs {
+            listen: self.main.local_addr()?,
+            admin: self.admin.local_addr()?,
+            redirect: self.redirect.as_ref().map(|l| l.local_addr()).transpose()?,
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Main,
+    Admin,
+    Redirect,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight
+/// requests finish for up to `shutdown_grace`, and returns.
+pub async fn run(
+    gw: Arc<Gateway>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let addrs = listeners.addrs()?;
+    let _ = gw.bound.set(addrs);
+    let snap = gw.snapshot();
+    let tls = snap.tls.is_some();
+    let limit = Arc::new(Semaphore::new(snap.config.server.max_connections));
+    tracing::info!(addr = %addrs.listen, tls, "listening");
+    tracing::info!(addr = %addrs.admin, "admin listening");
+    if let Some(r) = addrs.redirect {
+        tracing::info!(addr = %r, "redirect listening");
+    }
+    drop(snap);
+
+    let mut loops = Vec::new();
+    loops.push(tokio::spawn(accept_loop(
+        gw.clone(),
+        listeners.main,
+        Kind::Main,
+        limit.clone(),
+    )));
+    loops.push(tokio::spawn(accept_loop(
+        gw.clone(),
+        listeners.admin,
+        Kind::Admin,
+        Arc::new(Semaphore::new(256)),
+    )));
+    if let Some(r) = listeners.redirect {
+        loops.push(tokio::spawn(accept_loop(
+            gw.clone(),
+            r,
+            Kind::Redirect,
+            limit,
+        )));
+    }
+
+    shutdown.await;
+    let grace = gw.snapshot().config.server.shutdown_grace;
+    tracing::info!(
+        ?grace,
+        "shutting down: no new connections, draining in-flight requests"
+    );
+    let _ = gw.shutdown.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    // Every connection and tunnel holds a receiver; all dropped = drained.
+    if tokio::time::timeout(grace, gw.shutdown.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace period over; closing remaining connections");
+    }
+    Ok(())
+}
+
+async fn accept_loop(gw: Arc<Gateway>, listener: TcpListener, kind: Kind, limit: Arc<Semaphore>) {
+    let mut shutdown = gw.shutdown.subscribe();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        // At the connection limit, stop accepting: new clients wait in the
+        // kernel's backlog instead of costing memory here.
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let gw = gw.clone();
+                let rx = gw.shutdown.subscribe();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    match kind {
+                        Kind::Main => serve_main(gw, stream, peer, rx).await,
+                        Kind::Admin => admin::serve(gw, stream, peer, rx).await,
+                        Kind::Redirect => serve_redirect(gw, stream, rx).await,
+                    }
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning on a
+                // listener that stays readable.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Counts an open client connection for the metrics while alive.
+struct OpenConn<'a>(&'a Gateway);
+
+impl Drop for OpenConn<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.connections_open.fetch_sub(1, Relaxed);
+    }
+}
+
+async fn serve_main(
+    gw: Arc<Gateway>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    gw.metrics.connections_open.fetch_add(1, Relaxed);
+    let _open = OpenConn(&gw);
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let snap = gw.snapshot();
+    let limits = Limits::from(&snap.config.server);
+    let acceptor = snap.tls.clone();
+    drop(snap);
+    match acceptor {
+        None => {
+            let info = Arc::new(ConnInfo {
+                peer,
+                local,
+                tls: false,
+                sni: None,
+            });
+            serve_http(gw.clone(), stream, info, limits, shutdown).await;
+        }
+        Some(acc) => {
+            // The handshake shares the header deadline: a client that opens
+            // a socket and says nothing is dropped either way.
+            let tls =
+                match tokio::time::timeout(limits.header_read_timeout, acc.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let sni = tls.get_ref().1.server_name().map(str::to_string);
+            let info = Arc::new(ConnInfo {
+                peer,
+                local,
+                tls: true,
+                sni,
+            });
+            serve_http(gw.clone(), tls, info, limits, shutdown).await;
+        }
+    }
+}
+
+/// Per-connection settings copied from the snapshot at accept time.
+#[derive(Clone, Copy)]
+struct Limits {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    max_header_bytes: usize,
+}
+
+impl From<&crate::config::Server> for Limits {
+    fn from(s: &crate::config::Server) -> Self {
+        Limits {
+            header_read_timeout: s.header_read_timeout,
+            idle_timeout: s.idle_timeout,
+            max_header_bytes: s.max_header_bytes,
+        }
+    }
+}
+
+fn http_builder(l: Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(l.header_read_timeout)
+        // hyper answers 431 when the head does not fit; 8 KiB is its floor.
+        .max_buf_size(l.max_header_bytes.max(8192))
+        .max_headers(100)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        // Rapid-reset (CVE-2023-44487) and reset floods: bounded.
+        .max_pending_accept_reset_streams(64)
+        .max_local_error_reset_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+async fn serve_http<IO>(
+    gw: Arc<Gateway>,
+    io: IO,
+    info: Arc<ConnInfo>,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Arc::new(Activity::new());
+    let io = Tracked {
+        inner: io,
+        activity: activity.clone(),
+    };
+    let builder = http_builder(limits);
+    let service = service_fn(move |req| crate::proxy::handle(gw.clone(), info.clone(), req));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut closing = *shutdown.borrow();
+    if closing {
+        conn.as_mut().graceful_shutdown();
+    }
+    loop {
+        let idle_deadline = activity.last() + limits.idle_timeout;
+        tokio::select! {
+            _ = conn.as_mut() => break,
+            r = shutdown.changed(), if !closing => {
+                if r.is_err() || *shutdown.borrow() {
+                    // HTTP/1: finish the current request, then close.
+                    // HTTP/2: GOAWAY, finish open streams.
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+            _ = tokio::time::sleep_until(idle_deadline.into()), if !closing => {
+                if activity.last() + limits.idle_timeout <= Instant::now() {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last moved a byte.
+struct Activity {
+    epoch: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.last_ms.load(Relaxed))
+    }
+}
+
+/// An IO that records activity, for the keep-alive idle deadline.
+struct Tracked<IO> {
+    inner: IO,
+    activity: Arc<Activity>,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The plain-HTTP listener that sends everyone to https (SPEC 11):
+/// `308` to `https://<host><:port unless 443><path and query>`.
+async fn serve_redirect(gw: Arc<Gateway>, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+    let port = gw.bound.get().map_or(443, |b| b.listen.port());
+    let service = service_fn(
+        move |req: http::Request<hyper::body::Incoming>| async move {
+            let host = req
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(crate::route::host_without_port)
+                .filter(|h| {
+                    !h.is_empty()
+                        && h.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+                });
+            let resp = match host {
+                None => crate::proxy::respond::error(
+                    &crate::error::GatewayError::BadRequest("missing or invalid Host header"),
+                    &http::HeaderValue::from_static("-"),
+                    false,
+                ),
+                Some(h) => {
+                    let h = if h.contains(':') {
+                        format!("[{h}]")
+                    } else {
+                        h.to_string()
+                    };
+                    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                    let loc = if port == 443 {
+                        format!("https://{h}{pq}")
+                    } else {
+                        format!("https://{h}:{port}{pq}")
+                    };
+                    let mut r = http::Response::new(crate::body::Body::Empty);
+                    *r.status_mut() = http::StatusCode::PERMANENT_REDIRECT;
+                    if let Ok(v) = http::HeaderValue::from_str(&loc) {
+                        r.headers_mut().insert(http::header::LOCATION, v);
+                    }
+                    r
+                }
+            };
+            Ok::<_, std::convert::Infallible>(resp)
+        },
+    );
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
