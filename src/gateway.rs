@@ -166,13 +166,23 @@ impl Gateway {
         };
         let mut warnings = new.warnings.clone();
         let (o, n) = (&old.config, &new);
-        if o.server.listen != n.server.listen {
+        let bound = self.bound.get().copied();
+        // Port 0 in the new file means "wherever": the bound port stays.
+        let moved =
+            |configured: std::net::SocketAddr, bound: Option<std::net::SocketAddr>| match bound {
+                Some(b) => {
+                    configured != b && !(configured.port() == 0 && configured.ip() == b.ip())
+                }
+                None => false,
+            };
+        if moved(n.server.listen, bound.map(|b| b.listen)) {
             warnings.push(format!(
                 "server.listen changed to {}: restart gatehouse to move the listener (still serving on {})",
-                n.server.listen, o.server.listen
+                n.server.listen,
+                bound.map_or(o.server.listen, |b| b.listen)
             ));
         }
-        if o.admin.listen != n.admin.listen {
+        if moved(n.admin.listen, bound.map(|b| b.admin)) {
             warnings
                 .push("admin.listen changed: restart gatehouse to move the admin listener".into());
         }

@@ -295,8 +295,11 @@ async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     backend: hyper::upgrade::OnUpgrade,
     in_flight: crate::upstream::InFlight,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Holding a shutdown receiver makes a graceful shutdown wait for this
+    // tunnel, up to the grace period.
+    let _draining = shutdown;
     let _in_flight = in_flight;
     let (c, b) = match tokio::try_join!(client, backend) {
         Ok(pair) => pair,
@@ -307,10 +310,5 @@ async fn tunnel(
     };
     let mut c = hyper_util::rt::TokioIo::new(c);
     let mut b = hyper_util::rt::TokioIo::new(b);
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut c, &mut b) => {}
-        // Holding the receiver makes shutdown wait for this tunnel (up to
-        // the grace period); it ends the tunnel only when the process exits.
-        _ = async { while shutdown.changed().await.is_ok() {} } => {}
-    }
+    let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
 }

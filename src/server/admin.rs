@@ -46,13 +46,13 @@ fn error(status: StatusCode, msg: &str) -> Response<Body> {
 }
 
 /// Checks `Authorization: Bearer <token>` in constant time.
-fn authorized(gw: &Gateway, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+fn authorized(gw: &Gateway, req: &Request<Incoming>) -> Result<(), Box<Response<Body>>> {
     let snap = gw.snapshot();
     let Some(token) = &snap.config.admin.token else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::NOT_FOUND,
             "admin API disabled (no admin token configured)",
-        ));
+        )));
     };
     let given = req
         .headers()
@@ -68,7 +68,7 @@ fn authorized(gw: &Gateway, req: &Request<Incoming>) -> Result<(), Response<Body
             header::WWW_AUTHENTICATE,
             http::HeaderValue::from_static("Bearer realm=\"gatehouse-admin\""),
         );
-        Err(r)
+        Err(Box::new(r))
     }
 }
 
@@ -80,7 +80,7 @@ async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, "/metrics") => metrics(gw),
         (_, p) if p.starts_with("/admin/") => {
             if let Err(r) = authorized(gw, &req) {
-                return r;
+                return *r;
             }
             admin(gw, req.method().clone(), &path).await
         }

@@ -5,6 +5,7 @@
 //! binary and the tests run exactly the same code on real sockets.
 
 pub mod admin;
+mod framing;
 pub mod tls;
 
 use crate::gateway::{BoundAddrs, Gateway};
@@ -31,6 +32,8 @@ pub struct ConnInfo {
     /// The client connected over TLS (the scheme it used is https).
     pub tls: bool,
     pub sni: Option<String>,
+    /// ALPN chose HTTP/2.
+    pub h2: bool,
 }
 
 /// The bound listening sockets.
@@ -204,6 +207,7 @@ async fn serve_main(
                 local,
                 tls: false,
                 sni: None,
+                h2: false,
             });
             serve_http(gw.clone(), stream, info, limits, shutdown).await;
         }
@@ -223,11 +227,13 @@ async fn serve_main(
                     }
                 };
             let sni = tls.get_ref().1.server_name().map(str::to_string);
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let info = Arc::new(ConnInfo {
                 peer,
                 local,
                 tls: true,
                 sni,
+                h2,
             });
             serve_http(gw.clone(), tls, info, limits, shutdown).await;
         }
@@ -283,9 +289,11 @@ async fn serve_http<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
+    let framing = (!info.h2).then(framing::FramingGuard::default);
     let io = Tracked {
         inner: io,
         activity: activity.clone(),
+        framing,
     };
     let builder = http_builder(limits);
     let service = service_fn(move |req| crate::proxy::handle(gw.clone(), info.clone(), req));
@@ -341,10 +349,12 @@ impl Activity {
     }
 }
 
-/// An IO that records activity, for the keep-alive idle deadline.
+/// An IO that records activity (for the keep-alive idle deadline) and,
+/// for HTTP/1.1, guards request framing (`framing.rs`).
 struct Tracked<IO> {
     inner: IO,
     activity: Arc<Activity>,
+    framing: Option<framing::FramingGuard>,
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
@@ -357,6 +367,12 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.activity.touch();
+            if let Some(g) = &mut self.framing {
+                g.scan(&mut buf.filled_mut()[before..]);
+                if g.is_done() {
+                    self.framing = None;
+                }
+            }
         }
         r
     }

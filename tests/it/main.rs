@@ -1,7 +1,11 @@
-#![allow(unreachable_pub)]
 //! Integration tests: one binary (one link step), a module per feature.
 //! Every test runs the real gateway on real sockets (127.0.0.1, port 0).
+#![allow(unreachable_pub)]
 
 mod support;
 
+mod admin;
+mod binary;
+mod config;
 mod proxy;
+mod tls;

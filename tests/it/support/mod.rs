@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use backend::Backend;
-pub use client::{Client, Resp};
+pub use client::Client;
 pub use pki::Pki;
 
 /// A gateway started from config text, with its folder (PKI files live

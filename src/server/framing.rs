@@ -1,0 +1,353 @@
+//! Request-smuggling guard for HTTP/1.1 (SPEC 3 step 2): a request head
+//! carrying both `Content-Length` and `Transfer-Encoding` must get 400.
+//!
+//! hyper reads such a request safely (Transfer-Encoding wins, the
+//! connection closes afterwards) but gives no way to see that both were
+//! sent: it drops `Content-Length` while parsing. So this guard watches the
+//! bytes as they arrive, keeps track of where each request head starts
+//! (skipping bodies by their framing), and when a head names both headers
+//! it overwrites the `:` of the second one with a NUL. hyper's parser then
+//! refuses the head and answers 400 itself, before anything is routed.
+//!
+//! The scan is one pass over head bytes; bodies are skipped by length, and
+//! chunked bodies by their size lines. After a protocol switch (or for
+//! HTTP/2) the guard stops.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Header {
+    Other,
+    ContentLength,
+    TransferEncoding,
+    Upgrade,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Reading a head; `first` is true on the request line.
+    Head {
+        first: bool,
+    },
+    /// `n` body bytes left.
+    Fixed(u64),
+    ChunkSize {
+        value: u64,
+        in_ext: bool,
+    },
+    ChunkData(u64),
+    /// After chunk data: the CRLF.
+    ChunkEnd,
+    /// After the last chunk: trailer lines until an empty one.
+    Trailer,
+    /// Nothing more to check (HTTP/2, upgrade, or input hyper will refuse).
+    Done,
+}
+
+#[derive(Debug)]
+pub(crate) struct FramingGuard {
+    state: State,
+    /// Bytes of the current line so far (capped; only names matter).
+    line_len: usize,
+    name: [u8; 20],
+    name_len: usize,
+    name_done: bool,
+    current: Header,
+    saw_cl: bool,
+    saw_te: bool,
+    saw_upgrade: bool,
+    content_length: u64,
+    first_line: [u8; 8],
+}
+
+impl Default for FramingGuard {
+    fn default() -> Self {
+        FramingGuard {
+            state: State::Head { first: true },
+            line_len: 0,
+            name: [0; 20],
+            name_len: 0,
+            name_done: false,
+            current: Header::Other,
+            saw_cl: false,
+            saw_te: false,
+            saw_upgrade: false,
+            content_length: 0,
+            first_line: [0; 8],
+        }
+    }
+}
+
+impl FramingGuard {
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    fn reset_line(&mut self) {
+        self.line_len = 0;
+        self.name_len = 0;
+        self.name_done = false;
+        self.current = Header::Other;
+    }
+
+    fn classify(&self) -> Header {
+        let n = &self.name[..self.name_len];
+        if n.eq_ignore_ascii_case(b"content-length") {
+            Header::ContentLength
+        } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
+            Header::TransferEncoding
+        } else if n.eq_ignore_ascii_case(b"upgrade") {
+            Header::Upgrade
+        } else {
+            Header::Other
+        }
+    }
+
+    /// Scans newly read bytes, poisoning a smuggling-prone head in place.
+    pub(crate) fn scan(&mut self, buf: &mut [u8]) {
+        let mut i = 0;
+        while i < buf.len() {
+            match self.state {
+                State::Done => return,
+                State::Fixed(n) => {
+                    let take = n.min((buf.len() - i) as u64);
+                    i += take as usize;
+                    self.state = if n == take {
+                        State::Head { first: true }
+                    } else {
+                        State::Fixed(n - take)
+                    };
+                }
+                State::ChunkData(n) => {
+                    let take = n.min((buf.len() - i) as u64);
+                    i += take as usize;
+                    self.state = if n == take {
+                        State::ChunkEnd
+                    } else {
+                        State::ChunkData(n - take)
+                    };
+                }
+                State::ChunkEnd => {
+                    match buf[i] {
+                        b'\r' => {}
+                        b'\n' => {
+                            self.state = State::ChunkSize {
+                                value: 0,
+                                in_ext: false,
+                            }
+                        }
+                        _ => self.state = State::Done,
+                    }
+                    i += 1;
+                }
+                State::ChunkSize { value, in_ext } => {
+                    let b = buf[i];
+                    i += 1;
+                    self.state = match b {
+                        b'\n' if value == 0 => {
+                            self.line_len = 0;
+                            State::Trailer
+                        }
+                        b'\n' => State::ChunkData(value),
+                        b'\r' => State::ChunkSize { value, in_ext },
+                        _ if in_ext => State::ChunkSize { value, in_ext },
+                        b';' | b' ' | b'\t' => State::ChunkSize {
+                            value,
+                            in_ext: true,
+                        },
+                        _ => match (b as char).to_digit(16) {
+                            Some(d) if value < (1 << 56) => State::ChunkSize {
+                                value: value * 16 + u64::from(d),
+                                in_ext,
+                            },
+                            _ => State::Done,
+                        },
+                    };
+                }
+                State::Trailer => {
+                    let b = buf[i];
+                    i += 1;
+                    match b {
+                        b'\n' if self.line_len == 0 => self.state = State::Head { first: true },
+                        b'\n' => self.line_len = 0,
+                        b'\r' => {}
+                        _ => self.line_len += 1,
+                    }
+                }
+                State::Head { first } => {
+                    let b = buf[i];
+                    if b == b'\n' {
+                        i += 1;
+                        if first {
+                            // Blank lines before a request line are allowed.
+                            if self.line_len > 0 {
+                                self.state = State::Head { first: false };
+                            }
+                            self.reset_line();
+                            continue;
+                        }
+                        if self.line_len == 0 {
+                            self.end_of_head();
+                        }
+                        self.reset_line();
+                        continue;
+                    }
+                    if b == b'\r' {
+                        i += 1;
+                        continue;
+                    }
+                    if first {
+                        if self.line_len < self.first_line.len() {
+                            self.first_line[self.line_len] = b;
+                            if self.line_len + 1 == self.first_line.len()
+                                && (self.first_line.starts_with(b"PRI * ")
+                                    || self.first_line.starts_with(b"CONNECT "))
+                            {
+                                // HTTP/2 prior knowledge or a tunnel: not ours to read.
+                                self.state = State::Done;
+                                return;
+                            }
+                        }
+                        self.line_len += 1;
+                        i += 1;
+                        continue;
+                    }
+                    self.line_len += 1;
+                    if !self.name_done {
+                        if b == b':' {
+                            self.name_done = true;
+                            self.current = self.classify();
+                            match self.current {
+                                Header::ContentLength if self.saw_te => return self.poison(buf, i),
+                                Header::TransferEncoding if self.saw_cl => {
+                                    return self.poison(buf, i)
+                                }
+                                Header::ContentLength => {
+                                    self.saw_cl = true;
+                                    self.content_length = 0;
+                                }
+                                Header::TransferEncoding => self.saw_te = true,
+                                Header::Upgrade => self.saw_upgrade = true,
+                                Header::Other => {}
+                            }
+                        } else if self.name_len < self.name.len() {
+                            self.name[self.name_len] = b;
+                            self.name_len += 1;
+                        } else {
+                            // Longer than any name we look for.
+                            self.name_len = self.name.len();
+                            self.name[0] = 0;
+                        }
+                    } else if self.current == Header::ContentLength && b.is_ascii_digit() {
+                        self.content_length = self
+                            .content_length
+                            .saturating_mul(10)
+                            .saturating_add(u64::from(b - b'0'));
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    fn end_of_head(&mut self) {
+        self.state = if self.saw_upgrade {
+            // The rest may be another protocol (WebSocket): stop here.
+            State::Done
+        } else if self.saw_te {
+            State::ChunkSize {
+                value: 0,
+                in_ext: false,
+            }
+        } else if self.saw_cl && self.content_length > 0 {
+            State::Fixed(self.content_length)
+        } else {
+            State::Head { first: true }
+        };
+        self.saw_cl = false;
+        self.saw_te = false;
+        self.saw_upgrade = false;
+        self.content_length = 0;
+        self.first_line = [0; 8];
+    }
+
+    fn poison(&mut self, buf: &mut [u8], colon: usize) {
+        // `Content-Length\0 4` is no header: hyper refuses the head (400).
+        buf[colon] = 0;
+        self.state = State::Done;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_all(input: &[u8], step: usize) -> Vec<u8> {
+        let mut g = FramingGuard::default();
+        let mut data = input.to_vec();
+        for chunk in data.chunks_mut(step) {
+            g.scan(chunk);
+        }
+        data
+    }
+
+    fn poisoned(input: &[u8]) -> bool {
+        (1..=input.len().min(9)).all(|step| scan_all(input, step).contains(&0))
+            && (1..=input.len().min(9)).all(|step| scan_all(input, step) != input)
+    }
+
+    fn clean(input: &[u8]) -> bool {
+        (1..=input.len().min(9)).all(|step| scan_all(input, step) == input)
+    }
+
+    #[test]
+    fn both_framing_headers_in_one_head_are_poisoned_in_either_order() {
+        assert!(poisoned(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        assert!(poisoned(b"POST / HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\ncontent-length: 4\r\n\r\n"));
+    }
+
+    #[test]
+    fn ordinary_requests_pass_untouched() {
+        assert!(clean(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert!(clean(
+            b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n"
+        ));
+        assert!(clean(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: v\r\n\r\n"));
+    }
+
+    #[test]
+    fn bodies_are_skipped_so_their_bytes_are_never_read_as_heads() {
+        // The body looks like a smuggling head but is only data.
+        let body = b"Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut req =
+            format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        req.extend_from_slice(body);
+        req.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(clean(&req));
+        let mut chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        chunked.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        chunked.extend_from_slice(body);
+        chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert!(clean(&chunked));
+    }
+
+    #[test]
+    fn a_second_pipelined_request_is_checked_too() {
+        let mut req = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        req.extend_from_slice(
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        assert!(poisoned(&req));
+    }
+
+    #[test]
+    fn upgrades_and_http2_stop_the_scan() {
+        let mut g = FramingGuard::default();
+        let mut b = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        g.scan(&mut b);
+        assert!(g.is_done());
+        let mut g = FramingGuard::default();
+        let mut b =
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".to_vec();
+        g.scan(&mut b);
+        assert!(g.is_done());
+    }
+}

@@ -1,0 +1,161 @@
+//! The built binary, end to end: CLI, ready file, signals, exit codes.
+
+use crate::support::*;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+
+async fn wait_for_file(path: &std::path::Path) -> serde_json::Value {
+    assert!(
+        eventually(Duration::from_secs(20), || path.exists()).await,
+        "ready file never appeared"
+    );
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn run_writes_ready_file_serves_and_finishes_in_flight_requests_on_sigterm() {
+    let b = Backend::start("b1").await;
+    let dir = tempdir();
+    let cfg = dir.path().join("gatehouse.toml");
+    std::fs::write(&cfg, simple_proxy_config(&[&b])).unwrap();
+    let ready = dir.path().join("ready.json");
+    let child = Command::new(BIN)
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "run",
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ])
+        .env("GATEHOUSE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let info = wait_for_file(&ready).await;
+    let listen: std::net::SocketAddr = info["listen"].as_str().unwrap().parse().unwrap();
+    let admin: std::net::SocketAddr = info["admin"].as_str().unwrap().parse().unwrap();
+    assert_ne!(listen.port(), 0);
+    assert!(info["redirect"].is_null());
+    assert_eq!(Client::plain(admin).get("/healthz").await.status, 200);
+    assert_eq!(Client::plain(listen).get("/x").await.status, 200);
+
+    // A slow request in flight when SIGTERM arrives still completes.
+    let slow = tokio::spawn(async move { Client::plain(listen).get("/slow/1500").await });
+    assert!(
+        eventually(Duration::from_secs(5), || b
+            .requests()
+            .iter()
+            .any(|s| s.path_and_query == "/slow/1500"))
+        .await
+    );
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let r = slow.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "slow done");
+    // New connections are refused once it stopped accepting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(tokio::net::TcpStream::connect(listen).await.is_err());
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(status.status.success(), "exit status {:?}", status.status);
+    let log = String::from_utf8_lossy(&status.stderr);
+    assert!(
+        log.contains(&format!("listening addr={listen} tls=false")),
+        "{log}"
+    );
+}
+
+#[test]
+fn check_exits_0_for_a_good_config_and_1_naming_the_error_for_a_bad_one() {
+    let dir = tempdir();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[[upstreams]]\nname = \"a\"\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"r\"\nupstream = \"a\"\nauth = \"none\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[routes]]\nname = \"r\"\nupstream = \"nowhere\"\n").unwrap();
+    let out = Command::new(BIN)
+        .env("GATEHOUSE_CONFIG", bad.to_str().unwrap())
+        .arg("check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("routes[0].upstream"), "{err}");
+    assert!(err.contains("bad.toml"), "{err}");
+    // `run` with a bad config starts nothing and exits 1.
+    let out = Command::new(BIN)
+        .args(["--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn version_prints_the_version() {
+    let out = Command::new(BIN).arg("version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn demo_serves_tls_with_the_printed_certificate() {
+    // The demo's pieces, as `gatehouse demo` wires them: echo backends, a
+    // fresh certificate, the written config. Then curl-like requests.
+    let a = gatehouse::demo::spawn_echo_backend("echo-a", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let b = gatehouse::demo::spawn_echo_backend("echo-b", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempdir();
+    let files = gatehouse::demo::write_files(dir.path(), 0, &[a, b]).unwrap();
+    let cfg = gatehouse::config::load(&files.config).unwrap();
+    let running = gatehouse::start(cfg).await.unwrap();
+    // Trust exactly the demo certificate, as `curl --cacert` would.
+    let pem = std::fs::read(&files.cert).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap())
+        .unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let c = Client::tls(running.addrs.listen, std::sync::Arc::new(tls), "localhost");
+    let first = c.get_with("/hello", &[("x-auth-user", "mallory")]).await;
+    let second = c.get("/hello").await;
+    assert_eq!(first.status, 200);
+    let (x, y) = (first.json(), second.json());
+    assert_ne!(
+        x["backend"], y["backend"],
+        "round robin over both echo backends"
+    );
+    assert!(
+        x["headers"].get("x-auth-user").is_none(),
+        "spoofed header stripped"
+    );
+    assert_eq!(files.fingerprint.len(), 32 * 3 - 1);
+    running.stop().await.unwrap();
+}
+
+use rustls_pki_types::pem::PemObject;

@@ -1,0 +1,128 @@
+//! Config loading: the examples pass, and errors say where and what.
+
+use gatehouse::config::{load, load_str};
+use std::path::Path;
+
+fn errors(text: &str) -> String {
+    match load_str(text, Path::new("/etc/gatehouse/test.toml")) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn every_example_config_passes_check() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") && !path.ends_with("users.toml") {
+            load(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected example configs in config/");
+}
+
+#[test]
+fn unknown_keys_are_errors_with_path_and_line() {
+    let e = errors("[server]\nlisten = \"127.0.0.1:0\"\n\n[[upstreams]]\nname = \"a\"\nbackends = [\"127.0.0.1:1\"]\nretrys = 2\n");
+    assert!(e.contains("/etc/gatehouse/test.toml"), "{e}");
+    assert!(e.contains("upstreams[0]"), "{e}");
+    assert!(e.contains("retrys"), "{e}");
+    assert!(e.contains("line 7"), "{e}");
+}
+
+#[test]
+fn toml_syntax_errors_give_line_and_column() {
+    let e = errors("[server]\nlisten = \"127.0.0.1:0\n");
+    assert!(e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn semantic_errors_are_all_reported_with_key_paths_and_lines() {
+    let e = errors(
+        r#"[server]
+listen = "127.0.0.1:0"
+idle_timeout = "30"
+
+[[upstreams]]
+name = "a"
+backends = ["127.0.0.1:1", "nohostport"]
+
+[[upstreams]]
+name = "empty"
+
+[[upstreams]]
+name = "a"
+backends = ["127.0.0.1:2"]
+
+[[routes]]
+name = "r"
+upstream = "missing"
+"#,
+    );
+    assert!(e.contains("server.idle_timeout (line 3"), "{e}");
+    assert!(e.contains("upstreams[0].backends[1] (line 7"), "{e}");
+    assert!(e.contains("upstreams[1].backends"), "{e}");
+    assert!(e.contains("has no backends"), "{e}");
+    assert!(e.contains("upstreams[2].name"), "{e}");
+    assert!(e.contains("duplicate upstream name"), "{e}");
+    assert!(e.contains("routes[0].upstream"), "{e}");
+    assert!(e.contains("`missing`"), "{e}");
+}
+
+#[test]
+fn secrets_come_inline_from_files_or_from_env() {
+    let dir = crate::support::tempdir();
+    std::fs::write(
+        dir.path().join("secret"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    let path = dir.path().join("g.toml");
+    let c = load_str("[server]\nsecret_file = \"secret\"\n", &path).unwrap();
+    assert_eq!(
+        c.server.secret.0, b"0123456789abcdef0123456789abcdef",
+        "one trailing newline trimmed"
+    );
+    std::env::set_var(
+        "GATEHOUSE_TEST_SECRET_X",
+        "abcdefghijabcdefghijabcdefghij12",
+    );
+    let c = load_str(
+        "[server]\nsecret_env = \"GATEHOUSE_TEST_SECRET_X\"\n",
+        &path,
+    )
+    .unwrap();
+    assert_eq!(c.server.secret.0, b"abcdefghijabcdefghijabcdefghij12");
+    let e = errors("[server]\nsecret_env = \"GATEHOUSE_TEST_UNSET_VAR\"\n");
+    assert!(e.contains("server.secret_env"), "{e}");
+    let e = errors("[server]\nsecret = \"x\"\nsecret_env = \"Y\"\n");
+    assert!(e.contains("only one of"), "{e}");
+    let e = errors("[server]\nsecret = \"short\"\n");
+    assert!(e.contains("at least 32 bytes"), "{e}");
+}
+
+#[test]
+fn unreadable_certificates_are_reported() {
+    let e = errors("[server.tls]\ncert = \"nope.crt\"\nkey = \"nope.key\"\n");
+    assert!(e.contains("server.tls.cert"), "{e}");
+    assert!(e.contains("nope.crt"), "{e}");
+}
+
+#[test]
+fn features_not_yet_built_are_refused_not_ignored() {
+    let e = errors("[[oidc]]\nname = \"x\"\nissuer = \"https://idp\"\nclient_id = \"c\"\n");
+    assert!(e.contains("not supported yet"), "{e}");
+}
+
+#[test]
+fn route_and_host_values_are_checked() {
+    let e = errors(
+        "[[upstreams]]\nname = \"a\"\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"r\"\nupstream = \"a\"\nhost = \"*.*.x\"\npath_prefix = \"/a/../b\"\nauth = \"maybe\"\n",
+    );
+    assert!(e.contains("routes[0].host"), "{e}");
+    assert!(e.contains("routes[0].path_prefix"), "{e}");
+    assert!(e.contains("routes[0].auth"), "{e}");
+}
