@@ -93,6 +93,14 @@ pub fn write_files(dir: &Path, port: u16, backends: &[SocketAddr]) -> std::io::R
         .map(|b| format!("{b:02X}"))
         .collect::<Vec<_>>()
         .join(":");
+    // The demo user: demo / demo. Hashed here, never written in clear.
+    std::fs::write(
+        dir.join("users.toml"),
+        format!(
+            "# Written by `gatehouse demo`: one DEMO user, password \"demo\".\n[[users]]\nusername = \"demo\"\npassword_hash = \"{}\"\nemail = \"demo@example.com\"\ngroups = [\"staff\"]\n",
+            crate::login::users::hash_password("demo")
+        ),
+    )?;
     let list = backends
         .iter()
         .map(|b| format!("\"{b}\""))
@@ -114,9 +122,24 @@ key = "demo.key"
 [admin]
 listen = "127.0.0.1:0"
 
+[sessions]
+store = "memory"
+idle_timeout = "30m"
+absolute_timeout = "12h"
+
+[login]
+users_file = "users.toml"
+
 [[upstreams]]
 name = "echo"
 backends = [{list}]
+
+[[routes]]
+name = "private"
+path_prefix = "/private"
+upstream = "echo"
+auth = "required"
+methods = ["session"]
 
 [[routes]]
 name = "echo"
@@ -174,7 +197,13 @@ pub async fn run(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Syn
     curl -k --http2 -sI https://127.0.0.1:{p}/        # HTTP/2
     curl http://{admin}/metrics                       # Prometheus metrics
 
-  Browser: https://localhost:{p}/  (accept the self-signed certificate)
+  Log in (DEMO user demo / demo) and call the protected route:
+    curl -k -c /tmp/gh.jar -H 'Content-Type: application/json' \
+         -d '{{"username":"demo","password":"demo"}}' https://127.0.0.1:{p}/.gatehouse/login
+    curl -k -b /tmp/gh.jar https://127.0.0.1:{p}/private/    # the backend sees X-Auth-User: demo
+
+  Browser: https://localhost:{p}/private/  -> login page, demo / demo
+           (accept the self-signed certificate)
   Config used: {config}
   Ctrl-C stops.
 "#,

@@ -107,7 +107,11 @@ pub struct ReloadSummary {
 /// Shared by every listener and request task.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The session store, created once at start (a reload cannot switch
+    /// stores: that needs a restart, and the reload says so).
+    pub sessions: crate::session::Store,
+    pub throttle: crate::login::throttle::Throttle,
     pub request_ids: RequestIds,
     pub bound: OnceLock<BoundAddrs>,
     /// `true` once shutdown has begun.
@@ -117,11 +121,14 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: Config) -> Arc<Gateway> {
-        let metrics = Metrics::default();
+        let metrics = Arc::new(Metrics::default());
+        let sessions = crate::session::Store::new(&config.sessions, metrics.clone());
         let snap = Arc::new(Snapshot::build(config, &metrics, None));
         let gw = Arc::new(Gateway {
             snapshot: ArcSwap::new(snap.clone()),
             metrics,
+            sessions,
+            throttle: Default::default(),
             request_ids: RequestIds::new(),
             bound: OnceLock::new(),
             shutdown: watch::channel(false).0,
@@ -188,6 +195,9 @@ impl Gateway {
         }
         if o.server.redirect != n.server.redirect {
             warnings.push("server.redirect changed: restart gatehouse to apply it".into());
+        }
+        if o.sessions.store != n.sessions.store || o.sessions.key_prefix != n.sessions.key_prefix {
+            warnings.push("the session store changed: restart gatehouse to switch stores (the old one keeps serving)".into());
         }
         if o.server.tls.is_some() != n.server.tls.is_some() {
             warnings.push("[server.tls] was added or removed: restart gatehouse to switch between HTTP and HTTPS".into());

@@ -22,10 +22,12 @@ pub mod crypto;
 pub mod demo;
 pub mod error;
 pub mod gateway;
+pub mod login;
 pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod session;
 pub mod telemetry;
 pub mod upstream;
 

@@ -34,6 +34,8 @@ enum Command {
         #[arg(long, default_value_t = 8443)]
         port: u16,
     },
+    /// Read a password on stdin, print an argon2id PHC string for a users file.
+    HashPassword,
     /// Print the version.
     Version,
 }
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         None | Some(Command::Run) => run(&config_path(&cli), cli.ready_file.as_deref()),
         Some(Command::Check) => return check(&config_path(&cli)),
         Some(Command::Demo { port }) => demo(*port),
+        Some(Command::HashPassword) => hash_password(),
         Some(Command::Version) => {
             println!("gatehouse {}", env!("CARGO_PKG_VERSION"));
             Ok(())
@@ -138,6 +141,22 @@ fn write_ready_file(file: &Path, a: &gatehouse::gateway::BoundAddrs) -> Result<(
     std::fs::write(&tmp, v.to_string())
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, file).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(())
+}
+
+fn hash_password() -> Result<()> {
+    use std::io::Read;
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read stdin")?;
+    // One trailing newline is the shell's, not the password's.
+    let password = input
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&input);
+    anyhow::ensure!(!password.is_empty(), "empty password on stdin");
+    println!("{}", gatehouse::login::users::hash_password(password));
     Ok(())
 }
 

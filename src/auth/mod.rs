@@ -1,9 +1,12 @@
 //! Who is calling: identities, and authenticating a request with the
 //! route's methods in order (SPEC 6).
 
-use crate::config::{AuthMode, OnUnauthenticated, Route};
+use crate::config::{AuthMethod, AuthMode, OnUnauthenticated, Route};
 use crate::error::{Challenge, GatewayError};
-use crate::gateway::Snapshot;
+use crate::gateway::{Gateway, Snapshot};
+use crate::metrics::AuthResult;
+use crate::server::ConnInfo;
+use crate::session::{self, SessionId, SessionKey, SessionView};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -59,26 +62,224 @@ impl Identity {
     }
 }
 
-/// What authentication produced for one request.
-pub type AuthOutcome = Result<Option<Arc<Identity>>, GatewayError>;
+/// A caller whose credentials checked out.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub identity: Arc<Identity>,
+    /// The server-side session, when the session cookie authenticated it.
+    pub session: Option<SessionKey>,
+    /// When the credential ends (unix seconds).
+    pub expires_at: Option<u64>,
+}
 
-/// Authenticates `parts` with the route's methods, in order. `Ok(None)` is
-/// an anonymous caller on a route that allows one.
-pub fn authenticate(
+/// What authentication found for one request.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub authenticated: Option<Authenticated>,
+    /// A session cookie named no live session: the response expires it.
+    pub expire_session_cookie: bool,
+}
+
+enum SessionLookup {
+    Absent,
+    Dead,
+    Live(SessionKey, SessionView),
+}
+
+/// The session cookie, if any, and what it names. Only requests that carry
+/// the cookie touch the store, so JWT traffic keeps flowing when Redis is
+/// down.
+async fn lookup_session(
+    gw: &Gateway,
+    snap: &Snapshot,
+    headers: &http::HeaderMap,
+) -> Result<SessionLookup, GatewayError> {
+    let cfg = &snap.config.sessions;
+    let Some(raw) = session::cookie_value(headers, &cfg.cookie_name) else {
+        return Ok(SessionLookup::Absent);
+    };
+    let Some(id) = SessionId::parse(raw) else {
+        gw.metrics.auth("session", AuthResult::Invalid);
+        return Ok(SessionLookup::Dead);
+    };
+    match gw.sessions.authenticate(&id, cfg).await {
+        Ok(Some((key, view))) => Ok(SessionLookup::Live(key, view)),
+        Ok(None) => {
+            gw.metrics.auth("session", AuthResult::Invalid);
+            Ok(SessionLookup::Dead)
+        }
+        Err(e) => {
+            gw.metrics.auth("session", AuthResult::Error);
+            Err(GatewayError::StoreUnavailable(Box::new(e)))
+        }
+    }
+}
+
+fn from_session(snap: &Snapshot, key: SessionKey, view: &SessionView) -> Authenticated {
+    Authenticated {
+        identity: view.identity.clone(),
+        session: Some(key),
+        expires_at: Some(view.expires_at_ms(&snap.config.sessions) / 1000),
+    }
+}
+
+/// The request came from a page of the same origin (SPEC 11, CSRF
+/// `origin`): `Origin`, or without it `Referer`, equals the
+/// scheme://host[:port] the client used.
+pub fn same_origin(parts: &http::request::Parts, conn: &ConnInfo) -> bool {
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    if host.is_empty() {
+        return false;
+    }
+    let scheme = if conn.tls { "https" } else { "http" };
+    let matches = |origin: &str| {
+        origin.len() == scheme.len() + 3 + host.len()
+            && origin.starts_with(scheme)
+            && origin[scheme.len()..].starts_with("://")
+            && origin[scheme.len() + 3..].eq_ignore_ascii_case(host)
+    };
+    if let Some(o) = parts
+        .headers
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
+        return matches(o);
+    }
+    if let Some(r) = parts
+        .headers
+        .get(http::header::REFERER)
+        .and_then(|v| v.to_str().ok())
+    {
+        let end = r
+            .get(scheme.len() + 3..)
+            .and_then(|rest| rest.find('/'))
+            .map_or(r.len(), |i| i + scheme.len() + 3);
+        return matches(&r[..end]);
+    }
+    false
+}
+
+fn is_safe_method(m: &http::Method) -> bool {
+    matches!(
+        *m,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    )
+}
+
+/// Any credential the request carries, for the gateway's own endpoints
+/// (`/userinfo`): the session cookie, then a bearer token.
+pub async fn identify(
+    gw: &Gateway,
+    snap: &Snapshot,
+    parts: &http::request::Parts,
+    _conn: &ConnInfo,
+) -> Result<Found, GatewayError> {
+    let mut found = Found::default();
+    match lookup_session(gw, snap, &parts.headers).await? {
+        SessionLookup::Live(key, view) => {
+            found.authenticated = Some(from_session(snap, key, &view));
+            return Ok(found);
+        }
+        SessionLookup::Dead => found.expire_session_cookie = true,
+        SessionLookup::Absent => {}
+    }
+    Ok(found)
+}
+
+/// Authenticates `parts` with the route's methods, in order; the first that
+/// succeeds wins. Then authorises with `[routes.require]`.
+pub async fn authenticate(
+    gw: &Gateway,
     snap: &Snapshot,
     route: &Route,
     parts: &http::request::Parts,
+    conn: &ConnInfo,
     html: bool,
-) -> AuthOutcome {
+) -> Result<Found, GatewayError> {
+    let mut found = Found::default();
     if route.auth == AuthMode::None {
-        return Ok(None);
+        return Ok(found);
     }
-    // No credential source is configured in this build: every caller is
-    // anonymous.
-    let _ = parts;
-    match route.auth {
-        AuthMode::Required => Err(unauthenticated(snap, route, parts, html, None)),
-        _ => Ok(None),
+    for method in &route.methods {
+        match method {
+            AuthMethod::Session => match lookup_session(gw, snap, &parts.headers).await? {
+                SessionLookup::Live(key, view) => {
+                    // A cookie rides along on cross-site requests; an unsafe
+                    // method authenticated by it must come from our origin.
+                    if snap.config.sessions.csrf
+                        && !is_safe_method(&parts.method)
+                        && !same_origin(parts, conn)
+                    {
+                        gw.metrics.auth("session", AuthResult::Forbidden);
+                        return Err(GatewayError::Forbidden);
+                    }
+                    gw.metrics.auth("session", AuthResult::Ok);
+                    found.authenticated = Some(from_session(snap, key, &view));
+                    break;
+                }
+                SessionLookup::Dead => found.expire_session_cookie = true,
+                SessionLookup::Absent => {}
+            },
+            AuthMethod::Jwt => {}
+        }
+    }
+    match &found.authenticated {
+        Some(a) => {
+            if !authorized(&route.require, &a.identity) {
+                gw.metrics
+                    .auth(a.identity.method.as_str(), AuthResult::Forbidden);
+                return Err(GatewayError::Forbidden);
+            }
+            Ok(found)
+        }
+        None => {
+            if let Some(first) = route.methods.first() {
+                let label = match first {
+                    AuthMethod::Session => "session",
+                    AuthMethod::Jwt => "jwt",
+                };
+                gw.metrics.auth(label, AuthResult::Missing);
+            }
+            match route.auth {
+                AuthMode::Required => Err(unauthenticated(snap, route, parts, html, None)),
+                _ => Ok(found),
+            }
+        }
+    }
+}
+
+/// `[routes.require]`: every listed condition must hold.
+pub fn authorized(req: &crate::config::Require, id: &Identity) -> bool {
+    if !req.groups_any.is_empty() && !req.groups_any.iter().any(|g| id.groups.contains(g)) {
+        return false;
+    }
+    req.claims.iter().all(|(name, want)| {
+        let have = id
+            .claims
+            .as_ref()
+            .and_then(|c| c.get(name).cloned())
+            .or_else(|| id.field(name).map(|v| serde_json::Value::String(v.into_owned())));
+        match have {
+            Some(serde_json::Value::Array(items)) => items.iter().any(|i| claim_eq(i, want)),
+            Some(v) => claim_eq(&v, want),
+            None => false,
+        }
+    })
+}
+
+/// Equal, or the same scalar written as a string (`"42"` and `42`).
+fn claim_eq(have: &serde_json::Value, want: &serde_json::Value) -> bool {
+    if have == want {
+        return true;
+    }
+    match (have.as_str(), want) {
+        (Some(h), serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => h == want.to_string(),
+        _ => false,
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod file;
 mod locate;
+pub mod sessions;
 pub mod units;
 mod validate;
 
@@ -57,6 +58,10 @@ pub struct Config {
     pub admin: Admin,
     pub log: Log,
     pub identity: Identity,
+    /// `[sessions]`: defaults when absent (`enabled` false).
+    pub sessions: sessions::Sessions,
+    /// `[login]`: local users and token settings.
+    pub login: Option<sessions::Login>,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
     /// Things worth telling the operator that do not stop the load.

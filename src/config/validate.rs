@@ -158,12 +158,8 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
 
     // Sections whose features land in later releases are parsed (so typos are
     // caught) but refused, never silently ignored.
-    if f.sessions.is_some() {
-        c.unsupported("sessions", "`[sessions]`");
-    }
-    if f.login.is_some() {
-        c.unsupported("login", "`[login]`");
-    }
+    let sessions = super::sessions::sessions(&mut c.problems, f.sessions.as_ref());
+    let login = super::sessions::login(&mut c.problems, f.login.as_ref(), base);
     if !f.oidc.is_empty() {
         c.unsupported("oidc", "`[[oidc]]`");
     }
@@ -172,7 +168,8 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     }
 
     let upstreams = upstreams(&mut c, &f.upstreams);
-    let routes = routes(&mut c, &f.routes, &upstreams);
+    let sessions_creatable = login.is_some() || !f.oidc.is_empty();
+    let routes = routes(&mut c, &f.routes, &upstreams, sessions_creatable);
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -181,6 +178,8 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             admin,
             log,
             identity,
+            sessions,
+            login,
             upstreams,
             routes,
             warnings: c.warnings,
@@ -560,7 +559,12 @@ fn upstreams(c: &mut Check<'_>, list: &[UpstreamFile]) -> Vec<Upstream> {
     out
 }
 
-fn routes(c: &mut Check<'_>, list: &[RouteFile], upstreams: &[Upstream]) -> Vec<Route> {
+fn routes(
+    c: &mut Check<'_>,
+    list: &[RouteFile],
+    upstreams: &[Upstream],
+    sessions_creatable: bool,
+) -> Vec<Route> {
     let mut names = HashSet::new();
     let mut out = Vec::new();
     for (i, r) in list.iter().enumerate() {
@@ -687,7 +691,7 @@ fn routes(c: &mut Check<'_>, list: &[RouteFile], upstreams: &[Upstream]) -> Vec<
                 );
             }
         }
-        if auth != AuthMode::None && methods.contains(&AuthMethod::Session) {
+        if auth != AuthMode::None && methods.contains(&AuthMethod::Session) && !sessions_creatable {
             c.warnings.push(format!(
                 "route `{}` accepts sessions, but nothing creates them (no [login] or [[oidc]])",
                 r.name

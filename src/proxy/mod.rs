@@ -34,6 +34,8 @@ struct Ctx {
     html: bool,
     route: Option<usize>,
     backend: Option<Arc<crate::upstream::Backend>>,
+    /// A session cookie to expire on the way out (it named no live session).
+    expire_session_cookie: bool,
 }
 
 /// Serves one request from a client connection. Never fails: every error
@@ -57,6 +59,7 @@ pub async fn handle(
         html: respond::wants_html(req.headers()),
         route: None,
         backend: None,
+        expire_session_cookie: false,
     };
     let method = req.method().clone();
     let path_for_log = if snap.config.log.access_log {
@@ -75,6 +78,12 @@ pub async fn handle(
     };
     resp.headers_mut()
         .insert(&headers::X_REQUEST_ID, ctx.request_id.clone());
+    if ctx.expire_session_cookie {
+        if let Ok(v) = HeaderValue::from_str(&crate::session::expired_cookie(&snap.config.sessions))
+        {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
 
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
@@ -142,7 +151,8 @@ async fn handle_inner(
     if path.starts_with(snap.endpoint_prefix_slash.as_str())
         || path == snap.config.server.endpoint_prefix
     {
-        return Err(GatewayError::NotFound);
+        let sub_path = path[snap.config.server.endpoint_prefix.len()..].to_string();
+        return crate::login::handle(gw, snap, conn, req, &sub_path, ctx.html).await;
     }
 
     // 4. Route on host (port removed) and the normalised path.
@@ -170,7 +180,12 @@ async fn handle_inner(
     headers::strip_identity(&mut parts.headers, &snap.config.identity);
 
     // 6-7. Authenticate and authorise.
-    let identity = auth::authenticate(snap, route, &parts, ctx.html)?;
+    let found = auth::authenticate(gw, snap, route, &parts, conn, ctx.html).await?;
+    ctx.expire_session_cookie = found.expire_session_cookie;
+    let identity = found.authenticated.map(|a| a.identity);
+    if snap.config.identity.strip_session_cookie && snap.config.sessions.enabled {
+        crate::session::strip_cookie(&mut parts.headers, &snap.config.sessions.cookie_name);
+    }
 
     // 8. Rewrite and forward.
     let upstream = &snap.upstreams[route.upstream];

@@ -82,7 +82,7 @@ async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
             if let Err(r) = authorized(gw, &req) {
                 return *r;
             }
-            admin(gw, req.method().clone(), &path).await
+            admin(gw, req.method().clone(), &path, req.uri().query()).await
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
@@ -95,6 +95,12 @@ fn readyz(gw: &Gateway) -> Response<Body> {
     }
     if gw.is_shutting_down() {
         reasons.push("shutting down".into());
+    }
+    if !gw.sessions.is_reachable() {
+        reasons.push(format!(
+            "session store ({}) unreachable",
+            gw.sessions.kind()
+        ));
     }
     if reasons.is_empty() {
         json(StatusCode::OK, "{\"status\":\"ready\"}".into())
@@ -177,9 +183,80 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-async fn admin(gw: &Gateway, method: Method, path: &str) -> Response<Body> {
+fn store_error(e: crate::session::StoreError) -> Response<Body> {
+    tracing::warn!(error = %e, "admin: session store failed");
+    error(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable")
+}
+
+async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) -> Response<Body> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, segs.as_slice()) {
+        (Method::GET, ["admin", "sessions"]) => {
+            let Some(user) = query.and_then(|q| {
+                q.split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(k, _)| *k == "user")
+                    .map(|(_, v)| crate::login::percent_decode_form(v))
+            }) else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "query parameter `user` is required",
+                );
+            };
+            let snap = gw.snapshot();
+            match gw.sessions.list_user(&user).await {
+                Ok(list) => {
+                    let cfg = &snap.config.sessions;
+                    let sessions: Vec<_> = list
+                        .iter()
+                        .filter(|(_, v)| v.is_live(cfg, crate::session::now_ms()))
+                        .map(|(k, v)| {
+                            json!({
+                                "id": k.hex(),
+                                "user": v.record.user,
+                                "created_at": v.record.created_ms / 1000,
+                                "last_seen": v.last_seen_ms / 1000,
+                                "expires_at": v.expires_at_ms(cfg) / 1000,
+                                "client_ip": v.record.client_ip,
+                                "user_agent": v.record.user_agent,
+                                "method": "session",
+                                "login": v.record.login,
+                            })
+                        })
+                        .collect();
+                    json(StatusCode::OK, json!({ "sessions": sessions }).to_string())
+                }
+                Err(e) => store_error(e),
+            }
+        }
+        (Method::DELETE, ["admin", "sessions", id]) => {
+            let Some(key) = crate::session::SessionKey::from_hex(id) else {
+                return error(StatusCode::BAD_REQUEST, "a session id is 64 hex characters");
+            };
+            match gw.sessions.delete(key).await {
+                Ok(Some(r)) => {
+                    tracing::info!(user = %r.user, session = %&id[..12], "admin revoked a session");
+                    json(StatusCode::OK, json!({ "revoked": id }).to_string())
+                }
+                Ok(None) => error(StatusCode::NOT_FOUND, "no such session"),
+                Err(e) => store_error(e),
+            }
+        }
+        (Method::POST, ["admin", "users", name, "revoke"]) => {
+            let Some(user) = percent_decode(name) else {
+                return error(StatusCode::BAD_REQUEST, "malformed user name");
+            };
+            match gw.sessions.delete_user(&user).await {
+                Ok(n) => {
+                    tracing::info!(user = %user, sessions = n, "admin revoked everything a user holds");
+                    json(
+                        StatusCode::OK,
+                        json!({ "user": user, "sessions_revoked": n }).to_string(),
+                    )
+                }
+                Err(e) => store_error(e),
+            }
+        }
         (Method::POST, ["admin", "reload"]) => match gw.reload().await {
             Ok(summary) => json(
                 StatusCode::OK,

@@ -1,0 +1,316 @@
+//! `[sessions]` and `[login]`: validation into typed settings.
+
+use super::file::{LoginFile, SessionsFile};
+use super::units::parse_duration;
+use super::Problem;
+use crate::login::users::Users;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DEFAULT_COOKIE_NAME: &str = "gatehouse_session";
+pub const DEFAULT_KEY_PREFIX: &str = "gatehouse:";
+pub const DEFAULT_SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_SESSION_ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(1);
+pub const DEFAULT_MAX_FAILURES: u32 = 5;
+pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_LOCKOUT: Duration = Duration::from_secs(15 * 60);
+pub const DEFAULT_ISSUER: &str = "gatehouse";
+pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(14 * 86400);
+pub const DEFAULT_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    Memory,
+    Redis { url: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    /// `[sessions]` was present (sessions are offered at all).
+    pub enabled: bool,
+    pub store: StoreKind,
+    pub key_prefix: String,
+    pub cookie_name: String,
+    pub cookie_domain: Option<String>,
+    pub cookie_secure: bool,
+    pub cookie_same_site: SameSite,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub cache_ttl: Duration,
+    /// `csrf = "origin"`.
+    pub csrf: bool,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Sessions {
+            enabled: false,
+            store: StoreKind::Memory,
+            key_prefix: DEFAULT_KEY_PREFIX.into(),
+            cookie_name: DEFAULT_COOKIE_NAME.into(),
+            cookie_domain: None,
+            cookie_secure: true,
+            cookie_same_site: SameSite::Lax,
+            idle_timeout: DEFAULT_SESSION_IDLE,
+            absolute_timeout: DEFAULT_SESSION_ABSOLUTE,
+            cache_ttl: DEFAULT_CACHE_TTL,
+            csrf: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub users_file: Option<PathBuf>,
+    pub users: Arc<Users>,
+    pub issuer: String,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub refresh_reuse_grace: Duration,
+    pub max_failures: u32,
+    pub failure_window: Duration,
+    pub lockout: Duration,
+}
+
+fn err(problems: &mut Vec<Problem>, path: &str, message: impl Into<String>) {
+    problems.push(Problem {
+        path: path.into(),
+        line: None,
+        message: message.into(),
+    });
+}
+
+fn duration(
+    problems: &mut Vec<Problem>,
+    path: &str,
+    v: &Option<String>,
+    default: Duration,
+) -> Duration {
+    match v {
+        None => default,
+        Some(t) => parse_duration(t).unwrap_or_else(|m| {
+            err(problems, path, m);
+            default
+        }),
+    }
+}
+
+fn is_cookie_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+pub(super) fn sessions(problems: &mut Vec<Problem>, s: Option<&SessionsFile>) -> Sessions {
+    let Some(s) = s else {
+        return Sessions::default();
+    };
+    let store = match (s.store.as_deref(), &s.redis_url) {
+        (None | Some("memory"), _) => StoreKind::Memory,
+        (Some("redis"), Some(url)) => {
+            if let Err(e) = redis::Client::open(url.as_str()) {
+                err(
+                    problems,
+                    "sessions.redis_url",
+                    format!("not a Redis URL: {e}"),
+                );
+            }
+            StoreKind::Redis { url: url.clone() }
+        }
+        (Some("redis"), None) => {
+            err(
+                problems,
+                "sessions.redis_url",
+                "store = \"redis\" needs redis_url",
+            );
+            StoreKind::Memory
+        }
+        (Some(o), _) => {
+            err(
+                problems,
+                "sessions.store",
+                format!("`{o}`: expected \"memory\" or \"redis\""),
+            );
+            StoreKind::Memory
+        }
+    };
+    let cookie_name = s
+        .cookie_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
+    if !is_cookie_name(&cookie_name) {
+        err(
+            problems,
+            "sessions.cookie_name",
+            format!("`{cookie_name}` is not a valid cookie name"),
+        );
+    }
+    let cookie_secure = s.cookie_secure.unwrap_or(true);
+    let cookie_same_site = match s.cookie_same_site.as_deref() {
+        None | Some("lax") => SameSite::Lax,
+        Some("strict") => SameSite::Strict,
+        Some("none") => SameSite::None,
+        Some(o) => {
+            err(
+                problems,
+                "sessions.cookie_same_site",
+                format!("`{o}`: expected \"strict\", \"lax\" or \"none\""),
+            );
+            SameSite::Lax
+        }
+    };
+    if cookie_same_site == SameSite::None && !cookie_secure {
+        err(
+            problems,
+            "sessions.cookie_same_site",
+            "cookie_same_site = \"none\" needs cookie_secure = true (browsers refuse it otherwise)",
+        );
+    }
+    let idle_timeout = duration(
+        problems,
+        "sessions.idle_timeout",
+        &s.idle_timeout,
+        DEFAULT_SESSION_IDLE,
+    );
+    let absolute_timeout = duration(
+        problems,
+        "sessions.absolute_timeout",
+        &s.absolute_timeout,
+        DEFAULT_SESSION_ABSOLUTE,
+    );
+    if idle_timeout.is_zero() || absolute_timeout.is_zero() {
+        err(
+            problems,
+            "sessions.idle_timeout",
+            "session timeouts must be more than 0",
+        );
+    }
+    let cache_ttl = duration(
+        problems,
+        "sessions.cache_ttl",
+        &s.cache_ttl,
+        DEFAULT_CACHE_TTL,
+    );
+    let csrf = match s.csrf.as_deref() {
+        None | Some("origin") => true,
+        Some("off") => false,
+        Some(o) => {
+            err(
+                problems,
+                "sessions.csrf",
+                format!("`{o}`: expected \"origin\" or \"off\""),
+            );
+            true
+        }
+    };
+    let cookie_domain = s.cookie_domain.clone().filter(|d| !d.is_empty());
+    if let Some(d) = &cookie_domain {
+        if !d
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            err(
+                problems,
+                "sessions.cookie_domain",
+                format!("`{d}` is not a domain"),
+            );
+        }
+    }
+    Sessions {
+        enabled: true,
+        store,
+        key_prefix: s
+            .key_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_KEY_PREFIX.into()),
+        cookie_name,
+        cookie_domain,
+        cookie_secure,
+        cookie_same_site,
+        idle_timeout,
+        absolute_timeout,
+        cache_ttl,
+        csrf,
+    }
+}
+
+pub(super) fn login(
+    problems: &mut Vec<Problem>,
+    l: Option<&LoginFile>,
+    base: &Path,
+) -> Option<Login> {
+    let l = l?;
+    let users_file = l.users_file.as_ref().map(|f| base.join(f));
+    let users = match &users_file {
+        None => Arc::new(Users::default()),
+        Some(path) => match Users::load(path) {
+            Ok(u) => Arc::new(u),
+            Err(e) => {
+                err(problems, "login.users_file", e);
+                Arc::new(Users::default())
+            }
+        },
+    };
+    if l.signing_key_file.is_some() || l.previous_keys.is_some() {
+        err(
+            problems,
+            "login.signing_key_file",
+            "gateway-issued tokens are not supported yet by this version of gatehouse",
+        );
+    }
+    let max_failures = l.max_failures.unwrap_or(DEFAULT_MAX_FAILURES);
+    if max_failures == 0 {
+        err(problems, "login.max_failures", "must be at least 1");
+    }
+    Some(Login {
+        users_file,
+        users,
+        issuer: l.issuer.clone().unwrap_or_else(|| DEFAULT_ISSUER.into()),
+        access_token_ttl: duration(
+            problems,
+            "login.access_token_ttl",
+            &l.access_token_ttl,
+            DEFAULT_ACCESS_TOKEN_TTL,
+        ),
+        refresh_token_ttl: duration(
+            problems,
+            "login.refresh_token_ttl",
+            &l.refresh_token_ttl,
+            DEFAULT_REFRESH_TOKEN_TTL,
+        ),
+        refresh_reuse_grace: duration(
+            problems,
+            "login.refresh_reuse_grace",
+            &l.refresh_reuse_grace,
+            DEFAULT_REFRESH_REUSE_GRACE,
+        ),
+        max_failures,
+        failure_window: duration(
+            problems,
+            "login.failure_window",
+            &l.failure_window,
+            DEFAULT_FAILURE_WINDOW,
+        ),
+        lockout: duration(problems, "login.lockout", &l.lockout, DEFAULT_LOCKOUT),
+    })
+}

@@ -1,0 +1,472 @@
+//! The gateway's own endpoints under `endpoint_prefix` (SPEC 4): the login
+//! page and form, logout, userinfo.
+
+pub mod page;
+pub mod throttle;
+pub mod users;
+
+use crate::auth;
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::gateway::{Gateway, Snapshot};
+use crate::metrics::AuthResult;
+use crate::proxy::respond;
+use crate::server::ConnInfo;
+use crate::session::{self, now_ms, Record, SessionId, SessionView};
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// Bodies of login and token requests are small; anything larger is refused.
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+
+/// Serves `<prefix><sub_path>`.
+pub async fn handle(
+    gw: &Gateway,
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    sub_path: &str,
+    html: bool,
+) -> Result<Response<Body>, GatewayError> {
+    match (req.method(), sub_path) {
+        (&Method::GET, "/login") => login_page(snap, &req),
+        (&Method::POST, "/login") => login_submit(gw, snap, conn, req).await,
+        (&Method::POST, "/logout") => logout(gw, snap, conn, req, html).await,
+        (&Method::GET, "/userinfo") => userinfo(gw, snap, conn, req).await,
+        (_, "/login" | "/logout" | "/userinfo") => Err(GatewayError::MethodNotAllowed),
+        _ => Err(GatewayError::NotFound),
+    }
+}
+
+fn request_host(req: &Request<Incoming>) -> &str {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+/// Where to send the user after login (SPEC 4 and 11): a relative path
+/// starting with a single `/`, or an https URL on this host or a host a
+/// route names. Anything else (`//evil.com`, `https://evil.com`,
+/// `javascript:`) becomes `/`.
+pub fn safe_redirect(rd: &str, request_host: &str, snap: &Snapshot) -> String {
+    let ok_chars = !rd.is_empty() && rd.bytes().all(|b| (0x21..0x7f).contains(&b));
+    if !ok_chars {
+        return "/".into();
+    }
+    if rd.starts_with('/') {
+        return if rd.starts_with("//") || rd.starts_with("/\\") {
+            "/".into()
+        } else {
+            rd.to_string()
+        };
+    }
+    if let Some(rest) = rd.strip_prefix("https://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority.contains('@') || authority.contains('\\') {
+            return "/".into();
+        }
+        let host = crate::route::host_without_port(authority);
+        let this = crate::route::host_without_port(request_host);
+        let routed = snap.config.routes.iter().any(|r| match &r.host {
+            crate::config::HostMatch::Exact(h) => h.eq_ignore_ascii_case(host),
+            _ => false,
+        });
+        if !host.is_empty() && (host.eq_ignore_ascii_case(this) || routed) {
+            return rd.to_string();
+        }
+    }
+    "/".into()
+}
+
+fn login_action(snap: &Snapshot) -> String {
+    format!("{}/login", snap.config.server.endpoint_prefix)
+}
+
+fn html_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(Body::full(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The login page must not be framed (clickjacking) or load anything.
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    r
+}
+
+fn providers(snap: &Snapshot, rd: &str) -> Vec<(String, String)> {
+    let _ = (snap, rd);
+    Vec::new()
+}
+
+fn render_login(
+    snap: &Snapshot,
+    rd: &str,
+    error: Option<&str>,
+    username: &str,
+    status: StatusCode,
+) -> Response<Body> {
+    let action = login_action(snap);
+    let local = snap
+        .config
+        .login
+        .as_ref()
+        .is_some_and(|l| l.users_file.is_some());
+    let page = page::render(&page::Page {
+        action: &action,
+        rd,
+        error,
+        username,
+        providers: &providers(snap, rd),
+        local_form: local,
+    });
+    html_response(status, page)
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| percent_decode_form(v))
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
+pub fn percent_decode_form(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                match std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode_form(k), percent_decode_form(v))
+        })
+        .collect()
+}
+
+fn login_page(snap: &Snapshot, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+    if snap.config.login.is_none() {
+        return Err(GatewayError::NotFound);
+    }
+    let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
+    let rd = safe_redirect(&rd, request_host(req), snap);
+    Ok(render_login(snap, &rd, None, "", StatusCode::OK))
+}
+
+/// Reads a small request body, refusing more than `limit` bytes (413).
+pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(GatewayError::BodyTooLarge)
+        }
+        Err(_) => Err(GatewayError::BadRequest("could not read the request body")),
+    }
+}
+
+fn is_json(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
+}
+
+/// The fields of a form or JSON body.
+pub async fn read_fields(
+    req: Request<Incoming>,
+) -> Result<(BTreeMap<String, String>, bool), GatewayError> {
+    let json = is_json(&req);
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > MAX_FORM_BYTES {
+            return Err(GatewayError::BodyTooLarge);
+        }
+    }
+    let body = read_body(req.into_body(), MAX_FORM_BYTES).await?;
+    let fields = if json {
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| GatewayError::BadRequest("malformed JSON body"))?;
+        v.as_object()
+            .ok_or(GatewayError::BadRequest("expected a JSON object"))?
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+            .collect()
+    } else {
+        parse_form(&body)
+    };
+    Ok((fields, json))
+}
+
+/// The outcome of checking a username and password, with the lockout and
+/// metrics applied. Shared by the login form and the token endpoint.
+pub async fn check_password(
+    gw: &Gateway,
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    username: &str,
+    password: &str,
+) -> Result<users::User, GatewayError> {
+    let login = snap.config.login.as_ref().ok_or(GatewayError::NotFound)?;
+    let ip = conn.peer.ip();
+    if let Err(retry_after) = gw.throttle.check(username, ip) {
+        gw.metrics.auth("login", AuthResult::Locked);
+        return Err(GatewayError::Locked { retry_after });
+    }
+    match users::verify(
+        login.users.clone(),
+        username.to_string(),
+        password.to_string(),
+    )
+    .await
+    {
+        Some(u) => {
+            gw.throttle.succeeded(username, ip);
+            gw.metrics.auth("login", AuthResult::Ok);
+            Ok(u)
+        }
+        None => {
+            let policy = throttle::Policy {
+                max_failures: login.max_failures,
+                window: login.failure_window,
+                lockout: login.lockout,
+            };
+            gw.throttle.failed(username, ip, policy);
+            gw.metrics.auth("login", AuthResult::Invalid);
+            tracing::info!(user = %username.escape_debug(), peer = %ip, "login failed");
+            Err(GatewayError::Unauthenticated(
+                crate::error::Challenge::InvalidToken("invalid credentials"),
+            ))
+        }
+    }
+}
+
+/// Creates a fresh session for `user` (never reusing an id the browser
+/// brought: no fixation). Returns the id and the stored view.
+pub async fn create_session(
+    gw: &Gateway,
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    user: &users::User,
+    user_agent: &str,
+    login: &str,
+) -> Result<(SessionId, SessionView), GatewayError> {
+    let cfg = &snap.config.sessions;
+    let id = SessionId::generate();
+    let now = now_ms();
+    let record = Record {
+        user: user.username.clone(),
+        email: user.email.clone(),
+        groups: user.groups.clone(),
+        name: user.name.clone(),
+        created_ms: now,
+        client_ip: conn.peer.ip().to_string(),
+        user_agent: user_agent.chars().take(256).collect(),
+        login: login.to_string(),
+        backends: BTreeMap::new(),
+    };
+    let ttl = session::ttl(&record, cfg, now);
+    gw.sessions
+        .create(id.key(), record.clone(), ttl)
+        .await
+        .map_err(|e| GatewayError::StoreUnavailable(Box::new(e)))?;
+    tracing::info!(user = %user.username, session = %&id.key().hex()[..12], "session created");
+    Ok((id, SessionView::new(record, now)))
+}
+
+async fn login_submit(
+    gw: &Gateway,
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    if snap.config.login.is_none() {
+        return Err(GatewayError::NotFound);
+    }
+    let host = request_host(&req).to_string();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let (fields, json) = read_fields(req).await?;
+    let username = fields.get("username").map(String::as_str).unwrap_or("");
+    let password = fields.get("password").map(String::as_str).unwrap_or("");
+    let rd = safe_redirect(
+        fields.get("rd").map(String::as_str).unwrap_or("/"),
+        &host,
+        snap,
+    );
+    let user = match check_password(gw, snap, conn, username, password).await {
+        Ok(u) => u,
+        Err(GatewayError::Unauthenticated(_)) if !json => {
+            return Ok(render_login(
+                snap,
+                &rd,
+                Some("Wrong username or password."),
+                username,
+                StatusCode::UNAUTHORIZED,
+            ));
+        }
+        Err(GatewayError::Unauthenticated(_)) => {
+            return Ok(respond::json(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "invalid_credentials"}).to_string(),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let (id, view) = create_session(gw, snap, conn, &user, &user_agent, "password").await?;
+    let cookie = HeaderValue::from_str(&session::session_cookie(&snap.config.sessions, &id))
+        .map_err(|_| GatewayError::BadRequest("cookie"))?;
+    let mut resp = if json {
+        let body = json!({
+            "user": { "sub": user.username, "email": user.email, "groups": user.groups },
+            "expires_at": view.expires_at_ms(&snap.config.sessions) / 1000,
+        });
+        respond::json(StatusCode::OK, body.to_string())
+    } else {
+        let mut r = Response::new(Body::Empty);
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        r.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_str(&rd).unwrap_or(HeaderValue::from_static("/")),
+        );
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    };
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(resp)
+}
+
+async fn logout(
+    gw: &Gateway,
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+    html: bool,
+) -> Result<Response<Body>, GatewayError> {
+    let cfg = &snap.config.sessions;
+    let (parts, _body) = req.into_parts();
+    if let Some(id) =
+        session::cookie_value(&parts.headers, &cfg.cookie_name).and_then(SessionId::parse)
+    {
+        if cfg.csrf && !auth::same_origin(&parts, conn) {
+            gw.metrics.auth("session", AuthResult::Forbidden);
+            return Err(GatewayError::Forbidden);
+        }
+        if let Some(r) = gw
+            .sessions
+            .delete(id.key())
+            .await
+            .map_err(|e| GatewayError::StoreUnavailable(Box::new(e)))?
+        {
+            tracing::info!(user = %r.user, session = %&id.key().hex()[..12], "logged out");
+        }
+    }
+    let mut resp = Response::new(Body::Empty);
+    if html {
+        *resp.status_mut() = StatusCode::SEE_OTHER;
+        resp.headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static("/"));
+    } else {
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(v) = HeaderValue::from_str(&session::expired_cookie(cfg)) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
+async fn userinfo(
+    gw: &Gateway,
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
+    let (parts, _) = req.into_parts();
+    let found = auth::identify(gw, snap, &parts, conn).await?;
+    let Some(a) = found.authenticated else {
+        return Err(GatewayError::Unauthenticated(
+            crate::error::Challenge::Missing,
+        ));
+    };
+    let id = &a.identity;
+    let body = json!({
+        "sub": id.sub,
+        "email": id.email,
+        "groups": id.groups,
+        "name": id.name,
+        "method": id.method.as_str(),
+        "expires_at": a.expires_at,
+    });
+    Ok(respond::json(StatusCode::OK, body.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_bodies_decode() {
+        let f = parse_form(b"username=al%C3%ADce&password=a+b%26c&rd=%2Fx%3Fy%3D1&empty=");
+        assert_eq!(f["username"], "alíce");
+        assert_eq!(f["password"], "a b&c");
+        assert_eq!(f["rd"], "/x?y=1");
+        assert_eq!(f["empty"], "");
+        assert_eq!(percent_decode_form("100%"), "100%");
+        assert_eq!(percent_decode_form("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,180 @@
+//! The local user database (`users_file`, SPEC 5) and password checks.
+//!
+//! Passwords are verified with argon2id on tokio's blocking pool behind a
+//! semaphore: a hash takes tens of milliseconds of CPU by design, and must
+//! neither stall the async workers nor let a login flood take every core.
+//! An unknown user is checked against a fixed dummy hash, so it costs the
+//! same time as a wrong password.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub username: String,
+    pub password_hash: String,
+    pub email: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsersFile {
+    #[serde(default)]
+    users: Vec<User>,
+}
+
+#[derive(Debug, Default)]
+pub struct Users {
+    by_name: HashMap<String, User>,
+}
+
+impl Users {
+    /// Reads and checks the file: unique names, argon2id PHC hashes.
+    pub fn load(path: &Path) -> Result<Users, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Users, String> {
+        let f: UsersFile = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                format!("{path}: {}", e.into_inner().message().trim())
+            })?;
+        let mut by_name = HashMap::new();
+        for (i, u) in f.users.into_iter().enumerate() {
+            match PasswordHash::new(&u.password_hash) {
+                Ok(h) if h.algorithm.as_str() == "argon2id" => {}
+                Ok(h) => return Err(format!("users[{i}].password_hash: `{}` is not argon2id (use `gatehouse hash-password`)", h.algorithm)),
+                Err(e) => return Err(format!("users[{i}].password_hash: not a PHC string ({e}); use `gatehouse hash-password`")),
+            }
+            if u.username.is_empty() || u.username.bytes().any(|b| b.is_ascii_control()) {
+                return Err(format!(
+                    "users[{i}].username: empty or contains control characters"
+                ));
+            }
+            if by_name.contains_key(&u.username) {
+                return Err(format!(
+                    "users[{i}].username: duplicate user `{}`",
+                    u.username
+                ));
+            }
+            by_name.insert(u.username.clone(), u);
+        }
+        Ok(Users { by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&User> {
+        self.by_name.get(name)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+}
+
+/// Hashes a password as an argon2id PHC string (OWASP parameters:
+/// m=19456 KiB, t=2, p=1), with a salt from the OS CSPRNG.
+pub fn hash_password(password: &str) -> String {
+    let salt = SaltString::encode_b64(&crate::crypto::random_bytes::<16>())
+        .expect("16 bytes is a valid salt");
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 with default parameters hashes any password")
+        .to_string()
+}
+
+/// A hash of a random password: unknown users are checked against it.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password(&crate::crypto::hex(&crate::crypto::random_bytes::<16>())))
+}
+
+/// At most this many argon2 computations at once; the rest wait.
+fn limiter() -> &'static Arc<Semaphore> {
+    static SEM: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    SEM.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Arc::new(Semaphore::new(cores.max(1)))
+    })
+}
+
+/// Checks `password` for `username`. `Some(user)` only for an enabled user
+/// with the right password; the work done is the same either way.
+pub async fn verify(users: Arc<Users>, username: String, password: String) -> Option<User> {
+    let _permit = limiter().clone().acquire_owned().await.ok()?;
+    tokio::task::spawn_blocking(move || {
+        let user = users.get(&username);
+        let phc = user.map_or(dummy_hash(), |u| u.password_hash.as_str());
+        let ok = PasswordHash::new(phc)
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+            .unwrap_or(false);
+        match user {
+            Some(u) if ok && !u.disabled => Some(u.clone()),
+            _ => None,
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify_and_wrong_passwords_unknown_and_disabled_users_fail() {
+        let h = hash_password("s3cret");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        let text = format!(
+            "[[users]]\nusername = \"alice\"\npassword_hash = \"{h}\"\nemail = \"a@example.com\"\ngroups = [\"staff\"]\n\n\
+             [[users]]\nusername = \"bob\"\npassword_hash = \"{h}\"\ndisabled = true\n"
+        );
+        let users = Arc::new(Users::parse(&text).unwrap());
+        let ok = verify(users.clone(), "alice".into(), "s3cret".into())
+            .await
+            .unwrap();
+        assert_eq!(ok.groups, vec!["staff"]);
+        assert!(verify(users.clone(), "alice".into(), "wrong".into())
+            .await
+            .is_none());
+        assert!(verify(users.clone(), "mallory".into(), "s3cret".into())
+            .await
+            .is_none());
+        assert!(verify(users, "bob".into(), "s3cret".into()).await.is_none());
+    }
+
+    #[test]
+    fn bad_hashes_and_duplicates_are_refused() {
+        assert!(
+            Users::parse("[[users]]\nusername = \"a\"\npassword_hash = \"plain\"\n")
+                .unwrap_err()
+                .contains("users[0].password_hash")
+        );
+        let h = hash_password("x");
+        let dup = format!("[[users]]\nusername = \"a\"\npassword_hash = \"{h}\"\n[[users]]\nusername = \"a\"\npassword_hash = \"{h}\"\n");
+        assert!(Users::parse(&dup).unwrap_err().contains("duplicate"));
+        assert!(Users::parse("[[users]]\nusername = \"a\"\npasword_hash = \"x\"\n").is_err());
+    }
+}

@@ -1,0 +1,456 @@
+//! Server-side sessions (SPEC 6): ids, records, the store trait with its
+//! memory and Redis implementations, and the per-request lookup.
+//!
+//! A session id is 256 bits from the OS CSPRNG, sent to the browser in a
+//! cookie and never stored: stores key sessions by SHA-256 of the id, so a
+//! leaked store (or admin listing) does not hand out usable cookies.
+
+pub mod memory;
+pub mod redis;
+
+use crate::auth::{Identity, Method};
+use crate::config::sessions::{Sessions as SessionsConfig, StoreKind};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A session id as the browser holds it. Debug never prints it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionId(String);
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionId(..)")
+    }
+}
+
+impl SessionId {
+    pub fn generate() -> SessionId {
+        SessionId(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(crate::crypto::random_bytes::<32>()),
+        )
+    }
+
+    /// Accepts only the shape we issue (43 base64url characters), so junk
+    /// never reaches a store.
+    pub fn parse(s: &str) -> Option<SessionId> {
+        (s.len() == 43
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then(|| SessionId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn key(&self) -> SessionKey {
+        SessionKey(crate::crypto::sha256(self.0.as_bytes()))
+    }
+}
+
+/// What stores key a session by: SHA-256 of its id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey(pub [u8; 32]);
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionKey({}..)", &self.hex()[..8])
+    }
+}
+
+impl SessionKey {
+    pub fn hex(&self) -> String {
+        crate::crypto::hex(&self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<SessionKey> {
+        if s.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+        }
+        Some(SessionKey(out))
+    }
+}
+
+/// What a session holds. Immutable after login, except `last_seen`, which
+/// stores keep beside it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Record {
+    pub user: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+    #[serde(default)]
+    pub client_ip: String,
+    #[serde(default)]
+    pub user_agent: String,
+    /// How the user logged in: `password` or `oidc:<provider>`.
+    #[serde(default)]
+    pub login: String,
+    /// Sticky pins: upstream name -> backend address.
+    #[serde(default)]
+    pub backends: BTreeMap<String, String>,
+}
+
+impl Record {
+    pub fn identity(&self) -> Identity {
+        Identity {
+            sub: self.user.clone(),
+            email: self.email.clone(),
+            groups: self.groups.clone(),
+            name: self.name.clone(),
+            method: Method::Session,
+            extra: Vec::new(),
+            claims: None,
+            expires_at: None,
+        }
+    }
+}
+
+/// A live session as a lookup returns it.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub record: Arc<Record>,
+    /// Built once per session, shared by all its requests.
+    pub identity: Arc<Identity>,
+    pub last_seen_ms: u64,
+}
+
+impl SessionView {
+    pub fn new(record: Record, last_seen_ms: u64) -> SessionView {
+        let identity = Arc::new(record.identity());
+        SessionView {
+            record: Arc::new(record),
+            identity,
+            last_seen_ms,
+        }
+    }
+
+    /// When it ends unless used again: the sliding idle deadline or the
+    /// absolute cap, whichever is first (unix ms).
+    pub fn expires_at_ms(&self, cfg: &SessionsConfig) -> u64 {
+        (self.last_seen_ms + cfg.idle_timeout.as_millis() as u64)
+            .min(self.record.created_ms + cfg.absolute_timeout.as_millis() as u64)
+    }
+
+    pub fn is_live(&self, cfg: &SessionsConfig, now_ms: u64) -> bool {
+        now_ms < self.expires_at_ms(cfg)
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The time a store should keep a session written at `now_ms`.
+pub fn ttl(record: &Record, cfg: &SessionsConfig, now_ms: u64) -> Duration {
+    let absolute_end = record.created_ms + cfg.absolute_timeout.as_millis() as u64;
+    let left = absolute_end.saturating_sub(now_ms);
+    cfg.idle_timeout.min(Duration::from_millis(left.max(1)))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store unreachable")]
+    Unavailable,
+    #[error("session store error: {0}")]
+    Backend(#[source] ::redis::RedisError),
+    #[error("corrupt session record: {0}")]
+    Corrupt(#[source] serde_json::Error),
+}
+
+/// One place sessions live. Implementations: [`memory::MemoryStore`] (the
+/// embedded default) and [`redis::RedisStore`] (shared by replicas).
+pub trait SessionStore: Send + Sync {
+    fn create(
+        &self,
+        key: SessionKey,
+        record: Record,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn get(
+        &self,
+        key: SessionKey,
+    ) -> impl Future<Output = Result<Option<SessionView>, StoreError>> + Send;
+    /// Slides the idle deadline: `last_seen` = `now_ms`, kept for `ttl`.
+    fn touch(
+        &self,
+        key: SessionKey,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn delete(
+        &self,
+        key: SessionKey,
+    ) -> impl Future<Output = Result<Option<Arc<Record>>, StoreError>> + Send;
+    fn list_user(
+        &self,
+        user: &str,
+    ) -> impl Future<Output = Result<Vec<(SessionKey, SessionView)>, StoreError>> + Send;
+    /// Deletes every session of `user`; returns how many.
+    fn delete_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The configured store. An enum rather than a trait object: the two are
+/// known, and this keeps the per-request call a plain match.
+#[derive(Clone)]
+pub enum Store {
+    Memory(Arc<memory::MemoryStore>),
+    Redis(Arc<redis::RedisStore>),
+}
+
+impl Store {
+    pub fn new(cfg: &SessionsConfig, metrics: Arc<crate::metrics::Metrics>) -> Store {
+        match &cfg.store {
+            StoreKind::Memory => Store::Memory(memory::MemoryStore::start(cfg, metrics)),
+            StoreKind::Redis { url } => Store::Redis(redis::RedisStore::start(url, cfg)),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    pub async fn create(
+        &self,
+        key: SessionKey,
+        record: Record,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.create(key, record, ttl).await,
+            Store::Redis(s) => s.create(key, record, ttl).await,
+        }
+    }
+
+    pub async fn get(&self, key: SessionKey) -> Result<Option<SessionView>, StoreError> {
+        match self {
+            Store::Memory(s) => s.get(key).await,
+            Store::Redis(s) => s.get(key).await,
+        }
+    }
+
+    pub async fn touch(
+        &self,
+        key: SessionKey,
+        now_ms: u64,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.touch(key, now_ms, ttl).await,
+            Store::Redis(s) => s.touch(key, now_ms, ttl).await,
+        }
+    }
+
+    pub async fn delete(&self, key: SessionKey) -> Result<Option<Arc<Record>>, StoreError> {
+        match self {
+            Store::Memory(s) => s.delete(key).await,
+            Store::Redis(s) => s.delete(key).await,
+        }
+    }
+
+    pub async fn list_user(
+        &self,
+        user: &str,
+    ) -> Result<Vec<(SessionKey, SessionView)>, StoreError> {
+        match self {
+            Store::Memory(s) => s.list_user(user).await,
+            Store::Redis(s) => s.list_user(user).await,
+        }
+    }
+
+    pub async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        match self {
+            Store::Memory(s) => s.delete_user(user).await,
+            Store::Redis(s) => s.delete_user(user).await,
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.ping().await,
+            Store::Redis(s) => s.ping().await,
+        }
+    }
+
+    /// Whether the store answered its last health check.
+    pub fn is_reachable(&self) -> bool {
+        match self {
+            Store::Memory(_) => true,
+            Store::Redis(s) => s.is_reachable(),
+        }
+    }
+
+    /// Looks up a live session by the id in a cookie, sliding its idle
+    /// deadline (writes coalesced to one per 1% of `idle_timeout`).
+    /// `Ok(None)`: no such live session (unknown, forged, expired).
+    pub async fn authenticate(
+        &self,
+        id: &SessionId,
+        cfg: &SessionsConfig,
+    ) -> Result<Option<(SessionKey, SessionView)>, StoreError> {
+        let key = id.key();
+        let Some(view) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        if !view.is_live(cfg, now) {
+            return Ok(None);
+        }
+        let slack = (cfg.idle_timeout.as_millis() as u64 / 100).max(1);
+        if now.saturating_sub(view.last_seen_ms) >= slack {
+            let ttl = ttl(&view.record, cfg, now);
+            self.touch(key, now, ttl).await?;
+        }
+        Ok(Some((key, view)))
+    }
+}
+
+/// `Set-Cookie` for a new session (SPEC 6: HttpOnly, Secure and SameSite
+/// per config, Path=/). A browser-session cookie: the server enforces the
+/// idle and absolute deadlines.
+pub fn session_cookie(cfg: &SessionsConfig, id: &SessionId) -> String {
+    let mut c = format!(
+        "{}={}; Path=/; HttpOnly; SameSite={}",
+        cfg.cookie_name,
+        id.as_str(),
+        cfg.cookie_same_site.as_str()
+    );
+    if cfg.cookie_secure {
+        c.push_str("; Secure");
+    }
+    if let Some(d) = &cfg.cookie_domain {
+        c.push_str("; Domain=");
+        c.push_str(d);
+    }
+    c
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn expired_cookie(cfg: &SessionsConfig) -> String {
+    let mut c = format!(
+        "{}=; Path=/; Max-Age=0; HttpOnly; SameSite={}",
+        cfg.cookie_name,
+        cfg.cookie_same_site.as_str()
+    );
+    if cfg.cookie_secure {
+        c.push_str("; Secure");
+    }
+    if let Some(d) = &cfg.cookie_domain {
+        c.push_str("; Domain=");
+        c.push_str(d);
+    }
+    c
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie_value<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// Removes cookie `name` from the `Cookie` headers (the backend never sees
+/// the gateway's session cookie).
+pub fn strip_cookie(headers: &mut http::HeaderMap, name: &str) {
+    if cookie_value(headers, name).is_none() {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
+        .map(str::to_string)
+        .collect();
+    headers.remove(http::header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = http::HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(http::header::COOKIE, v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_256_bit_base64url_and_keys_are_their_sha256() {
+        let id = SessionId::generate();
+        assert_eq!(id.as_str().len(), 43);
+        assert_ne!(id, SessionId::generate());
+        assert_eq!(SessionId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(id.key().0, crate::crypto::sha256(id.as_str().as_bytes()));
+        assert!(SessionId::parse("short").is_none());
+        assert!(SessionId::parse(&"a".repeat(42).replace('a', "!")).is_none());
+        assert_eq!(format!("{id:?}"), "SessionId(..)");
+        let k = id.key();
+        assert_eq!(SessionKey::from_hex(&k.hex()), Some(k));
+    }
+
+    #[test]
+    fn cookies_are_found_and_stripped() {
+        let mut h = http::HeaderMap::new();
+        h.append("cookie", "a=1; gatehouse_session=abc; b=2".parse().unwrap());
+        h.append("cookie", "c=3".parse().unwrap());
+        assert_eq!(cookie_value(&h, "gatehouse_session"), Some("abc"));
+        assert_eq!(cookie_value(&h, "c"), Some("3"));
+        strip_cookie(&mut h, "gatehouse_session");
+        assert_eq!(h.get("cookie").unwrap(), "a=1; b=2; c=3");
+        assert_eq!(cookie_value(&h, "gatehouse_session"), None);
+    }
+
+    #[test]
+    fn expiry_is_the_earlier_of_idle_and_absolute() {
+        let cfg = SessionsConfig {
+            idle_timeout: Duration::from_secs(10),
+            absolute_timeout: Duration::from_secs(100),
+            ..SessionsConfig::default()
+        };
+        let rec = Record {
+            user: "u".into(),
+            email: None,
+            groups: vec![],
+            name: None,
+            created_ms: 1_000_000,
+            client_ip: String::new(),
+            user_agent: String::new(),
+            login: String::new(),
+            backends: Default::default(),
+        };
+        let v = SessionView::new(rec.clone(), 1_000_000);
+        assert_eq!(v.expires_at_ms(&cfg), 1_010_000);
+        let late = SessionView::new(rec.clone(), 1_095_000);
+        assert_eq!(late.expires_at_ms(&cfg), 1_100_000, "absolute cap wins");
+        assert!(!late.is_live(&cfg, 1_100_000));
+        assert_eq!(ttl(&rec, &cfg, 1_095_000), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,346 @@
+//! The Redis session store, for several gateway replicas.
+//!
+//! Layout (all under `key_prefix`):
+//! - `session:<hex sha256 of id>`: a hash with `data` (the record as JSON)
+//!   and `last_seen` (unix ms), expiring with the session (TTL slides).
+//! - `user:<name>`: a set of that user's session hashes (listing, revoke-all).
+//! - channel `events`: `session:<hex>` and `user:<name>` announce deletions
+//!   so every replica drops its cached copy at once.
+//!
+//! Each replica caches lookups for `cache_ttl`, so most requests never touch
+//! Redis. The cache is used only while the pub/sub subscription is live: a
+//! replica that may have missed a revocation asks Redis every time instead.
+//! Redis unreachable and nothing fresh cached: the lookup fails and the
+//! request gets 503, never a stale yes. The connection manager reconnects by
+//! itself; background tasks hold weak references and end with the store.
+
+use super::{Record, SessionKey, SessionStore, SessionView, StoreError};
+use crate::config::sessions::Sessions as SessionsConfig;
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+/// Bound on any one Redis command: a request waits at most this long
+/// before the store counts as unreachable.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
+
+struct Cached {
+    view: SessionView,
+    fetched: Instant,
+}
+
+pub struct RedisStore {
+    client: redis::Client,
+    conn: OnceLock<ConnectionManager>,
+    prefix: String,
+    cache: DashMap<SessionKey, Cached>,
+    cache_ttl: Duration,
+    reachable: AtomicBool,
+    subscribed: AtomicBool,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        StoreError::Unavailable
+    } else {
+        StoreError::Backend(e)
+    }
+}
+
+impl RedisStore {
+    /// Creates the store and its background tasks (connect, subscribe,
+    /// health). Start-up never waits for Redis.
+    pub fn start(url: &str, cfg: &SessionsConfig) -> Arc<RedisStore> {
+        // The URL was checked during config validation.
+        let client = redis::Client::open(url).expect("validated Redis URL");
+        let store = Arc::new(RedisStore {
+            client,
+            conn: OnceLock::new(),
+            prefix: cfg.key_prefix.clone(),
+            cache: DashMap::new(),
+            cache_ttl: cfg.cache_ttl,
+            reachable: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+        });
+        tokio::spawn(connect_loop(Arc::downgrade(&store)));
+        tokio::spawn(subscribe_loop(Arc::downgrade(&store)));
+        store
+    }
+
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Relaxed)
+    }
+
+    pub fn channel(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    fn session_key(&self, key: SessionKey) -> String {
+        format!("{}session:{}", self.prefix, key.hex())
+    }
+
+    fn user_key(&self, user: &str) -> String {
+        format!("{}user:{}", self.prefix, user)
+    }
+
+    fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        self.conn.get().cloned().ok_or(StoreError::Unavailable)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Pipeline) -> Result<T, StoreError> {
+        let mut c = self.conn()?;
+        match tokio::time::timeout(COMMAND_TIMEOUT, cmd.query_async::<T>(&mut c)).await {
+            Ok(Ok(v)) => {
+                self.reachable.store(true, Relaxed);
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                let e = unavailable(e);
+                if matches!(e, StoreError::Unavailable) {
+                    self.reachable.store(false, Relaxed);
+                }
+                Err(e)
+            }
+            Err(_) => {
+                self.reachable.store(false, Relaxed);
+                Err(StoreError::Unavailable)
+            }
+        }
+    }
+
+    fn forget(&self, msg: &str) {
+        if let Some(hex) = msg.strip_prefix("session:") {
+            if let Some(k) = SessionKey::from_hex(hex) {
+                self.cache.remove(&k);
+            }
+        } else if let Some(user) = msg.strip_prefix("user:") {
+            self.cache.retain(|_, c| c.view.record.user != user);
+        }
+    }
+}
+
+async fn connect_loop(weak: Weak<RedisStore>) {
+    let cfg = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(COMMAND_TIMEOUT))
+        .set_response_timeout(Some(COMMAND_TIMEOUT))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_secs(2));
+    loop {
+        let Some(s) = weak.upgrade() else { return };
+        if s.conn.get().is_none() {
+            match ConnectionManager::new_with_config(s.client.clone(), cfg.clone()).await {
+                Ok(c) => {
+                    let _ = s.conn.set(c);
+                    tracing::info!("connected to the Redis session store");
+                }
+                Err(e) => tracing::warn!(error = %e, "Redis session store unreachable; retrying"),
+            }
+        }
+        // Health: PING once a second keeps `reachable` honest for /readyz.
+        if s.conn.get().is_some() {
+            let mut p = redis::pipe();
+            p.cmd("PING");
+            let _ = s.run::<(String,)>(&p).await;
+        }
+        // Cached entries older than the TTL are useless; drop them.
+        let ttl = s.cache_ttl;
+        s.cache.retain(|_, c| c.fetched.elapsed() < ttl);
+        drop(s);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn subscribe_loop(weak: Weak<RedisStore>) {
+    loop {
+        let Some(s) = weak.upgrade() else { return };
+        let client = s.client.clone();
+        let channel = s.channel();
+        drop(s);
+        let sub = tokio::time::timeout(COMMAND_TIMEOUT, async {
+            let mut ps = client.get_async_pubsub().await?;
+            ps.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(ps)
+        })
+        .await;
+        if let Ok(Ok(ps)) = sub {
+            if let Some(s) = weak.upgrade() {
+                // Events may have been missed while unsubscribed.
+                s.cache.clear();
+                s.subscribed.store(true, Relaxed);
+            }
+            let mut messages = ps.into_on_message();
+            while let Some(msg) = messages.next().await {
+                let Some(s) = weak.upgrade() else { return };
+                if let Ok(text) = msg.get_payload::<String>() {
+                    s.forget(&text);
+                }
+            }
+            if let Some(s) = weak.upgrade() {
+                s.subscribed.store(false, Relaxed);
+                s.cache.clear();
+                tracing::warn!("lost the Redis event subscription; reconnecting");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+impl SessionStore for RedisStore {
+    async fn create(
+        &self,
+        key: SessionKey,
+        record: Record,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(&record).map_err(StoreError::Corrupt)?;
+        let k = self.session_key(key);
+        let u = self.user_key(&record.user);
+        let mut p = redis::pipe();
+        p.hset_multiple(
+            &k,
+            &[
+                ("data", json.as_str()),
+                ("last_seen", &record.created_ms.to_string()),
+            ],
+        )
+        .ignore()
+        .pexpire(&k, ttl.as_millis() as i64)
+        .ignore()
+        .sadd(&u, key.hex())
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(&u)
+        .arg(ttl.as_millis().max(1) as i64)
+        .arg("GT")
+        .ignore()
+        // A fresh index key has no TTL for GT to compare against.
+        .cmd("PEXPIRE")
+        .arg(&u)
+        .arg(ttl.as_millis().max(1) as i64)
+        .arg("NX")
+        .ignore();
+        self.run::<()>(&p).await
+    }
+
+    async fn get(&self, key: SessionKey) -> Result<Option<SessionView>, StoreError> {
+        if self.subscribed.load(Relaxed) {
+            if let Some(c) = self.cache.get(&key) {
+                if c.fetched.elapsed() < self.cache_ttl {
+                    return Ok(Some(c.view.clone()));
+                }
+            }
+        }
+        let mut p = redis::pipe();
+        p.cmd("HMGET")
+            .arg(self.session_key(key))
+            .arg("data")
+            .arg("last_seen");
+        let ((data, last_seen),): ((Option<String>, Option<u64>),) = self.run(&p).await?;
+        let Some(data) = data else {
+            self.cache.remove(&key);
+            return Ok(None);
+        };
+        let record: Record = serde_json::from_str(&data).map_err(StoreError::Corrupt)?;
+        let view = SessionView::new(record, last_seen.unwrap_or(0));
+        self.cache.insert(
+            key,
+            Cached {
+                view: view.clone(),
+                fetched: Instant::now(),
+            },
+        );
+        Ok(Some(view))
+    }
+
+    async fn touch(&self, key: SessionKey, now: u64, ttl: Duration) -> Result<(), StoreError> {
+        let k = self.session_key(key);
+        let mut p = redis::pipe();
+        p.cmd("HSET")
+            .arg(&k)
+            .arg("last_seen")
+            .arg(now)
+            .ignore()
+            .pexpire(&k, ttl.as_millis() as i64)
+            .ignore();
+        self.run::<()>(&p).await?;
+        if let Some(mut c) = self.cache.get_mut(&key) {
+            c.view.last_seen_ms = now;
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: SessionKey) -> Result<Option<std::sync::Arc<Record>>, StoreError> {
+        let k = self.session_key(key);
+        let mut p = redis::pipe();
+        p.cmd("HGET").arg(&k).arg("data").del(&k).ignore();
+        let (data,): (Option<String>,) = self.run(&p).await?;
+        let record = data.and_then(|d| serde_json::from_str::<Record>(&d).ok());
+        let mut p = redis::pipe();
+        if let Some(r) = &record {
+            p.srem(self.user_key(&r.user), key.hex()).ignore();
+        }
+        p.publish(self.channel(), format!("session:{}", key.hex()))
+            .ignore();
+        self.run::<()>(&p).await?;
+        self.cache.remove(&key);
+        Ok(record.map(Arc::new))
+    }
+
+    async fn list_user(&self, user: &str) -> Result<Vec<(SessionKey, SessionView)>, StoreError> {
+        let mut p = redis::pipe();
+        p.smembers(self.user_key(user));
+        let (members,): (Vec<String>,) = self.run(&p).await?;
+        let keys: Vec<SessionKey> = members
+            .iter()
+            .filter_map(|h| SessionKey::from_hex(h))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = redis::pipe();
+        for k in &keys {
+            p.cmd("HMGET")
+                .arg(self.session_key(*k))
+                .arg("data")
+                .arg("last_seen");
+        }
+        let rows: Vec<(Option<String>, Option<u64>)> = self.run(&p).await?;
+        let mut out = Vec::new();
+        let mut stale = redis::pipe();
+        for (k, (data, last)) in keys.into_iter().zip(rows) {
+            match data.and_then(|d| serde_json::from_str::<Record>(&d).ok()) {
+                Some(r) => out.push((k, SessionView::new(r, last.unwrap_or(0)))),
+                None => {
+                    stale.srem(self.user_key(user), k.hex()).ignore();
+                }
+            }
+        }
+        let _ = self.run::<()>(&stale).await;
+        Ok(out)
+    }
+
+    async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
+        let u = self.user_key(user);
+        let mut p = redis::pipe();
+        p.smembers(&u);
+        let (members,): (Vec<String>,) = self.run(&p).await?;
+        let mut p = redis::pipe();
+        for h in &members {
+            p.del(format!("{}session:{h}", self.prefix));
+        }
+        p.del(&u).ignore();
+        p.publish(self.channel(), format!("user:{user}")).ignore();
+        let deleted: Vec<i64> = self.run(&p).await?;
+        self.cache.retain(|_, c| c.view.record.user != user);
+        Ok(deleted.iter().filter(|n| **n > 0).count())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut p = redis::pipe();
+        p.cmd("PING");
+        self.run::<(String,)>(&p).await.map(|_| ())
+    }
+}
