@@ -278,7 +278,9 @@ fn claim_eq(have: &serde_json::Value, want: &serde_json::Value) -> bool {
         return true;
     }
     match (have.as_str(), want) {
-        (Some(h), serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => h == want.to_string(),
+        (Some(h), serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
+            serde_json::from_str::<serde_json::Value>(h).is_ok_and(|v| v == *want)
+        }
         _ => false,
     }
 }
