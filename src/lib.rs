@@ -77,6 +77,10 @@ pub async fn start(config: config::Config) -> std::io::Result<Running> {
     let listeners = server::Listeners::bind(&config).await?;
     let addrs = listeners.addrs()?;
     let gateway = Gateway::new(config);
+    gateway
+        .sessions
+        .wait_connected(std::time::Duration::from_secs(2))
+        .await;
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(server::run(gateway.clone(), listeners, async move {
         let _ = rx.await;

@@ -44,6 +44,23 @@ pub struct Identity {
     pub expires_at: Option<u64>,
 }
 
+impl Found {
+    /// The identity, or the 401 / login redirect when the route needs one.
+    pub fn require(
+        &self,
+        snap: &Snapshot,
+        route: &Route,
+        parts: &http::request::Parts,
+        html: bool,
+    ) -> Result<Option<Arc<Identity>>, GatewayError> {
+        match (&self.authenticated, route.auth) {
+            (Some(a), _) => Ok(Some(a.identity.clone())),
+            (None, AuthMode::Required) => Err(unauthenticated(snap, route, parts, html, None)),
+            (None, _) => Ok(None),
+        }
+    }
+}
+
 impl Identity {
     /// An identity field by name, as a header value would carry it.
     pub fn field(&self, name: &str) -> Option<Cow<'_, str>> {
@@ -192,7 +209,8 @@ pub async fn identify(
 }
 
 /// Authenticates `parts` with the route's methods, in order; the first that
-/// succeeds wins. Then authorises with `[routes.require]`.
+/// succeeds wins. Then authorises with `[routes.require]`. `Ok` with no
+/// identity is an anonymous caller: see [`Found::require`].
 pub async fn authenticate(
     gw: &Gateway,
     snap: &Snapshot,
@@ -245,10 +263,10 @@ pub async fn authenticate(
                 };
                 gw.metrics.auth(label, AuthResult::Missing);
             }
-            match route.auth {
-                AuthMode::Required => Err(unauthenticated(snap, route, parts, html, None)),
-                _ => Ok(found),
-            }
+            // The caller decides between anonymous and 401 (`require`), so
+            // the response can still expire a dead cookie.
+            let _ = html;
+            Ok(found)
         }
     }
 }
@@ -263,7 +281,10 @@ pub fn authorized(req: &crate::config::Require, id: &Identity) -> bool {
             .claims
             .as_ref()
             .and_then(|c| c.get(name).cloned())
-            .or_else(|| id.field(name).map(|v| serde_json::Value::String(v.into_owned())));
+            .or_else(|| {
+                id.field(name)
+                    .map(|v| serde_json::Value::String(v.into_owned()))
+            });
         match have {
             Some(serde_json::Value::Array(items)) => items.iter().any(|i| claim_eq(i, want)),
             Some(v) => claim_eq(&v, want),

@@ -182,7 +182,7 @@ async fn handle_inner(
     // 6-7. Authenticate and authorise.
     let found = auth::authenticate(gw, snap, route, &parts, conn, ctx.html).await?;
     ctx.expire_session_cookie = found.expire_session_cookie;
-    let identity = found.authenticated.map(|a| a.identity);
+    let identity = found.require(snap, route, &parts, ctx.html)?;
     if snap.config.identity.strip_session_cookie && snap.config.sessions.enabled {
         crate::session::strip_cookie(&mut parts.headers, &snap.config.sessions.cookie_name);
     }

@@ -293,6 +293,18 @@ impl Store {
         }
     }
 
+    /// Waits up to `limit` for a first connection to the store (Redis), so
+    /// a gateway started next to a healthy Redis serves sessions from its
+    /// first request. Start-up goes on either way.
+    pub async fn wait_connected(&self, limit: Duration) {
+        if let Store::Redis(s) = self {
+            let deadline = tokio::time::Instant::now() + limit;
+            while !s.is_connected() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
     /// Whether the store answered its last health check.
     pub fn is_reachable(&self) -> bool {
         match self {

@@ -70,6 +70,10 @@ impl RedisStore {
         store
     }
 
+    pub fn is_connected(&self) -> bool {
+        self.conn.get().is_some()
+    }
+
     pub fn is_reachable(&self) -> bool {
         self.reachable.load(Relaxed)
     }
@@ -134,6 +138,7 @@ async fn connect_loop(weak: Weak<RedisStore>) {
             match ConnectionManager::new_with_config(s.client.clone(), cfg.clone()).await {
                 Ok(c) => {
                     let _ = s.conn.set(c);
+                    s.reachable.store(true, Relaxed);
                     tracing::info!("connected to the Redis session store");
                 }
                 Err(e) => tracing::warn!(error = %e, "Redis session store unreachable; retrying"),

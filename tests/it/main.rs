@@ -8,4 +8,5 @@ mod admin;
 mod binary;
 mod config;
 mod proxy;
+mod sessions;
 mod tls;

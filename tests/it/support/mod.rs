@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod client;
 pub mod pki;
+pub mod redis;
 
 use gatehouse::Running;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,624 @@
+//! Sessions and local login, each behaviour run against both stores: the
+//! in-memory default and a real redis-server started by the test.
+
+use crate::support::client::req;
+use crate::support::redis::RedisServer;
+use crate::support::*;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const ALICE_PW: &str = "correct horse battery staple";
+
+fn hash(pw: &str) -> String {
+    gatehouse::login::users::hash_password(pw)
+}
+
+fn alice_hash() -> &'static str {
+    static H: OnceLock<String> = OnceLock::new();
+    H.get_or_init(|| hash(ALICE_PW))
+}
+
+/// Which store a test body runs against.
+pub enum Store {
+    Memory,
+    Redis(RedisServer),
+}
+
+impl Store {
+    pub fn toml(&self) -> String {
+        match self {
+            Store::Memory => "store = \"memory\"\n".into(),
+            Store::Redis(r) => format!("store = \"redis\"\nredis_url = \"{}\"\n", r.url()),
+        }
+    }
+}
+
+/// A gateway with sessions: users alice and bob (disabled), a protected
+/// route `/app` (sessions), an open route `/`.
+pub async fn session_gateway(
+    store: &Store,
+    backend: &Backend,
+    sessions_extra: &str,
+    login_extra: &str,
+) -> Gw {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("users.toml"),
+        format!(
+            "[[users]]\nusername = \"alice\"\npassword_hash = \"{h}\"\nemail = \"alice@example.com\"\ngroups = [\"staff\", \"ops\"]\n\n\
+             [[users]]\nusername = \"bob\"\npassword_hash = \"{h}\"\ndisabled = true\n",
+            h = alice_hash()
+        ),
+    )
+    .unwrap();
+    let cfg = format!(
+        "{base}[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"admin-token-0123456789\"\n\n[sessions]\n{store}cookie_secure = false\nkey_prefix = \"gh-{prefix}:\"\n{sessions_extra}\n\n\
+         [login]\nusers_file = \"users.toml\"\n{login_extra}\n\n\
+         [[upstreams]]\nname = \"app\"\nbackends = [\"{b}\"]\n\n\
+         [[routes]]\nname = \"app\"\npath_prefix = \"/app\"\nupstream = \"app\"\nauth = \"required\"\nmethods = [\"session\"]\n\n\
+         [[routes]]\nname = \"staff\"\npath_prefix = \"/staff-only\"\nupstream = \"app\"\nauth = \"required\"\nmethods = [\"session\"]\n  [routes.require]\n  groups_any = [\"admins\"]\n\n\
+         [[routes]]\nname = \"open\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n",
+        base = "[server]\nlisten = \"127.0.0.1:0\"\n\n[log]\naccess_log = false\n\n",
+        store = store.toml(),
+        prefix = gatehouse::crypto::hex(&gatehouse::crypto::random_bytes::<4>()),
+        b = backend.addr,
+    );
+    Gw::start_in(dir, &cfg).await
+}
+
+/// Logs in with JSON and returns `name=value` of the session cookie.
+pub async fn login(c: &Client, user: &str, pw: &str) -> Result<String, u16> {
+    let body = serde_json::json!({ "username": user, "password": pw }).to_string();
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/login",
+            &[("content-type", "application/json")],
+            &body,
+        ))
+        .await;
+    if r.status != 200 {
+        return Err(r.status);
+    }
+    let set = r.header("set-cookie").expect("a session cookie");
+    Ok(set.split(';').next().unwrap().to_string())
+}
+
+async fn get_app(c: &Client, cookie: &str) -> u16 {
+    c.get_with("/app/x", &[("cookie", cookie)]).await.status
+}
+
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::Store::Memory).await;
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(r) = crate::support::redis::RedisServer::start(stringify!($name)) else { return };
+                    super::$name(super::Store::Redis(r)).await;
+                }
+            )*
+        }
+    };
+}
+
+both_stores!(
+    login_gives_a_session_the_backend_sees_the_identity_and_logout_ends_it,
+    form_login_redirects_to_rd_and_bad_rd_falls_back_to_root,
+    idle_timeout_slides_and_absolute_timeout_caps,
+    login_always_creates_a_fresh_id,
+    forged_or_unknown_cookies_are_ignored_and_expired,
+    lockout_after_max_failures_then_recovery,
+    unsafe_methods_with_a_session_need_same_origin,
+    admin_lists_and_revokes_sessions,
+    userinfo_describes_the_caller,
+    authorization_by_group_gives_403,
+);
+
+async fn login_gives_a_session_the_backend_sees_the_identity_and_logout_ends_it(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    // Not logged in: a browser goes to the login page, an API client gets 401.
+    let r = c.get_with("/app/x", &[("accept", "text/html")]).await;
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("/.gatehouse/login?rd=%2Fapp%2Fx")
+    );
+    assert_eq!(c.get("/app/x").await.status, 401);
+    let page = c.get("/.gatehouse/login?rd=%2Fapp%2Fx").await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("name=\"password\"") && page.text().contains("value=\"/app/x\""));
+
+    let body = serde_json::json!({"username": "alice", "password": ALICE_PW}).to_string();
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/login",
+            &[("content-type", "application/json")],
+            &body,
+        ))
+        .await;
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    assert_eq!(j["user"]["sub"], "alice");
+    assert_eq!(j["user"]["email"], "alice@example.com");
+    assert!(j["expires_at"].as_u64().unwrap() > 1_700_000_000);
+    let set = r.header("set-cookie").unwrap();
+    assert!(set.starts_with("gatehouse_session="), "{set}");
+    for attr in ["HttpOnly", "Path=/", "SameSite=Lax"] {
+        assert!(set.contains(attr), "{set} lacks {attr}");
+    }
+    assert!(!set.contains("Secure"), "cookie_secure = false");
+    let cookie = set.split(';').next().unwrap().to_string();
+
+    let r = c
+        .get_with(
+            "/app/x",
+            &[
+                ("cookie", &format!("{cookie}; other=1")),
+                ("x-auth-user", "mallory"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let seen = b.last();
+    assert_eq!(seen.headers["x-auth-user"], "alice");
+    assert_eq!(seen.headers["x-auth-email"], "alice@example.com");
+    assert_eq!(seen.headers["x-auth-groups"], "staff,ops");
+    assert_eq!(seen.headers["x-auth-method"], "session");
+    assert_eq!(
+        seen.headers["cookie"], "other=1",
+        "the session cookie never reaches the backend"
+    );
+
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/logout",
+            &[("cookie", &cookie), ("origin", "http://localhost")],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 204);
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(get_app(&c, &cookie).await, 401);
+
+    // Wrong password and disabled users get the same generic 401.
+    assert_eq!(login(&c, "alice", "nope").await, Err(401));
+    assert_eq!(login(&c, "bob", ALICE_PW).await, Err(401));
+    assert_eq!(login(&c, "nobody", ALICE_PW).await, Err(401));
+    gw.stop().await;
+}
+
+async fn form_login_redirects_to_rd_and_bad_rd_falls_back_to_root(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let form = |rd: &str| {
+        format!(
+            "username=alice&password={}&rd={}",
+            ALICE_PW.replace(' ', "+"),
+            gatehouse::auth::url_encode(rd)
+        )
+    };
+    let cases = [
+        ("/app/x?y=1", "/app/x?y=1"),
+        ("//evil.com/x", "/"),
+        ("/\\evil.com", "/"),
+        ("https://evil.com/", "/"),
+        ("http://localhost/app", "/"),
+        ("javascript:alert(1)", "/"),
+        ("https://localhost/app/y", "https://localhost/app/y"),
+        ("https://user@evil.com@localhost/", "/"),
+    ];
+    for (rd, want) in cases {
+        let r = c
+            .send(req(
+                "POST",
+                "/.gatehouse/login",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                &form(rd),
+            ))
+            .await;
+        assert_eq!(r.status, 303, "{rd}");
+        assert_eq!(r.header("location"), Some(want), "rd = {rd}");
+        assert!(r.header("set-cookie").is_some());
+    }
+    // A failed form login shows the form again with a generic message.
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/login",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "username=alice&password=x&rd=%2Fapp",
+        ))
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("Wrong username or password"));
+    assert!(r.header("set-cookie").is_none());
+    gw.stop().await;
+}
+
+async fn idle_timeout_slides_and_absolute_timeout_caps(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(
+        &store,
+        &b,
+        "idle_timeout = \"1500ms\"\nabsolute_timeout = \"4s\"\ncache_ttl = \"100ms\"\n",
+        "",
+    )
+    .await;
+    let c = gw.plain();
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    // Activity every 500 ms keeps it alive past the 1.5 s idle timeout...
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(
+            get_app(&c, &cookie).await,
+            200,
+            "alive at {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // ...but idle for longer than 1.5 s ends it.
+    let idle = login(&c, "alice", ALICE_PW).await.unwrap();
+    assert_eq!(get_app(&c, &idle).await, 200);
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(get_app(&c, &idle).await, 401);
+    // The absolute cap (4 s since login) ends the busy one despite activity.
+    while start.elapsed() < Duration::from_millis(3700) {
+        assert_eq!(get_app(&c, &cookie).await, 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get_app(&c, &cookie).await, 401);
+    gw.stop().await;
+}
+
+async fn login_always_creates_a_fresh_id(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    // An attacker plants a cookie value; logging in must not adopt it.
+    let planted = "gatehouse_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let body = serde_json::json!({"username": "alice", "password": ALICE_PW}).to_string();
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/login",
+            &[("content-type", "application/json"), ("cookie", planted)],
+            &body,
+        ))
+        .await;
+    assert_eq!(r.status, 200);
+    let fresh = r
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_ne!(fresh, planted);
+    assert_eq!(get_app(&c, planted).await, 401);
+    assert_eq!(get_app(&c, &fresh).await, 200);
+    let again = login(&c, "alice", ALICE_PW).await.unwrap();
+    assert_ne!(again, fresh, "every login gets a new id");
+    gw.stop().await;
+}
+
+async fn forged_or_unknown_cookies_are_ignored_and_expired(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    for forged in [
+        "gatehouse_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "gatehouse_session=not-even-the-right-shape",
+    ] {
+        let r = c.get_with("/app/x", &[("cookie", forged)]).await;
+        assert_eq!(r.status, 401);
+        assert!(r
+            .header("set-cookie")
+            .is_some_and(|s| s.starts_with("gatehouse_session=;") && s.contains("Max-Age=0")));
+        // On an open route it is simply not looked at.
+        assert_eq!(c.get_with("/open", &[("cookie", forged)]).await.status, 200);
+    }
+    assert_eq!(
+        b.requests()
+            .iter()
+            .filter(|s| s.path_and_query == "/app/x")
+            .count(),
+        0
+    );
+    gw.stop().await;
+}
+
+async fn lockout_after_max_failures_then_recovery(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(
+        &store,
+        &b,
+        "",
+        "max_failures = 3\nfailure_window = \"1m\"\nlockout = \"1500ms\"\n",
+    )
+    .await;
+    let c = gw.plain();
+    for _ in 0..3 {
+        assert_eq!(login(&c, "alice", "wrong").await, Err(401));
+    }
+    // Locked: even the right password gets 429 with Retry-After.
+    let body = serde_json::json!({"username": "alice", "password": ALICE_PW}).to_string();
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/login",
+            &[("content-type", "application/json")],
+            &body,
+        ))
+        .await;
+    assert_eq!(r.status, 429);
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    assert!(login(&c, "alice", ALICE_PW).await.is_ok());
+    let m = Client::plain(gw.admin()).get("/metrics").await.text();
+    assert!(
+        m.contains("gatehouse_auth_total{method=\"login\",result=\"locked\"} 1"),
+        "{m}"
+    );
+    gw.stop().await;
+}
+
+async fn unsafe_methods_with_a_session_need_same_origin(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    let post = |h: Vec<(&'static str, String)>| {
+        let c = c.clone();
+        let cookie = cookie.clone();
+        async move {
+            let mut headers: Vec<(&str, &str)> = vec![("cookie", cookie.as_str())];
+            for (k, v) in &h {
+                headers.push((k, v.as_str()));
+            }
+            c.send(req("POST", "/app/form", &headers, "x=1"))
+                .await
+                .status
+        }
+    };
+    assert_eq!(post(vec![]).await, 403, "no Origin nor Referer");
+    assert_eq!(
+        post(vec![("origin", "http://evil.example".into())]).await,
+        403
+    );
+    assert_eq!(
+        post(vec![("origin", "https://localhost".into())]).await,
+        403,
+        "scheme must match"
+    );
+    assert_eq!(post(vec![("origin", "http://localhost".into())]).await, 200);
+    assert_eq!(
+        post(vec![("referer", "http://localhost/app/page".into())]).await,
+        200
+    );
+    assert_eq!(
+        post(vec![("referer", "http://localhost.evil.com/app".into())]).await,
+        403
+    );
+    // Safe methods need nothing.
+    assert_eq!(get_app(&c, &cookie).await, 200);
+    gw.stop().await;
+}
+
+async fn admin_lists_and_revokes_sessions(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let admin = Client::plain(gw.admin());
+    let auth = ("authorization", "Bearer admin-token-0123456789");
+    let s1 = login(&c, "alice", ALICE_PW).await.unwrap();
+    let s2 = login(&c, "alice", ALICE_PW).await.unwrap();
+    let s3 = login(&c, "alice", ALICE_PW).await.unwrap();
+    assert_eq!(admin.get("/admin/sessions?user=alice").await.status, 401);
+    let list = admin
+        .get_with("/admin/sessions?user=alice", &[auth])
+        .await
+        .json();
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 3);
+    let s = &sessions[0];
+    assert_eq!(s["user"], "alice");
+    assert_eq!(s["client_ip"], "127.0.0.1");
+    assert_eq!(s["id"].as_str().unwrap().len(), 64);
+    for k in ["created_at", "last_seen", "expires_at"] {
+        assert!(s[k].as_u64().unwrap() > 1_700_000_000);
+    }
+    // The listed id is the SHA-256 of the cookie value, never the value.
+    let hash_of = |cookie: &str| {
+        gatehouse::crypto::hex(&gatehouse::crypto::sha256(
+            cookie.split_once('=').unwrap().1.as_bytes(),
+        ))
+    };
+    let ids: Vec<&str> = sessions.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&hash_of(&s1).as_str()));
+    assert!(!list.to_string().contains(s1.split_once('=').unwrap().1));
+
+    let r = admin
+        .send(req(
+            "DELETE",
+            &format!("/admin/sessions/{}", hash_of(&s1)),
+            &[auth],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(get_app(&c, &s1).await, 401);
+    assert_eq!(get_app(&c, &s2).await, 200);
+    let r = admin
+        .send(req("POST", "/admin/users/alice/revoke", &[auth], ""))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["sessions_revoked"], 2);
+    assert_eq!(get_app(&c, &s2).await, 401);
+    assert_eq!(get_app(&c, &s3).await, 401);
+    let list = admin
+        .get_with("/admin/sessions?user=alice", &[auth])
+        .await
+        .json();
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 0);
+    gw.stop().await;
+}
+
+async fn userinfo_describes_the_caller(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    assert_eq!(c.get("/.gatehouse/userinfo").await.status, 401);
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    let r = c
+        .get_with("/.gatehouse/userinfo", &[("cookie", &cookie)])
+        .await;
+    assert_eq!(r.status, 200);
+    let j = r.json();
+    assert_eq!(j["sub"], "alice");
+    assert_eq!(j["email"], "alice@example.com");
+    assert_eq!(j["groups"], serde_json::json!(["staff", "ops"]));
+    assert_eq!(j["method"], "session");
+    assert!(j["expires_at"].as_u64().unwrap() > 1_700_000_000);
+    gw.stop().await;
+}
+
+async fn authorization_by_group_gives_403(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    assert_eq!(
+        c.get_with("/staff-only", &[("cookie", &cookie)])
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        b.requests()
+            .iter()
+            .filter(|s| s.path_and_query.starts_with("/staff-only"))
+            .count(),
+        0
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn memory_sessions_are_counted_in_metrics() {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&Store::Memory, &b, "", "").await;
+    let c = gw.plain();
+    for _ in 0..3 {
+        login(&c, "alice", ALICE_PW).await.unwrap();
+    }
+    let m = Client::plain(gw.admin()).get("/metrics").await.text();
+    assert!(m.contains("gatehouse_sessions_active 3"), "{m}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn two_replicas_share_sessions_and_revocations_through_redis() {
+    let Some(redis) =
+        RedisServer::start("two_replicas_share_sessions_and_revocations_through_redis")
+    else {
+        return;
+    };
+    let b = Backend::start("app").await;
+    let store = Store::Redis(redis);
+    // Same key prefix on both: one cluster of replicas.
+    let a = session_gateway(&store, &b, "", "").await;
+    let cfg_b = std::fs::read_to_string(&a.config_path).unwrap();
+    let dir = tempdir();
+    std::fs::copy(a.path().join("users.toml"), dir.path().join("users.toml")).unwrap();
+    let gb = Gw::start_in(dir, &cfg_b).await;
+    let (ca, cb) = (a.plain(), gb.plain());
+    let cookie = login(&ca, "alice", ALICE_PW).await.unwrap();
+    assert_eq!(get_app(&ca, &cookie).await, 200);
+    assert_eq!(get_app(&cb, &cookie).await, 200, "a login on A works on B");
+    // Logout on B: A rejects it well within a second (pub/sub), even though
+    // A has the session in its local cache.
+    let r = cb
+        .send(req(
+            "POST",
+            "/.gatehouse/logout",
+            &[("cookie", &cookie), ("origin", "http://localhost")],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 204);
+    let start = std::time::Instant::now();
+    while get_app(&ca, &cookie).await != 401 {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "revocation not seen on A within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    gb.stop().await;
+}
+
+#[tokio::test]
+async fn redis_down_means_503_for_sessions_and_recovery_without_restart() {
+    let Some(redis) =
+        RedisServer::start("redis_down_means_503_for_sessions_and_recovery_without_restart")
+    else {
+        return;
+    };
+    let b = Backend::start("app").await;
+    let mut store = Store::Redis(redis);
+    let gw = session_gateway(&store, &b, "cache_ttl = \"200ms\"\n", "").await;
+    let c = gw.plain();
+    let admin = Client::plain(gw.admin());
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    assert_eq!(get_app(&c, &cookie).await, 200);
+    assert!(eventually(Duration::from_secs(5), || true).await);
+    let Store::Redis(r) = &mut store else {
+        unreachable!()
+    };
+    r.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Session routes: 503, never a stale 200. Open routes keep working.
+    assert_eq!(get_app(&c, &cookie).await, 503);
+    assert_eq!(c.get("/open").await.status, 200);
+    let ready = async {
+        for _ in 0..50 {
+            if admin.get("/readyz").await.status == 503 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(ready.await, "/readyz reports the store down");
+    r.restart();
+    // Back without restarting the gateway; the session survived in Redis.
+    let mut ok = false;
+    for _ in 0..100 {
+        if get_app(&c, &cookie).await == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "session route did not recover after Redis came back");
+    assert_eq!(admin.get("/readyz").await.status, 200);
+    gw.stop().await;
+}
