@@ -7,8 +7,10 @@
 //! new [`Upstream`]s but reuses the `Arc<Backend>` of every backend that did
 //! not change, so health, ejection, drain state and warm connections survive.
 
+pub mod hash;
 pub mod health;
 pub mod pool;
+pub mod select;
 
 use crate::config::{self, Balance, Health};
 use crate::metrics::StatusCounters;
