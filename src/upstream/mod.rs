@@ -294,6 +294,9 @@ mod tests {
                 passive_failures: 3,
                 eject_for: Duration::from_secs(30),
             },
+            hash_key: None,
+            sticky: None,
+            discovery: None,
         };
         Upstream::build(&cfg, None)
     }
@@ -375,6 +378,9 @@ mod tests {
             retries: 0,
             max_idle_per_backend: 1,
             health: a.health.clone(),
+            hash_key: None,
+            sticky: None,
+            discovery: None,
         };
         let b = Upstream::build(&cfg, Some(&a));
         assert!(Arc::ptr_eq(&a.backends[0], &b.backends[0]));
