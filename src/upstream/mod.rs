@@ -17,6 +17,8 @@
 //! the set and each backend's [`Fit`](select::Fit). Affinity (sticky
 //! sessions) is read and written in `sticky.rs`.
 
+pub mod discovery;
+pub mod dns;
 pub mod hash;
 pub mod health;
 pub mod pool;
@@ -243,6 +245,7 @@ pub struct Upstream {
     pub health: Health,
     /// The fixed `backends` of the config (discovery adds to them).
     static_backends: Vec<config::BackendSpec>,
+    max_idle_per_backend: usize,
     set: ArcSwap<BackendSet>,
     cursor: AtomicUsize,
     /// Sticky modes: the memory of sticky clients (kept across reloads
@@ -353,6 +356,7 @@ impl Upstream {
             retries: cfg.retries,
             health: cfg.health.clone(),
             static_backends: cfg.backends.clone(),
+            max_idle_per_backend: cfg.max_idle_per_backend,
             cursor: AtomicUsize::new(0),
             clients,
             repins: previous.map_or_else(Default::default, |p| p.repins.clone()),
@@ -367,6 +371,15 @@ impl Upstream {
     /// end (indices in a [`Decision`] refer to it).
     pub fn backends(&self) -> Arc<BackendSet> {
         self.set.load_full()
+    }
+
+    /// Replaces the backend set (discovery is the only writer).
+    fn replace_backends(&self, backends: Vec<Arc<Backend>>) {
+        self.set.store(Arc::new(BackendSet::new(
+            backends,
+            &self.name,
+            self.sticky.as_ref(),
+        )));
     }
 
     /// Chooses a backend of `set` for a request with affinity `aff`,
@@ -422,11 +435,12 @@ impl Upstream {
     }
 }
 
-/// Starts an upstream's background tasks: active health checks and the
-/// sticky-client sweeper. Each ends by itself once the upstream (or the
-/// table) is no longer used.
+/// Starts an upstream's background tasks: active health checks, DNS
+/// discovery and the sticky-client sweeper. Each ends by itself once the
+/// upstream (or the table) is no longer used.
 pub fn spawn_background(up: &Arc<Upstream>) {
     health::spawn_active_checks(up);
+    discovery::spawn(up);
     if let Some(c) = &up.clients {
         c.spawn_sweeper();
     }

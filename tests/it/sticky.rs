@@ -565,3 +565,162 @@ fn sticky_example_config_passes_check() {
         .iter()
         .any(|m| matches!(m, gatehouse::config::StickyMode::Learn { .. })));
 }
+
+/// Three backends on 127.0.0.1-3, all on the same port (DNS gives
+/// addresses, the port comes from the config).
+async fn same_port_backends() -> (Vec<Backend>, u16) {
+    let first = Backend::start_on("d1", "127.0.0.1:0").await;
+    let port: u16 = first.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let mut v = vec![first];
+    for i in 2..=3 {
+        v.push(Backend::start_on(&format!("d{i}"), &format!("127.0.0.{i}:{port}")).await);
+    }
+    (v, port)
+}
+
+fn discovery_line(dns: &DnsServer, port: u16) -> String {
+    format!(
+        "discovery = {{ dns = \"app.gatehouse.test:{port}\", interval = \"100ms\", resolver = \"{}\" }}",
+        dns.addr
+    )
+}
+
+async fn listed_backends(gw: &Gw) -> Vec<String> {
+    let v = admin(gw, "GET", "/admin/upstreams").await.json();
+    let mut out: Vec<String> = v["upstreams"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["addr"].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Polls `/admin/upstreams` until upstream `app` lists exactly `want`.
+async fn wait_for_backends(gw: &Gw, want: &[&str]) -> bool {
+    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if listed_backends(gw).await == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn dns_discovery_adds_and_removes_backends_without_dropping_requests() {
+    let dns = DnsServer::start().await;
+    dns.fail(true);
+    let (bs, port) = same_port_backends().await;
+    let addr = |i: usize| format!("127.0.0.{i}:{port}");
+    let gw = Gw::start(&config(&[], &discovery_line(&dns, port))).await;
+
+    // No answer yet: not ready, nothing to send to.
+    let r = Client::plain(gw.admin()).get("/readyz").await;
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("DNS"), "{}", r.text());
+    assert_eq!(get(&gw, "/", &[]).await.status, 503);
+
+    dns.set(&["127.0.0.1"]);
+    dns.fail(false);
+    assert!(wait_for_backends(&gw, &[&addr(1)]).await);
+    assert_eq!(Client::plain(gw.admin()).get("/readyz").await.status, 200);
+    assert_eq!(backend_of(&get(&gw, "/", &[]).await), "d1");
+
+    // Steady load for the rest of the test; every answer must be a 200.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, client) = (stop.clone(), gw.plain());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                statuses.push(client.get("/").await.status);
+            }
+            statuses
+        })
+    };
+
+    dns.set(&["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    assert!(wait_for_backends(&gw, &[&addr(1), &addr(2), &addr(3)]).await);
+    assert!(
+        eventually(Duration::from_secs(5), || bs.iter().all(|b| b.count() > 3)).await,
+        "new backends take traffic"
+    );
+
+    dns.set(&["127.0.0.2", "127.0.0.3"]);
+    assert!(
+        wait_for_backends(&gw, &[&addr(2), &addr(3)]).await,
+        "a vanished address is drained, then dropped"
+    );
+    let d1_after = bs[0].count();
+
+    // A failing resolver changes nothing.
+    dns.fail(true);
+    let asked = dns.queries();
+    assert!(eventually(Duration::from_secs(5), || dns.queries() >= asked + 6).await);
+    assert_eq!(listed_backends(&gw).await, vec![addr(2), addr(3)]);
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = load.await.unwrap();
+    assert!(statuses.len() > 20, "load ran: {}", statuses.len());
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "dropped requests: {:?}",
+        statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+    );
+    assert_eq!(bs[0].count(), d1_after, "no traffic to a removed backend");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_backend_gone_from_dns_keeps_its_sticky_clients() {
+    let dns = DnsServer::start().await;
+    let (bs, port) = same_port_backends().await;
+    dns.set(&["127.0.0.1", "127.0.0.2"]);
+    let addr = |i: usize| format!("127.0.0.{i}:{port}");
+    let gw = Gw::start(&config(
+        &[],
+        &format!(
+            "{}\n[upstreams.sticky]\nmode = \"cookie\"",
+            discovery_line(&dns, port)
+        ),
+    ))
+    .await;
+    assert!(wait_for_backends(&gw, &[&addr(1), &addr(2)]).await);
+    let mut cookie = None;
+    for _ in 0..6 {
+        let r = get(&gw, "/", &[]).await;
+        if backend_of(&r) == "d1" {
+            cookie = set_cookie(&r, AFFINITY);
+            break;
+        }
+    }
+    let cookie = cookie.expect("a client pinned to d1");
+
+    dns.set(&["127.0.0.2"]);
+    assert!(wait_for_state(&gw, &addr(1), "retiring", true).await);
+    for _ in 0..5 {
+        let r = get(&gw, "/", &[("cookie", &cookie)]).await;
+        assert_eq!(backend_of(&r), "d1", "its sticky client stays");
+        assert_eq!(set_cookie(&r, AFFINITY), None);
+    }
+    for _ in 0..10 {
+        assert_eq!(
+            backend_of(&get(&gw, "/", &[]).await),
+            "d2",
+            "no new clients"
+        );
+    }
+    let state = backend_state(&gw, &addr(1)).await;
+    assert_eq!(state["draining"], true);
+    assert_eq!(state["sticky_clients"], 1);
+
+    dns.set(&["127.0.0.1", "127.0.0.2"]);
+    assert!(wait_for_state(&gw, &addr(1), "retiring", false).await);
+    assert_eq!(bs[2].count(), 0);
+    gw.stop().await;
+}

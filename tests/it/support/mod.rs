@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod dns;
 pub mod pki;
 
 use gatehouse::Running;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 pub use backend::Backend;
 pub use client::{Client, Resp};
+pub use dns::DnsServer;
 pub use pki::Pki;
 
 /// A gateway started from config text, with its folder (PKI files live
