@@ -724,3 +724,26 @@ async fn a_backend_gone_from_dns_keeps_its_sticky_clients() {
     assert_eq!(bs[2].count(), 0);
     gw.stop().await;
 }
+
+#[test]
+fn demo_backends_are_cookie_sticky() {
+    let dir = tempdir();
+    let files = gatehouse::demo::write_files(
+        dir.path(),
+        0,
+        &[
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        ],
+    )
+    .unwrap();
+    let cfg = gatehouse::config::load(&files.config).unwrap_or_else(|e| panic!("{e}"));
+    let sticky = cfg.upstreams[0]
+        .sticky
+        .as_ref()
+        .expect("sticky demo upstream");
+    assert!(matches!(
+        sticky.mode,
+        gatehouse::config::StickyMode::Cookie { .. }
+    ));
+}
