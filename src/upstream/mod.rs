@@ -314,6 +314,10 @@ impl Upstream {
             .iter()
             .map(|b| reuse(&b.addr, b.weight))
             .collect();
+        for b in &backends {
+            // A backend once found by DNS and now configured: it stays.
+            b.set_retiring(false);
+        }
         let same_discovery = match (previous, &cfg.discovery) {
             (Some(p), Some(d)) => p
                 .discovery
@@ -394,10 +398,22 @@ impl Upstream {
             }
         };
         match (aff.hashed, aff.key) {
-            (true, Some(key)) if aff.pin == Pin::None => {
-                select::hashed(&hash::ranking(key, &set.members), aff.last, fit)
+            (true, Some(key)) => {
+                let ranking = || {
+                    select::order(
+                        set.len(),
+                        Policy::Hash {
+                            key,
+                            members: &set.members,
+                        },
+                    )
+                };
+                if aff.pin == Pin::None {
+                    select::hashed(ranking(), aff.last, fit)
+                } else {
+                    select::pinned(aff.pin, ranking, fit)
+                }
             }
-            (true, Some(key)) => select::pinned(aff.pin, || hash::ranking(key, &set.members), fit),
             _ => select::pinned(aff.pin, || self.order(set, aff.key), fit),
         }
     }

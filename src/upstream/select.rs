@@ -73,6 +73,14 @@ pub enum Candidates<'a> {
         k: usize,
     },
     Ranked(std::vec::IntoIter<usize>),
+    /// Consistent-hash order, computed lazily: the top member costs one
+    /// pass over the scores; the full ranking is sorted only if asked for.
+    Hash {
+        key: u64,
+        members: &'a [(u64, u32)],
+        top: Option<usize>,
+        rest: Option<std::vec::IntoIter<usize>>,
+    },
 }
 
 impl Iterator for Candidates<'_> {
@@ -89,6 +97,35 @@ impl Iterator for Candidates<'_> {
                 Some(usize::from(i))
             }
             Candidates::Ranked(it) => it.next(),
+            Candidates::Hash {
+                key,
+                members,
+                top,
+                rest,
+            } => {
+                if let Some(it) = rest {
+                    return it.next();
+                }
+                match *top {
+                    None => {
+                        *top = hash::top(*key, members);
+                        if top.is_none() {
+                            *rest = Some(Vec::new().into_iter());
+                        }
+                        *top
+                    }
+                    Some(t) => {
+                        let others: Vec<usize> = hash::ranking(*key, members)
+                            .into_iter()
+                            .filter(|&i| i != t)
+                            .collect();
+                        let mut it = others.into_iter();
+                        let next = it.next();
+                        *rest = Some(it);
+                        next
+                    }
+                }
+            }
         }
     }
 }
@@ -131,9 +168,12 @@ pub fn order(n: usize, policy: Policy<'_>) -> Candidates<'_> {
             v.extend((0..n).map(|k| (a + k) % n).filter(|&i| i != a && i != b));
             Candidates::Ranked(v.into_iter())
         }
-        Policy::Hash { key, members } => {
-            Candidates::Ranked(hash::ranking(key, members).into_iter())
-        }
+        Policy::Hash { key, members } => Candidates::Hash {
+            key,
+            members,
+            top: None,
+            rest: None,
+        },
     }
 }
 
@@ -177,8 +217,12 @@ pub fn pinned<I: IntoIterator<Item = usize>>(
 /// - The caller counts as moved when it lands somewhere other than where
 ///   it was last sent; with no memory of it (another replica served it),
 ///   when its top backend is down rather than merely draining.
-pub fn hashed(ranking: &[usize], last: Pin, fit: impl Fn(usize) -> Fit) -> Option<Decision> {
-    let &top = ranking.first()?;
+pub fn hashed(
+    mut ranking: impl Iterator<Item = usize>,
+    last: Pin,
+    fit: impl Fn(usize) -> Fit,
+) -> Option<Decision> {
+    let top = ranking.next()?;
     let moved_to = |index: usize| Decision {
         index,
         rehomed: match last {
@@ -197,7 +241,7 @@ pub fn hashed(ranking: &[usize], last: Pin, fit: impl Fn(usize) -> Fit) -> Optio
             return Some(moved_to(j));
         }
     }
-    let index = ranking[1..].iter().copied().find(|&i| fit(i) == Fit::Yes)?;
+    let index = ranking.find(|&i| i != top && fit(i) == Fit::Yes)?;
     let mut d = moved_to(index);
     if last == Pin::None {
         d.rehomed = fit(top) == Fit::No;
@@ -324,36 +368,66 @@ mod tests {
     #[test]
     fn hashed_callers_go_to_their_top_backend() {
         let f = [Yes, Yes, Yes];
-        let d = hashed(&[2, 0, 1], Pin::None, fits(&f)).unwrap();
+        let d = hashed([2, 0, 1].into_iter(), Pin::None, fits(&f)).unwrap();
         assert_eq!((d.index, d.rehomed), (2, false));
         // Back on its top backend after a move: moved again, and told.
-        let d = hashed(&[2, 0, 1], Pin::Member(0), fits(&f)).unwrap();
+        let d = hashed([2, 0, 1].into_iter(), Pin::Member(0), fits(&f)).unwrap();
         assert_eq!((d.index, d.rehomed), (2, true));
     }
 
     #[test]
     fn hashed_failover_is_a_move_but_draining_only_turns_new_callers_away() {
         let down = [Yes, Yes, No];
-        let d = hashed(&[2, 0, 1], Pin::None, fits(&down)).unwrap();
+        let d = hashed([2, 0, 1].into_iter(), Pin::None, fits(&down)).unwrap();
         assert_eq!((d.index, d.rehomed), (0, true));
         // Already moved to 0 (remembered): staying there is no new move.
-        let d = hashed(&[2, 0, 1], Pin::Member(0), fits(&down)).unwrap();
+        let d = hashed([2, 0, 1].into_iter(), Pin::Member(0), fits(&down)).unwrap();
         assert_eq!((d.index, d.rehomed), (0, false));
 
         let draining = [Yes, Yes, KeepOnly];
-        let d = hashed(&[2, 0, 1], Pin::Member(2), fits(&draining)).unwrap();
+        let d = hashed([2, 0, 1].into_iter(), Pin::Member(2), fits(&draining)).unwrap();
         assert_eq!((d.index, d.rehomed), (2, false), "existing client kept");
-        let d = hashed(&[2, 0, 1], Pin::None, fits(&draining)).unwrap();
+        let d = hashed([2, 0, 1].into_iter(), Pin::None, fits(&draining)).unwrap();
         assert_eq!((d.index, d.rehomed), (0, false), "new client sent on");
     }
 
     #[test]
     fn hashed_caller_of_a_removed_backend_is_moved() {
         let f = [Yes, Yes];
-        let d = hashed(&[1, 0], Pin::Gone, fits(&f)).unwrap();
+        let d = hashed([1, 0].into_iter(), Pin::Gone, fits(&f)).unwrap();
         assert_eq!((d.index, d.rehomed), (1, true));
-        assert_eq!(hashed(&[1, 0], Pin::None, fits(&[No, No])), None);
-        assert_eq!(hashed(&[], Pin::None, fits(&[])), None);
+        assert_eq!(hashed([1, 0].into_iter(), Pin::None, fits(&[No, No])), None);
+        assert_eq!(hashed(std::iter::empty(), Pin::None, fits(&[])), None);
+    }
+
+    #[test]
+    fn lazy_hash_candidates_equal_the_full_ranking() {
+        let members: Vec<(u64, u32)> = (0..6)
+            .map(|i| (hash::stable_hash(format!("b{i}").as_bytes()), 1 + i % 3))
+            .collect();
+        for k in 0..200u64 {
+            let key = hash::mix(k);
+            let lazy: Vec<usize> = order(
+                6,
+                Policy::Hash {
+                    key,
+                    members: &members,
+                },
+            )
+            .collect();
+            assert_eq!(lazy, hash::ranking(key, &members));
+        }
+        assert_eq!(
+            order(
+                0,
+                Policy::Hash {
+                    key: 1,
+                    members: &[]
+                }
+            )
+            .next(),
+            None
+        );
     }
 
     #[test]
