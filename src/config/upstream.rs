@@ -155,9 +155,9 @@ pub(super) fn sticky(
                     "{path}.ttl has no effect with mode = \"identity\" (placement is a hash of the caller)"
                 ));
             }
-            if matches!(balance, Some(b) if b != "hash" && b != "round_robin") {
+            if matches!(balance, Some(b) if b != "round_robin") {
                 c.warnings.push(format!(
-                    "{path}: mode = \"identity\" places callers by consistent hash; `balance` is used only for callers without a key"
+                    "{path}: mode = \"identity\" places every caller by a consistent hash of who it is; `balance` and `hash_key` are not used"
                 ));
             }
             StickyMode::Identity

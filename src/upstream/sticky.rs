@@ -665,11 +665,6 @@ pub fn live_counts(up: &Upstream) -> std::collections::HashMap<u64, usize> {
         .unwrap_or_default()
 }
 
-/// Whether `up` still remembers live clients on backend `id`.
-pub fn has_live_clients(up: &Upstream, id: u64) -> bool {
-    live_counts(up).get(&id).copied().unwrap_or(0) > 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

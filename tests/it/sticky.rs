@@ -450,7 +450,7 @@ async fn least_connections_prefers_the_idle_backend() {
     ))
     .await;
     let slow_client = gw.plain();
-    let slow = tokio::spawn(async move { slow_client.get("/slow/2000").await });
+    let slow = tokio::spawn(async move { slow_client.get("/slow/3000").await });
     assert!(eventually(Duration::from_secs(5), || bs.iter().any(|b| b.count() == 1)).await);
     let busy = bs.iter().find(|b| b.count() == 1).unwrap();
     let idle = bs.iter().find(|b| b.name != busy.name).unwrap();
