@@ -133,6 +133,8 @@ users_file = "users.toml"
 [[upstreams]]
 name = "echo"
 backends = [{list}]
+  [upstreams.sticky]
+  mode = "cookie"
 
 [[routes]]
 name = "private"
@@ -193,6 +195,7 @@ pub async fn run(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Syn
   Try it:
     curl --cacert {cert} https://localhost:{p}/hello
     curl -k https://127.0.0.1:{p}/hello               # again: the other backend answers
+    curl -k -b jar -c jar https://127.0.0.1:{p}/hello # with a cookie jar: one backend every time (affinity cookie)
     curl -k -H 'X-Auth-User: mallory' https://127.0.0.1:{p}/   # spoofed identity header is stripped
     curl -k --http2 -sI https://127.0.0.1:{p}/        # HTTP/2
     curl http://{admin}/metrics                       # Prometheus metrics

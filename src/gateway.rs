@@ -7,7 +7,7 @@
 
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::upstream::{health, Upstream};
+use crate::upstream::{self, Upstream};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -145,7 +145,7 @@ impl Gateway {
     /// Background tasks of one snapshot; they end with it.
     fn start_background(&self, snap: &Arc<Snapshot>) {
         for up in &snap.upstreams {
-            health::spawn_active_checks(up);
+            upstream::spawn_background(up);
         }
     }
 

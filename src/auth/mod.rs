@@ -85,6 +85,8 @@ pub struct Authenticated {
     pub identity: Arc<Identity>,
     /// The server-side session, when the session cookie authenticated it.
     pub session: Option<SessionKey>,
+    /// Its record (sticky pins live there).
+    pub session_record: Option<Arc<session::Record>>,
     /// When the credential ends (unix seconds).
     pub expires_at: Option<u64>,
 }
@@ -136,6 +138,7 @@ fn from_session(snap: &Snapshot, key: SessionKey, view: &SessionView) -> Authent
     Authenticated {
         identity: view.identity.clone(),
         session: Some(key),
+        session_record: Some(view.record.clone()),
         expires_at: Some(view.expires_at_ms(&snap.config.sessions) / 1000),
     }
 }

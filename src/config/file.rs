@@ -201,6 +201,8 @@ pub struct WeightedBackendFile {
 pub struct DiscoveryFile {
     pub dns: String,
     pub interval: Option<String>,
+    /// `IP[:PORT]` of the DNS server; default: /etc/resolv.conf's first nameserver.
+    pub resolver: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

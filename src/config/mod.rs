@@ -10,6 +10,7 @@ pub mod file;
 mod locate;
 pub mod sessions;
 pub mod units;
+mod upstream;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use upstream::{
+    Discovery, HashKey, Sticky, StickyMode, DEFAULT_AFFINITY_COOKIE, DEFAULT_DISCOVERY_INTERVAL,
+    DEFAULT_LEARNED_TTL,
+};
 pub use validate::validate;
 
 /// Defaults for keys the file leaves out (SPEC sections 2 and 11).
@@ -162,6 +167,11 @@ pub struct Upstream {
     pub retries: u32,
     pub max_idle_per_backend: usize,
     pub health: Health,
+    /// With `balance = "hash"`: what is hashed (default `identity`).
+    pub hash_key: Option<HashKey>,
+    pub sticky: Option<Sticky>,
+    /// Backends found by DNS, beside the fixed `backends`.
+    pub discovery: Option<Discovery>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,14 +8,14 @@ use crate::server::tls;
 use std::collections::HashSet;
 
 /// Collects problems while converting; each carries its key path.
-struct Check<'a> {
+pub(super) struct Check<'a> {
     base: &'a Path,
     problems: Vec<Problem>,
-    warnings: Vec<String>,
+    pub(super) warnings: Vec<String>,
 }
 
 impl Check<'_> {
-    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
             path: path.into(),
             line: None,
@@ -23,7 +23,12 @@ impl Check<'_> {
         });
     }
 
-    fn duration(&mut self, path: &str, v: &Option<String>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        path: &str,
+        v: &Option<String>,
+        default: Duration,
+    ) -> Duration {
         match v {
             None => default,
             Some(t) => parse_duration(t).unwrap_or_else(|m| {
@@ -167,7 +172,7 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         c.unsupported("jwt", "`[[jwt]]`");
     }
 
-    let upstreams = upstreams(&mut c, &f.upstreams);
+    let upstreams = upstreams(&mut c, &f.upstreams, &server.secret);
     let sessions_creatable = login.is_some() || !f.oidc.is_empty();
     let routes = routes(&mut c, &f.routes, &upstreams, sessions_creatable);
 
@@ -404,7 +409,7 @@ fn valid_backend_addr(addr: &str) -> bool {
     }
 }
 
-fn upstreams(c: &mut Check<'_>, list: &[UpstreamFile]) -> Vec<Upstream> {
+fn upstreams(c: &mut Check<'_>, list: &[UpstreamFile], secret: &Secret) -> Vec<Upstream> {
     let mut names = HashSet::new();
     let mut out = Vec::new();
     for (i, u) in list.iter().enumerate() {
@@ -441,9 +446,11 @@ fn upstreams(c: &mut Check<'_>, list: &[UpstreamFile]) -> Vec<Upstream> {
             }
             backends.push(BackendSpec { addr, weight });
         }
-        if u.discovery.is_some() {
-            c.unsupported(&format!("{p}.discovery"), "DNS discovery");
-        } else if backends.is_empty() {
+        let discovery = u
+            .discovery
+            .as_ref()
+            .and_then(|d| super::upstream::discovery(c, &format!("{p}.discovery"), d));
+        if u.discovery.is_none() && backends.is_empty() {
             c.err(
                 format!("{p}.backends"),
                 format!("upstream `{}` has no backends", u.name),
@@ -453,10 +460,7 @@ fn upstreams(c: &mut Check<'_>, list: &[UpstreamFile]) -> Vec<Upstream> {
             None | Some("round_robin") => Balance::RoundRobin,
             Some("least_conn") => Balance::LeastConn,
             Some("random") => Balance::Random,
-            Some("hash") => {
-                c.unsupported(&format!("{p}.balance"), "`balance = \"hash\"`");
-                Balance::Hash
-            }
+            Some("hash") => Balance::Hash,
             Some(o) => {
                 c.err(
                     format!("{p}.balance"),
@@ -473,9 +477,14 @@ fn upstreams(c: &mut Check<'_>, list: &[UpstreamFile]) -> Vec<Upstream> {
                 "hash_key only applies with balance = \"hash\"",
             );
         }
-        if u.sticky.is_some() {
-            c.unsupported(&format!("{p}.sticky"), "`[upstreams.sticky]`");
-        }
+        let hash_key = match (balance, u.hash_key.as_deref()) {
+            (Balance::Hash, None) => Some(HashKey::Identity),
+            (Balance::Hash, Some(k)) => super::upstream::hash_key(c, &format!("{p}.hash_key"), k),
+            _ => None,
+        };
+        let sticky = u.sticky.as_ref().and_then(|s| {
+            super::upstream::sticky(c, &format!("{p}.sticky"), s, u.balance.as_deref(), secret)
+        });
         let tls = if u.tls.unwrap_or(false) {
             match tls::load_client_config(u.ca.as_deref().map(|ca| c.file_path(ca)).as_deref()) {
                 Ok(cfg) => Some(cfg),
@@ -554,8 +563,12 @@ fn upstreams(c: &mut Check<'_>, list: &[UpstreamFile]) -> Vec<Upstream> {
                 .max_idle_per_backend
                 .unwrap_or(DEFAULT_MAX_IDLE_PER_BACKEND),
             health,
+            hash_key,
+            sticky,
+            discovery,
         });
     }
+    super::upstream::check_cookie_names(c, &out);
     out
 }
 

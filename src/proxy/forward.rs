@@ -4,8 +4,10 @@
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::upstream::pool::{self, ReturnToPool};
-use crate::upstream::{Backend, InFlight, Upstream};
-use http::{Request, Response};
+use crate::upstream::select::Decision;
+use crate::upstream::sticky::{Affinity, X_GATEHOUSE_REHOMED};
+use crate::upstream::{Backend, BackendSet, InFlight, Upstream};
+use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use std::sync::Arc;
 
@@ -18,17 +20,29 @@ pub struct Forwarded {
     /// The connection, to go back to the pool at end of body (`None` after
     /// an upgrade: the connection now belongs to the tunnel).
     pub conn: Option<ReturnToPool>,
+    /// Which backend of the set answered, and whether a sticky client was
+    /// moved to it.
+    pub decision: Decision,
 }
 
 /// At most this many distinct backends are tried for one request.
 const MAX_TRIED: usize = 8;
 
-/// Forwards `req` to a backend of `up`. A request is retried (up to
-/// `retries` times, on other backends) only when it was never sent: connect
-/// refused or timed out, or a pooled connection found closed before the
-/// request went out. Anything that may have reached a backend is not
-/// retried, since it may not be idempotent.
-pub async fn forward(up: &Upstream, mut req: Request<Body>) -> Result<Forwarded, GatewayError> {
+/// Forwards `req` to a backend of `set` (the upstream's backends, loaded
+/// once for this request), honouring the request's affinity `aff`. A
+/// request is retried (up to `retries` times, on other backends) only when
+/// it was never sent: connect refused or timed out, or a pooled connection
+/// found closed before the request went out. Anything that may have
+/// reached a backend is not retried, since it may not be idempotent.
+///
+/// A sticky client sent to another backend than its own (its backend is
+/// down, gone, or refused the connection) carries `X-Gatehouse-Rehomed: 1`.
+pub async fn forward(
+    up: &Upstream,
+    set: &BackendSet,
+    aff: &Affinity,
+    mut req: Request<Body>,
+) -> Result<Forwarded, GatewayError> {
     let mut tried = [usize::MAX; MAX_TRIED];
     let mut n_tried = 0;
     let mut retries_left = up.retries;
@@ -37,13 +51,20 @@ pub async fn forward(up: &Upstream, mut req: Request<Body>) -> Result<Forwarded,
     let mut stale_left = 3;
     let mut last_connect_error = None;
     loop {
-        let Some(i) = up.select(&tried[..n_tried]) else {
+        let Some(decision) = up.choose(set, aff, &tried[..n_tried]) else {
             return Err(match last_connect_error {
                 Some(e) => GatewayError::BackendConnect(e),
                 None => GatewayError::NoHealthyBackend,
             });
         };
-        let backend = &up.backends[i];
+        let i = decision.index;
+        if decision.rehomed {
+            req.headers_mut()
+                .insert(&X_GATEHOUSE_REHOMED, HeaderValue::from_static("1"));
+        } else {
+            req.headers_mut().remove(&X_GATEHOUSE_REHOMED);
+        }
+        let backend = &set.backends[i];
         let in_flight = backend.track();
         let mut sender = match backend.pool.checkout() {
             Some(mut s) => match s.ready().await {
@@ -99,6 +120,7 @@ pub async fn forward(up: &Upstream, mut req: Request<Body>) -> Result<Forwarded,
                         backend: backend.clone(),
                         sender,
                     }),
+                    decision,
                 });
             }
             Ok(Err(mut e)) => match e.take_message() {

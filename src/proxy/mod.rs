@@ -8,8 +8,8 @@
 //! 5. strip            identity headers a client must not send  (every route)
 //! 6. authenticate     the route's methods in order              -> 401 / 302
 //! 7. authorise        `[routes.require]`                        -> 403
-//! 8. forward          choose backend, rewrite, send, stream     -> 502/503/504
-//! 9. respond          hop-by-hop out, request id, access log
+//! 8. forward          choose backend (affinity), rewrite, send  -> 502/503/504
+//! 9. respond          affinity cookie, hop-by-hop out, request id, access log
 
 pub mod forward;
 pub mod headers;
@@ -21,6 +21,7 @@ use crate::error::GatewayError;
 use crate::gateway::{Gateway, Snapshot};
 use crate::route;
 use crate::server::ConnInfo;
+use crate::upstream::sticky;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -183,12 +184,47 @@ async fn handle_inner(
     let found = auth::authenticate(gw, snap, route, &parts, conn, ctx.html).await?;
     ctx.expire_session_cookie = found.expire_session_cookie;
     let identity = found.require(snap, route, &parts, ctx.html)?;
+    let session_key = found.authenticated.as_ref().and_then(|a| a.session);
+    let session_record = found.authenticated.and_then(|a| a.session_record);
     if snap.config.identity.strip_session_cookie && snap.config.sessions.enabled {
         crate::session::strip_cookie(&mut parts.headers, &snap.config.sessions.cookie_name);
     }
 
-    // 8. Rewrite and forward.
+    // 8. Choose, rewrite and forward. Affinity is read before the rewrite
+    // (which replaces X-Forwarded-For) and the gateway's affinity cookie is
+    // not passed on: the backend has no use for it.
     let upstream = &snap.upstreams[route.upstream];
+    let set = upstream.backends();
+    let client_ip = if upstream.sticky.is_some() || upstream.hash_key.is_some() {
+        sticky::client_ip(
+            conn.peer.ip(),
+            &snap.config.server.trusted_proxies,
+            &parts.headers,
+        )
+    } else {
+        conn.peer.ip()
+    };
+    // Identity mode with a server-side session: the backend recorded in the
+    // session wins over the hash, so adding backends moves nobody.
+    let pinned = session_record
+        .as_ref()
+        .and_then(|r| r.backends.get(&upstream.name))
+        .map(String::as_str);
+    let affinity = sticky::read(
+        upstream,
+        &set,
+        &parts,
+        identity.as_deref(),
+        client_ip,
+        pinned,
+    );
+    if let Some(crate::config::Sticky {
+        mode: crate::config::StickyMode::Cookie { cookie_name },
+        ..
+    }) = &upstream.sticky
+    {
+        sticky::remove_cookie(&mut parts.headers, cookie_name);
+    }
     let websocket = route.websocket
         && parts.version == Version::HTTP_11
         && headers::is_websocket_upgrade(&parts.headers);
@@ -212,16 +248,36 @@ async fn handle_inner(
     parts
         .headers
         .insert(&headers::X_REQUEST_ID, ctx.request_id.clone());
+    // The scheme the client used: ours, or a trusted proxy's.
+    let secure = parts
+        .headers
+        .get(&headers::X_FORWARDED_PROTO)
+        .is_some_and(|v| v == "https");
     let outbound = Request::from_parts(parts, Body::Incoming(body));
 
-    let fwd = forward::forward(upstream, outbound).await?;
+    let fwd = forward::forward(upstream, &set, &affinity, outbound).await?;
     ctx.backend = Some(fwd.backend.clone());
     let forward::Forwarded {
         mut response,
         in_flight,
         conn: pooled,
+        decision,
         ..
     } = fwd;
+    // Re-pin moved clients, issue affinity cookies, learn app cookies.
+    let affinity_out = sticky::write(
+        upstream,
+        &set,
+        &affinity,
+        decision,
+        response.headers(),
+        secure,
+    );
+    if let (Some(backend), Some(key)) = (&affinity_out.record, session_key) {
+        if let Err(e) = gw.sessions.pin_backend(key, &upstream.name, backend).await {
+            tracing::warn!(error = %e, "could not record the sticky backend in the session");
+        }
+    }
 
     // 9. Respond.
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -234,10 +290,16 @@ async fn handle_inner(
         tokio::spawn(tunnel(client_upgrade, backend_upgrade, in_flight, shutdown));
         let (mut rparts, _) = response.into_parts();
         headers::remove_hop_by_hop(&mut rparts.headers, true);
+        if let Some(c) = affinity_out.set_cookie {
+            rparts.headers.append(header::SET_COOKIE, c);
+        }
         return Ok(Response::from_parts(rparts, Body::Empty));
     }
     let (mut rparts, rbody) = response.into_parts();
     headers::remove_hop_by_hop(&mut rparts.headers, false);
+    if let Some(c) = affinity_out.set_cookie {
+        rparts.headers.append(header::SET_COOKIE, c);
+    }
     let body = Body::Upstream {
         inner: rbody,
         on_end: pooled.map(|p| Box::new(p) as Box<dyn crate::body::OnEnd>),
@@ -279,6 +341,8 @@ fn rewrite_request(
         Uri::try_from(pq).map_err(|_| GatewayError::BadRequest("malformed request target"))?;
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers, websocket);
+    // Only the gateway says whether a client was moved (forward sets it).
+    parts.headers.remove(&sticky::X_GATEHOUSE_REHOMED);
     let host = parts.headers.get(header::HOST).cloned();
     headers::set_forwarded(
         &mut parts.headers,

@@ -102,6 +102,14 @@ fn readyz(gw: &Gateway) -> Response<Body> {
             gw.sessions.kind()
         ));
     }
+    for up in &gw.snapshot().upstreams {
+        if !up.resolved.load(Relaxed) {
+            reasons.push(format!(
+                "upstream `{}`: waiting for its first DNS answer",
+                up.name
+            ));
+        }
+    }
     if reasons.is_empty() {
         json(StatusCode::OK, "{\"status\":\"ready\"}".into())
     } else {
@@ -118,7 +126,7 @@ fn metrics(gw: &Gateway) -> Response<Body> {
     let snap = gw.snapshot();
     out.push_str("# HELP gatehouse_upstream_requests_total Backend responses by upstream, backend and status.\n# TYPE gatehouse_upstream_requests_total counter\n");
     for up in &snap.upstreams {
-        for b in &up.backends {
+        for b in &up.backends().backends {
             for status in 100..600u16 {
                 let v = b.requests.get(status);
                 if v > 0 {
@@ -134,7 +142,7 @@ fn metrics(gw: &Gateway) -> Response<Body> {
     }
     out.push_str("# HELP gatehouse_backend_healthy 1 when the backend takes traffic (healthy, not ejected).\n# TYPE gatehouse_backend_healthy gauge\n");
     for up in &snap.upstreams {
-        for b in &up.backends {
+        for b in &up.backends().backends {
             let healthy = b.healthy.load(Relaxed) && !b.is_ejected();
             let _ = writeln!(
                 out,
@@ -147,7 +155,7 @@ fn metrics(gw: &Gateway) -> Response<Body> {
     }
     out.push_str("# HELP gatehouse_backend_in_flight Requests in flight per backend.\n# TYPE gatehouse_backend_in_flight gauge\n");
     for up in &snap.upstreams {
-        for b in &up.backends {
+        for b in &up.backends().backends {
             let _ = writeln!(
                 out,
                 "gatehouse_backend_in_flight{{upstream=\"{}\",backend=\"{}\"}} {}",
@@ -156,6 +164,15 @@ fn metrics(gw: &Gateway) -> Response<Body> {
                 b.in_flight.load(Relaxed)
             );
         }
+    }
+    out.push_str("# HELP gatehouse_sticky_repins_total Sticky clients moved to another backend and re-pinned.\n# TYPE gatehouse_sticky_repins_total counter\n");
+    for up in &snap.upstreams {
+        let _ = writeln!(
+            out,
+            "gatehouse_sticky_repins_total{{upstream=\"{}\"}} {}",
+            escape(&up.name),
+            up.repins.load(Relaxed)
+        );
     }
     let mut r = Response::new(Body::full(out));
     r.headers_mut().insert(
@@ -281,15 +298,17 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
                 .upstreams
                 .iter()
                 .map(|u| {
+                    let sticky = crate::upstream::sticky::live_counts(u);
                     json!({
                         "name": u.name,
-                        "backends": u.backends.iter().map(|b| json!({
+                        "backends": u.backends().backends.iter().map(|b| json!({
                             "addr": b.addr,
                             "healthy": b.healthy.load(Relaxed),
                             "ejected": b.is_ejected(),
-                            "draining": b.draining.load(Relaxed),
+                            "draining": b.is_draining(),
+                            "retiring": b.retiring.load(Relaxed),
                             "in_flight": b.in_flight.load(Relaxed),
-                            "sticky_clients": 0,
+                            "sticky_clients": sticky.get(&b.id).copied().unwrap_or(0),
                             "weight": b.weight,
                             "idle_connections": b.pool.idle_count(),
                         })).collect::<Vec<_>>(),
@@ -310,7 +329,7 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
                 .upstreams
                 .iter()
                 .find(|u| u.name == *name)
-                .and_then(|u| u.backends.iter().find(|b| b.addr == addr));
+                .and_then(|u| u.backends().find(&addr).cloned());
             match backend {
                 None => error(StatusCode::NOT_FOUND, "no such upstream or backend"),
                 Some(b) => {

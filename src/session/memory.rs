@@ -186,4 +186,18 @@ impl SessionStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    async fn pin_backend(
+        &self,
+        key: SessionKey,
+        upstream: &str,
+        backend: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(mut e) = self.sessions.get_mut(&key) {
+            let mut r = (*e.record).clone();
+            r.backends.insert(upstream.to_string(), backend.to_string());
+            e.record = Arc::new(r);
+        }
+        Ok(())
+    }
 }

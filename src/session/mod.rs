@@ -206,6 +206,14 @@ pub trait SessionStore: Send + Sync {
     /// Deletes every session of `user`; returns how many.
     fn delete_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records that the session's requests to `upstream` go to `backend`
+    /// (sticky identity mode). A session that no longer exists stays gone.
+    fn pin_backend(
+        &self,
+        key: SessionKey,
+        upstream: &str,
+        backend: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The configured store. An enum rather than a trait object: the two are
@@ -290,6 +298,18 @@ impl Store {
         match self {
             Store::Memory(s) => s.ping().await,
             Store::Redis(s) => s.ping().await,
+        }
+    }
+
+    pub async fn pin_backend(
+        &self,
+        key: SessionKey,
+        upstream: &str,
+        backend: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(s) => s.pin_backend(key, upstream, backend).await,
+            Store::Redis(s) => s.pin_backend(key, upstream, backend).await,
         }
     }
 

@@ -126,6 +126,28 @@ impl RedisStore {
     }
 }
 
+/// A session from its hash fields: `data`, `last_seen`, `pin:<upstream>`.
+fn view_from_fields(fields: Vec<(String, String)>) -> Result<Option<SessionView>, StoreError> {
+    let mut data = None;
+    let mut last_seen = 0;
+    let mut pins = Vec::new();
+    for (k, v) in fields {
+        match k.as_str() {
+            "data" => data = Some(v),
+            "last_seen" => last_seen = v.parse().unwrap_or(0),
+            _ => {
+                if let Some(up) = k.strip_prefix("pin:") {
+                    pins.push((up.to_string(), v));
+                }
+            }
+        }
+    }
+    let Some(data) = data else { return Ok(None) };
+    let mut record: Record = serde_json::from_str(&data).map_err(StoreError::Corrupt)?;
+    record.backends.extend(pins);
+    Ok(Some(SessionView::new(record, last_seen)))
+}
+
 async fn connect_loop(weak: Weak<RedisStore>) {
     let cfg = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(COMMAND_TIMEOUT))
@@ -239,17 +261,12 @@ impl SessionStore for RedisStore {
             }
         }
         let mut p = redis::pipe();
-        p.cmd("HMGET")
-            .arg(self.session_key(key))
-            .arg("data")
-            .arg("last_seen");
-        let ((data, last_seen),): ((Option<String>, Option<u64>),) = self.run(&p).await?;
-        let Some(data) = data else {
+        p.hgetall(self.session_key(key));
+        let (fields,): (Vec<(String, String)>,) = self.run(&p).await?;
+        let Some(view) = view_from_fields(fields)? else {
             self.cache.remove(&key);
             return Ok(None);
         };
-        let record: Record = serde_json::from_str(&data).map_err(StoreError::Corrupt)?;
-        let view = SessionView::new(record, last_seen.unwrap_or(0));
         self.cache.insert(
             key,
             Cached {
@@ -307,17 +324,14 @@ impl SessionStore for RedisStore {
         }
         let mut p = redis::pipe();
         for k in &keys {
-            p.cmd("HMGET")
-                .arg(self.session_key(*k))
-                .arg("data")
-                .arg("last_seen");
+            p.hgetall(self.session_key(*k));
         }
-        let rows: Vec<(Option<String>, Option<u64>)> = self.run(&p).await?;
+        let rows: Vec<Vec<(String, String)>> = self.run(&p).await?;
         let mut out = Vec::new();
         let mut stale = redis::pipe();
-        for (k, (data, last)) in keys.into_iter().zip(rows) {
-            match data.and_then(|d| serde_json::from_str::<Record>(&d).ok()) {
-                Some(r) => out.push((k, SessionView::new(r, last.unwrap_or(0)))),
+        for (k, fields) in keys.into_iter().zip(rows) {
+            match view_from_fields(fields).ok().flatten() {
+                Some(v) => out.push((k, v)),
                 None => {
                     stale.srem(self.user_key(user), k.hex()).ignore();
                 }
@@ -341,6 +355,31 @@ impl SessionStore for RedisStore {
         let deleted: Vec<i64> = self.run(&p).await?;
         self.cache.retain(|_, c| c.view.record.user != user);
         Ok(deleted.iter().filter(|n| **n > 0).count())
+    }
+
+    async fn pin_backend(
+        &self,
+        key: SessionKey,
+        upstream: &str,
+        backend: &str,
+    ) -> Result<(), StoreError> {
+        // Only into a session that still exists: a plain HSET would revive
+        // a deleted one as a key without data or TTL.
+        let mut p = redis::pipe();
+        p.cmd("EVAL")
+            .arg("if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return 0")
+            .arg(1)
+            .arg(self.session_key(key))
+            .arg(format!("pin:{upstream}"))
+            .arg(backend)
+            .ignore();
+        self.run::<()>(&p).await?;
+        if let Some(mut c) = self.cache.get_mut(&key) {
+            let mut r = (*c.view.record).clone();
+            r.backends.insert(upstream.to_string(), backend.to_string());
+            c.view.record = Arc::new(r);
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -25,7 +25,7 @@ pub fn spawn_active_checks(up: &Arc<Upstream>) {
         loop {
             let Some(up) = weak.upgrade() else { break };
             let mut checks = tokio::task::JoinSet::new();
-            for b in &up.backends {
+            for b in &up.backends().backends {
                 let (up, b) = (up.clone(), b.clone());
                 checks.spawn(async move {
                     let ok = check(&up, &b).await;

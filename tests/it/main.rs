@@ -9,4 +9,5 @@ mod binary;
 mod config;
 mod proxy;
 mod sessions;
+mod sticky;
 mod tls;

@@ -622,3 +622,85 @@ async fn redis_down_means_503_for_sessions_and_recovery_without_restart() {
     assert_eq!(admin.get("/readyz").await.status, 200);
     gw.stop().await;
 }
+
+/// Config text for identity-sticky routing behind sessions over `backends`.
+fn sticky_session_config(backends: &[&Backend], listen: &str, admin: &str) -> String {
+    let list: Vec<String> = backends.iter().map(|b| format!("\"{}\"", b.addr)).collect();
+    format!(
+        "[server]\nlisten = \"{listen}\"\n[log]\naccess_log = false\n[admin]\nlisten = \"{admin}\"\ntoken = \"admin-token-0123456789\"\n\
+         [sessions]\nstore = \"memory\"\ncookie_secure = false\n[login]\nusers_file = \"users.toml\"\n\
+         [[upstreams]]\nname = \"app\"\nbackends = [{}]\n  [upstreams.sticky]\n  mode = \"identity\"\n\
+         [[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"required\"\nmethods = [\"session\"]\n",
+        list.join(", ")
+    )
+}
+
+#[tokio::test]
+async fn identity_stickiness_with_sessions_survives_scale_out_and_moves_only_a_removed_backends_users() {
+    let backends = [
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+        Backend::start("d").await,
+        Backend::start("e").await,
+    ];
+    let dir = tempdir();
+    let users: String = (0..12)
+        .map(|i| format!("[[users]]\nusername = \"user{i}\"\npassword_hash = \"{}\"\n", alice_hash()))
+        .collect();
+    std::fs::write(dir.path().join("users.toml"), users).unwrap();
+    let three: Vec<&Backend> = backends[..3].iter().collect();
+    let gw = Gw::start_in(dir, &sticky_session_config(&three, "127.0.0.1:0", "127.0.0.1:0")).await;
+    let (listen, admin_addr) = (gw.addr().to_string(), gw.admin().to_string());
+    let c = gw.plain();
+    let admin = Client::plain(gw.admin());
+    let reload = |cfg: String| {
+        let admin = admin.clone();
+        let path = gw.config_path.clone();
+        async move {
+            std::fs::write(&path, cfg).unwrap();
+            let r = admin.send(req("POST", "/admin/reload", &[("authorization", "Bearer admin-token-0123456789")], "")).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+        }
+    };
+    let mut cookies = Vec::new();
+    for i in 0..12 {
+        cookies.push(login(&c, &format!("user{i}"), ALICE_PW).await.unwrap());
+    }
+    let where_is = |cookie: String| {
+        let c = c.clone();
+        async move {
+            let r = c.get_with("/x", &[("cookie", &cookie)]).await;
+            assert_eq!(r.status, 200);
+            r.json()["backend"].as_str().unwrap().to_string()
+        }
+    };
+    let mut home = Vec::new();
+    for ck in &cookies {
+        home.push(where_is(ck.clone()).await);
+    }
+    // Scale out to five backends: every logged-in user stays put.
+    let five: Vec<&Backend> = backends.iter().collect();
+    reload(sticky_session_config(&five, &listen, &admin_addr)).await;
+    for (i, ck) in cookies.iter().enumerate() {
+        assert_eq!(where_is(ck.clone()).await, home[i], "user{i} moved on scale-out");
+    }
+    // Remove the backend of user0: only its users move, told so by the header.
+    let gone = home[0].clone();
+    let remaining: Vec<&Backend> = backends.iter().filter(|b| b.name != gone).collect();
+    reload(sticky_session_config(&remaining, &listen, &admin_addr)).await;
+    for (i, ck) in cookies.iter().enumerate() {
+        let now = where_is(ck.clone()).await;
+        if home[i] == gone {
+            assert_ne!(now, gone);
+            let b = backends.iter().find(|b| b.name == now).unwrap();
+            assert_eq!(b.last().headers.get("x-gatehouse-rehomed").map(|v| v.to_str().unwrap()), Some("1"), "user{i}");
+            // Re-pinned: the next request stays on the new backend, unmarked.
+            assert_eq!(where_is(ck.clone()).await, now);
+            assert!(b.last().headers.get("x-gatehouse-rehomed").is_none());
+        } else {
+            assert_eq!(now, home[i], "user{i} moved though its backend stayed");
+        }
+    }
+    gw.stop().await;
+}

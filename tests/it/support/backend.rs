@@ -2,7 +2,9 @@
 //!
 //! Paths: `/status/N`, `/slow/MS`, `/download/N` (N bytes streamed),
 //! `/upload` (answers `<len> <sha256>` of the streamed body), `/ws`
-//! (WebSocket echo); anything else answers JSON naming the backend.
+//! (WebSocket echo), `/healthz` (answers the status set by
+//! [`Backend::set_health`], 200 at first), `/setcookie/NAME=VALUE` (JSON
+//! with that `Set-Cookie`); anything else answers JSON naming the backend.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -10,6 +12,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +30,7 @@ pub struct Backend {
     pub name: String,
     pub addr: String,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    health: Arc<AtomicU16>,
     stop: watch::Sender<bool>,
 }
 
@@ -46,8 +50,9 @@ impl Backend {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let health = Arc::new(AtomicU16::new(200));
         let (stop, stop_rx) = watch::channel(false);
-        let (n, s) = (name.to_string(), seen.clone());
+        let (n, s, h) = (name.to_string(), seen.clone(), health.clone());
         tokio::spawn(async move {
             let mut stop_rx2 = stop_rx.clone();
             loop {
@@ -56,10 +61,11 @@ impl Backend {
                     _ = stop_rx2.changed() => break,
                 };
                 let Ok((stream, _)) = accepted else { continue };
-                let (n, s, mut stop_rx) = (n.clone(), s.clone(), stop_rx.clone());
+                let (n, s, h, mut stop_rx) = (n.clone(), s.clone(), h.clone(), stop_rx.clone());
                 tokio::spawn(async move {
-                    let svc =
-                        hyper::service::service_fn(move |req| serve(n.clone(), s.clone(), req));
+                    let svc = hyper::service::service_fn(move |req| {
+                        serve(n.clone(), s.clone(), h.clone(), req)
+                    });
                     let conn = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .with_upgrades();
@@ -74,8 +80,14 @@ impl Backend {
             name: name.to_string(),
             addr,
             seen,
+            health,
             stop,
         }
+    }
+
+    /// The status `/healthz` answers from now on.
+    pub fn set_health(&self, status: u16) {
+        self.health.store(status, Ordering::Relaxed);
     }
 
     /// Closes the listener and every connection: the backend is gone.
@@ -104,8 +116,14 @@ impl Backend {
 async fn serve(
     name: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    health: Arc<AtomicU16>,
     mut req: Request<Incoming>,
 ) -> Result<Response<RespBody>, Infallible> {
+    if req.uri().path() == "/healthz" {
+        let mut r = Response::new(full("health"));
+        *r.status_mut() = StatusCode::from_u16(health.load(Ordering::Relaxed)).unwrap();
+        return Ok(r);
+    }
     seen.lock().unwrap().push(Seen {
         method: req.method().to_string(),
         path_and_query: req
@@ -141,6 +159,14 @@ async fn serve(
             }
         }
         Response::new(full(format!("{len} {}", hasher.hex())))
+    } else if let Some(cookie) = path.strip_prefix("/setcookie/") {
+        let body = serde_json::json!({ "backend": name, "path": path });
+        let mut r = Response::new(full(body.to_string()));
+        r.headers_mut().insert(
+            "set-cookie",
+            format!("{cookie}; Path=/; HttpOnly").parse().unwrap(),
+        );
+        r
     } else if path == "/ws" {
         return Ok(websocket(&name, &mut req));
     } else {

@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod dns;
 pub mod pki;
 pub mod redis;
 
@@ -14,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use backend::Backend;
-pub use client::Client;
+pub use client::{Client, Resp};
+pub use dns::DnsServer;
 pub use pki::Pki;
 
 /// A gateway started from config text, with its folder (PKI files live
