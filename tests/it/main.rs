@@ -6,6 +6,7 @@ mod support;
 
 mod admin;
 mod binary;
+mod browser;
 mod config;
 mod proxy;
 mod sessions;

@@ -636,7 +636,8 @@ fn sticky_session_config(backends: &[&Backend], listen: &str, admin: &str) -> St
 }
 
 #[tokio::test]
-async fn identity_stickiness_with_sessions_survives_scale_out_and_moves_only_a_removed_backends_users() {
+async fn identity_stickiness_with_sessions_survives_scale_out_and_moves_only_a_removed_backends_users(
+) {
     let backends = [
         Backend::start("a").await,
         Backend::start("b").await,
@@ -646,11 +647,20 @@ async fn identity_stickiness_with_sessions_survives_scale_out_and_moves_only_a_r
     ];
     let dir = tempdir();
     let users: String = (0..12)
-        .map(|i| format!("[[users]]\nusername = \"user{i}\"\npassword_hash = \"{}\"\n", alice_hash()))
+        .map(|i| {
+            format!(
+                "[[users]]\nusername = \"user{i}\"\npassword_hash = \"{}\"\n",
+                alice_hash()
+            )
+        })
         .collect();
     std::fs::write(dir.path().join("users.toml"), users).unwrap();
     let three: Vec<&Backend> = backends[..3].iter().collect();
-    let gw = Gw::start_in(dir, &sticky_session_config(&three, "127.0.0.1:0", "127.0.0.1:0")).await;
+    let gw = Gw::start_in(
+        dir,
+        &sticky_session_config(&three, "127.0.0.1:0", "127.0.0.1:0"),
+    )
+    .await;
     let (listen, admin_addr) = (gw.addr().to_string(), gw.admin().to_string());
     let c = gw.plain();
     let admin = Client::plain(gw.admin());
@@ -659,7 +669,14 @@ async fn identity_stickiness_with_sessions_survives_scale_out_and_moves_only_a_r
         let path = gw.config_path.clone();
         async move {
             std::fs::write(&path, cfg).unwrap();
-            let r = admin.send(req("POST", "/admin/reload", &[("authorization", "Bearer admin-token-0123456789")], "")).await;
+            let r = admin
+                .send(req(
+                    "POST",
+                    "/admin/reload",
+                    &[("authorization", "Bearer admin-token-0123456789")],
+                    "",
+                ))
+                .await;
             assert_eq!(r.status, 200, "{}", r.text());
         }
     };
@@ -683,7 +700,11 @@ async fn identity_stickiness_with_sessions_survives_scale_out_and_moves_only_a_r
     let five: Vec<&Backend> = backends.iter().collect();
     reload(sticky_session_config(&five, &listen, &admin_addr)).await;
     for (i, ck) in cookies.iter().enumerate() {
-        assert_eq!(where_is(ck.clone()).await, home[i], "user{i} moved on scale-out");
+        assert_eq!(
+            where_is(ck.clone()).await,
+            home[i],
+            "user{i} moved on scale-out"
+        );
     }
     // Remove the backend of user0: only its users move, told so by the header.
     let gone = home[0].clone();
@@ -694,7 +715,14 @@ async fn identity_stickiness_with_sessions_survives_scale_out_and_moves_only_a_r
         if home[i] == gone {
             assert_ne!(now, gone);
             let b = backends.iter().find(|b| b.name == now).unwrap();
-            assert_eq!(b.last().headers.get("x-gatehouse-rehomed").map(|v| v.to_str().unwrap()), Some("1"), "user{i}");
+            assert_eq!(
+                b.last()
+                    .headers
+                    .get("x-gatehouse-rehomed")
+                    .map(|v| v.to_str().unwrap()),
+                Some("1"),
+                "user{i}"
+            );
             // Re-pinned: the next request stays on the new backend, unmarked.
             assert_eq!(where_is(ck.clone()).await, now);
             assert!(b.last().headers.get("x-gatehouse-rehomed").is_none());
