@@ -1,6 +1,10 @@
 //! Who is calling: identities, and authenticating a request with the
 //! route's methods in order (SPEC 6).
 
+pub mod keys;
+#[cfg(test)]
+pub(crate) mod testkeys;
+
 use crate::config::{AuthMode, OnUnauthenticated, Route};
 use crate::error::{Challenge, GatewayError};
 use crate::gateway::Snapshot;
