@@ -5,6 +5,8 @@
 //! never tears a request: it either runs wholly on the old config or wholly
 //! on the new one.
 
+use crate::auth::jwt::{Issuers, TokenCache};
+use crate::auth::revocation::Revocations;
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{health, Upstream};
@@ -25,6 +27,8 @@ pub struct Snapshot {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Lowercased endpoint prefix followed by `/`, for a cheap prefix test.
     pub endpoint_prefix_slash: String,
+    /// `[[jwt]]` issuers with their keys; unchanged ones carried over.
+    pub jwt: Issuers,
 }
 
 impl Snapshot {
@@ -50,7 +54,9 @@ impl Snapshot {
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
         let endpoint_prefix_slash = format!("{}/", config.server.endpoint_prefix);
+        let jwt = Issuers::build(&config.jwt, previous.map(|p| &p.jwt));
         Snapshot {
+            jwt,
             upstreams,
             route_metrics,
             no_route_metrics: metrics.route(""),
@@ -107,7 +113,13 @@ pub struct ReloadSummary {
 /// Shared by every listener and request task.
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
-    pub metrics: Metrics,
+    /// Shared with background tasks (JWKS refresh).
+    pub metrics: Arc<Metrics>,
+    /// Verified JWTs; outlives reloads (entries name their issuer and key
+    /// set, so what a reload changed stops matching by itself).
+    pub token_cache: TokenCache,
+    /// Revoked tokens and subjects; outlives reloads.
+    pub revocations: Revocations,
     pub request_ids: RequestIds,
     pub bound: OnceLock<BoundAddrs>,
     /// `true` once shutdown has begun.
@@ -117,11 +129,13 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: Config) -> Arc<Gateway> {
-        let metrics = Metrics::default();
+        let metrics = Arc::new(Metrics::default());
         let snap = Arc::new(Snapshot::build(config, &metrics, None));
         let gw = Arc::new(Gateway {
             snapshot: ArcSwap::new(snap.clone()),
             metrics,
+            token_cache: TokenCache::default(),
+            revocations: Revocations::default(),
             request_ids: RequestIds::new(),
             bound: OnceLock::new(),
             shutdown: watch::channel(false).0,
@@ -140,6 +154,7 @@ impl Gateway {
         for up in &snap.upstreams {
             health::spawn_active_checks(up);
         }
+        snap.jwt.start(&self.metrics);
     }
 
     /// Re-reads the config file and swaps it in if valid; otherwise the old

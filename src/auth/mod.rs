@@ -1,13 +1,17 @@
 //! Who is calling: identities, and authenticating a request with the
 //! route's methods in order (SPEC 6).
 
+pub mod authz;
+pub mod jwt;
 pub mod keys;
+pub mod revocation;
 #[cfg(test)]
 pub(crate) mod testkeys;
 
-use crate::config::{AuthMode, OnUnauthenticated, Route};
+use crate::config::{AuthMethod, AuthMode, OnUnauthenticated, Route};
 use crate::error::{Challenge, GatewayError};
-use crate::gateway::Snapshot;
+use crate::gateway::{Gateway, Snapshot};
+use crate::metrics::AuthResult;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -66,20 +70,70 @@ impl Identity {
 /// What authentication produced for one request.
 pub type AuthOutcome = Result<Option<Arc<Identity>>, GatewayError>;
 
-/// Authenticates `parts` with the route's methods, in order. `Ok(None)` is
-/// an anonymous caller on a route that allows one.
-pub fn authenticate(
+/// What one method made of a request.
+#[derive(Debug)]
+pub enum Attempt {
+    /// Valid credentials.
+    Accepted(Arc<Identity>),
+    /// No credentials of this kind.
+    Absent,
+    /// Credentials of this kind that are not valid; the reason is short,
+    /// fixed text for `WWW-Authenticate` (never any of the credential).
+    Rejected(&'static str),
+    /// The method could not decide (e.g. its store is unreachable): the
+    /// request fails with this error rather than pass as anonymous.
+    Failed(GatewayError),
+}
+
+fn method_label(m: AuthMethod) -> &'static str {
+    match m {
+        AuthMethod::Session => "session",
+        AuthMethod::Jwt => "jwt",
+    }
+}
+
+/// Authenticates `parts` with the route's methods, in order: the first
+/// that accepts wins. `Ok(None)` is an anonymous caller on a route that
+/// allows one. Invalid credentials are refused (401) even on an
+/// `optional` route, unless a later method accepts the request: a client
+/// that sends a bad token must learn so, not silently become anonymous.
+///
+/// A method may consume what it read: a query-string token is removed
+/// from the URL, and a validated `Authorization` header too with
+/// `identity.strip_authorization`.
+pub async fn authenticate(
+    gw: &Gateway,
     snap: &Snapshot,
     route: &Route,
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     html: bool,
 ) -> AuthOutcome {
     if route.auth == AuthMode::None {
         return Ok(None);
     }
-    // No credential source is configured in this build: every caller is
-    // anonymous.
-    let _ = parts;
+    let mut invalid: Option<&'static str> = None;
+    for &method in &route.methods {
+        let attempt = match method {
+            AuthMethod::Jwt => jwt::authenticate(gw, snap, parts).await,
+            // Sessions come with the session store; until then no request
+            // carries one.
+            AuthMethod::Session => Attempt::Absent,
+        };
+        match attempt {
+            Attempt::Accepted(id) => return Ok(Some(id)),
+            Attempt::Absent => {}
+            Attempt::Rejected(why) => {
+                invalid.get_or_insert(why);
+            }
+            Attempt::Failed(e) => return Err(e),
+        }
+    }
+    if let Some(why) = invalid {
+        return Err(unauthenticated(snap, route, parts, html, Some(why)));
+    }
+    for &method in &route.methods {
+        gw.metrics.auth(method_label(method), AuthResult::Missing);
+    }
     match route.auth {
         AuthMode::Required => Err(unauthenticated(snap, route, parts, html, None)),
         _ => Ok(None),

@@ -170,7 +170,8 @@ async fn handle_inner(
     headers::strip_identity(&mut parts.headers, &snap.config.identity);
 
     // 6-7. Authenticate and authorise.
-    let identity = auth::authenticate(snap, route, &parts, ctx.html)?;
+    let identity = auth::authenticate(gw, snap, route, &mut parts, ctx.html).await?;
+    auth::authz::authorize(gw, snap, route, &parts, identity.as_deref(), ctx.html)?;
 
     // 8. Rewrite and forward.
     let upstream = &snap.upstreams[route.upstream];
@@ -280,7 +281,9 @@ fn rewrite_request(
                         "identity value not allowed in a header",
                     ));
                 }
-                if let Ok(v) = HeaderValue::from_str(&v) {
+                // from_bytes: UTF-8 names and emails travel as RFC 9110
+                // obs-text rather than being dropped.
+                if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
                     parts.headers.insert(name.clone(), v);
                 }
             }

@@ -98,6 +98,8 @@ fn readyz(gw: &Gateway) -> Response<Body> {
     if gw.is_shutting_down() {
         reasons.push("shutting down".into());
     }
+    // A jwks_url issuer that never got its keys cannot verify a token.
+    reasons.extend(gw.snapshot().jwt.not_ready());
     if reasons.is_empty() {
         json(StatusCode::OK, "{\"status\":\"ready\"}".into())
     } else {
