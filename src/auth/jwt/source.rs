@@ -63,33 +63,34 @@ pub fn take_query_tokens(uri: &mut Uri, names: &[String]) -> Vec<(String, String
     let Some(q) = uri.query() else {
         return found;
     };
-    if names.is_empty() {
+    let is_token = |pair: &str| {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        names.iter().any(|n| n == name)
+    };
+    // The usual case, no token in the query: nothing allocated.
+    if !q.split('&').any(is_token) {
         return found;
     }
     let mut kept: Vec<&str> = Vec::new();
-    let mut removed = false;
     for pair in q.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if names.iter().any(|n| n == name) {
-            removed = true;
-            if !found.iter().any(|(n, _)| n == name) {
-                found.push((name.to_string(), percent_decode(value).into_owned()));
-            }
-        } else {
+        if !is_token(pair) {
             kept.push(pair);
+            continue;
+        }
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !found.iter().any(|(n, _)| n == name) {
+            found.push((name.to_string(), percent_decode(value).into_owned()));
         }
     }
-    if removed {
-        let mut pq = uri.path().to_string();
-        if !kept.is_empty() {
-            pq.push('?');
-            pq.push_str(&kept.join("&"));
-        }
-        let mut parts = std::mem::take(uri).into_parts();
-        // The new path and query is a sub-sequence of the old, so it parses.
-        parts.path_and_query = pq.parse().ok();
-        *uri = Uri::from_parts(parts).unwrap_or_default();
+    let mut pq = uri.path().to_string();
+    if !kept.is_empty() {
+        pq.push('?');
+        pq.push_str(&kept.join("&"));
     }
+    let mut parts = std::mem::take(uri).into_parts();
+    // The new path and query is a sub-sequence of the old, so it parses.
+    parts.path_and_query = pq.parse().ok();
+    *uri = Uri::from_parts(parts).unwrap_or_default();
     found
 }
 
