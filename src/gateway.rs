@@ -5,6 +5,8 @@
 //! never tears a request: it either runs wholly on the old config or wholly
 //! on the new one.
 
+use crate::auth::jwt::{Issuers, TokenCache};
+use crate::auth::revocation::Revocations;
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{self, Upstream};
@@ -25,6 +27,8 @@ pub struct Snapshot {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Lowercased endpoint prefix followed by `/`, for a cheap prefix test.
     pub endpoint_prefix_slash: String,
+    /// `[[jwt]]` issuers with their keys; unchanged ones carried over.
+    pub jwt: Issuers,
 }
 
 impl Snapshot {
@@ -50,7 +54,9 @@ impl Snapshot {
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
         let endpoint_prefix_slash = format!("{}/", config.server.endpoint_prefix);
+        let jwt = Issuers::build(&config.jwt, previous.map(|p| &p.jwt));
         Snapshot {
+            jwt,
             upstreams,
             route_metrics,
             no_route_metrics: metrics.route(""),
@@ -112,6 +118,11 @@ pub struct Gateway {
     /// stores: that needs a restart, and the reload says so).
     pub sessions: crate::session::Store,
     pub throttle: crate::login::throttle::Throttle,
+    /// Verified JWTs; outlives reloads (entries name their issuer and key
+    /// set, so what a reload changed stops matching by itself).
+    pub token_cache: TokenCache,
+    /// Revoked tokens and subjects; outlives reloads.
+    pub revocations: Revocations,
     pub request_ids: RequestIds,
     pub bound: OnceLock<BoundAddrs>,
     /// `true` once shutdown has begun.
@@ -129,6 +140,8 @@ impl Gateway {
             metrics,
             sessions,
             throttle: Default::default(),
+            token_cache: TokenCache::default(),
+            revocations: Revocations::default(),
             request_ids: RequestIds::new(),
             bound: OnceLock::new(),
             shutdown: watch::channel(false).0,
@@ -147,6 +160,7 @@ impl Gateway {
         for up in &snap.upstreams {
             upstream::spawn_background(up);
         }
+        snap.jwt.start(&self.metrics);
     }
 
     /// Re-reads the config file and swaps it in if valid; otherwise the old

@@ -1,6 +1,13 @@
 //! Who is calling: identities, and authenticating a request with the
 //! route's methods in order (SPEC 6).
 
+pub mod authz;
+pub mod jwt;
+pub mod keys;
+pub mod revocation;
+#[cfg(test)]
+pub(crate) mod testkeys;
+
 use crate::config::{AuthMethod, AuthMode, OnUnauthenticated, Route};
 use crate::error::{Challenge, GatewayError};
 use crate::gateway::{Gateway, Snapshot};
@@ -196,8 +203,7 @@ fn is_safe_method(m: &http::Method) -> bool {
 pub async fn identify(
     gw: &Gateway,
     snap: &Snapshot,
-    parts: &http::request::Parts,
-    _conn: &ConnInfo,
+    parts: &mut http::request::Parts,
 ) -> Result<Found, GatewayError> {
     let mut found = Found::default();
     match lookup_session(gw, snap, &parts.headers).await? {
@@ -208,17 +214,59 @@ pub async fn identify(
         SessionLookup::Dead => found.expire_session_cookie = true,
         SessionLookup::Absent => {}
     }
+    match jwt::authenticate(gw, snap, parts).await {
+        Attempt::Accepted(identity) => {
+            found.authenticated = Some(Authenticated {
+                expires_at: identity.expires_at,
+                identity,
+                session: None,
+                session_record: None,
+            });
+        }
+        Attempt::Failed(e) => return Err(e),
+        Attempt::Absent | Attempt::Rejected(_) => {}
+    }
     Ok(found)
 }
 
-/// Authenticates `parts` with the route's methods, in order; the first that
-/// succeeds wins. Then authorises with `[routes.require]`. `Ok` with no
-/// identity is an anonymous caller: see [`Found::require`].
+/// What one method made of a request.
+#[derive(Debug)]
+pub enum Attempt {
+    /// Valid credentials.
+    Accepted(Arc<Identity>),
+    /// No credentials of this kind.
+    Absent,
+    /// Credentials of this kind that are not valid; the reason is short,
+    /// fixed text for `WWW-Authenticate` (never any of the credential).
+    Rejected(&'static str),
+    /// The method could not decide (e.g. its store is unreachable): the
+    /// request fails with this error rather than pass as anonymous.
+    Failed(GatewayError),
+}
+
+fn method_label(m: AuthMethod) -> &'static str {
+    match m {
+        AuthMethod::Session => "session",
+        AuthMethod::Jwt => "jwt",
+    }
+}
+
+/// Authenticates `parts` with the route's methods, in order: the first
+/// that accepts wins. `Ok` without an identity is an anonymous caller; see
+/// [`Found::require`] for the 401. Invalid credentials are refused (401)
+/// even on an `optional` route, unless a later method accepts the request:
+/// a client that sends a bad token must learn so, not silently become
+/// anonymous. A session cookie naming no live session is treated as absent
+/// (SPEC 6) and expired in the response.
+///
+/// A method may consume what it read: a query-string token is removed
+/// from the URL, and a validated `Authorization` header too with
+/// `identity.strip_authorization`.
 pub async fn authenticate(
     gw: &Gateway,
     snap: &Snapshot,
     route: &Route,
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     conn: &ConnInfo,
     html: bool,
 ) -> Result<Found, GatewayError> {
@@ -226,8 +274,10 @@ pub async fn authenticate(
     if route.auth == AuthMode::None {
         return Ok(found);
     }
-    for method in &route.methods {
-        match method {
+    let mut invalid: Option<&'static str> = None;
+    for &method in &route.methods {
+        let attempt = match method {
+            AuthMethod::Jwt => jwt::authenticate(gw, snap, parts).await,
             AuthMethod::Session => match lookup_session(gw, snap, &parts.headers).await? {
                 SessionLookup::Live(key, view) => {
                     // A cookie rides along on cross-site requests; an unsafe
@@ -241,72 +291,40 @@ pub async fn authenticate(
                     }
                     gw.metrics.auth("session", AuthResult::Ok);
                     found.authenticated = Some(from_session(snap, key, &view));
-                    break;
+                    return Ok(found);
                 }
-                SessionLookup::Dead => found.expire_session_cookie = true,
-                SessionLookup::Absent => {}
+                SessionLookup::Dead => {
+                    found.expire_session_cookie = true;
+                    Attempt::Absent
+                }
+                SessionLookup::Absent => Attempt::Absent,
             },
-            AuthMethod::Jwt => {}
-        }
-    }
-    match &found.authenticated {
-        Some(a) => {
-            if !authorized(&route.require, &a.identity) {
-                gw.metrics
-                    .auth(a.identity.method.as_str(), AuthResult::Forbidden);
-                return Err(GatewayError::Forbidden);
+        };
+        match attempt {
+            Attempt::Accepted(identity) => {
+                found.authenticated = Some(Authenticated {
+                    expires_at: identity.expires_at,
+                    identity,
+                    session: None,
+                    session_record: None,
+                });
+                return Ok(found);
             }
-            Ok(found)
-        }
-        None => {
-            if let Some(first) = route.methods.first() {
-                let label = match first {
-                    AuthMethod::Session => "session",
-                    AuthMethod::Jwt => "jwt",
-                };
-                gw.metrics.auth(label, AuthResult::Missing);
+            Attempt::Absent => {}
+            Attempt::Rejected(why) => {
+                invalid.get_or_insert(why);
             }
-            // The caller decides between anonymous and 401 (`require`), so
-            // the response can still expire a dead cookie.
-            let _ = html;
-            Ok(found)
+            Attempt::Failed(e) => return Err(e),
         }
     }
-}
-
-/// `[routes.require]`: every listed condition must hold.
-pub fn authorized(req: &crate::config::Require, id: &Identity) -> bool {
-    if !req.groups_any.is_empty() && !req.groups_any.iter().any(|g| id.groups.contains(g)) {
-        return false;
+    if let Some(why) = invalid {
+        return Err(unauthenticated(snap, route, parts, html, Some(why)));
     }
-    req.claims.iter().all(|(name, want)| {
-        let have = id
-            .claims
-            .as_ref()
-            .and_then(|c| c.get(name).cloned())
-            .or_else(|| {
-                id.field(name)
-                    .map(|v| serde_json::Value::String(v.into_owned()))
-            });
-        match have {
-            Some(serde_json::Value::Array(items)) => items.iter().any(|i| claim_eq(i, want)),
-            Some(v) => claim_eq(&v, want),
-            None => false,
-        }
-    })
-}
-
-/// Equal, or the same scalar written as a string (`"42"` and `42`).
-fn claim_eq(have: &serde_json::Value, want: &serde_json::Value) -> bool {
-    if have == want {
-        return true;
+    // One "missing" per request, under the route's first method.
+    if let Some(&first) = route.methods.first() {
+        gw.metrics.auth(method_label(first), AuthResult::Missing);
     }
-    match (have.as_str(), want) {
-        (Some(h), serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
-            serde_json::from_str::<serde_json::Value>(h).is_ok_and(|v| v == *want)
-        }
-        _ => false,
-    }
+    Ok(found)
 }
 
 /// The 401 or login redirect for a caller without valid credentials.

@@ -24,6 +24,11 @@ pub use upstream::{
     Discovery, HashKey, Sticky, StickyMode, DEFAULT_AFFINITY_COOKIE, DEFAULT_DISCOVERY_INTERVAL,
     DEFAULT_LEARNED_TTL,
 };
+pub use validate::jwt::{
+    parse_jwks_url, JwksSource, JwksUrl, JwtIssuer, JwtKeys, TokenSource, DEFAULT_JWKS_MIN_REFETCH,
+    DEFAULT_JWKS_REFRESH, DEFAULT_JWT_ALGORITHMS, DEFAULT_JWT_CLAIMS_MAP, DEFAULT_JWT_LEEWAY,
+    DEFAULT_JWT_REQUIRED_CLAIMS, DEFAULT_JWT_TOKEN_SOURCES, MIN_JWKS_INTERVAL,
+};
 pub use validate::validate;
 
 /// Defaults for keys the file leaves out (SPEC sections 2 and 11).
@@ -67,6 +72,8 @@ pub struct Config {
     pub sessions: sessions::Sessions,
     /// `[login]`: local users and token settings.
     pub login: Option<sessions::Login>,
+    /// Accepted external token issuers (`[[jwt]]`).
+    pub jwt: Vec<Arc<JwtIssuer>>,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
     /// Things worth telling the operator that do not stop the load.

@@ -7,6 +7,10 @@ use super::*;
 use crate::server::tls;
 use std::collections::HashSet;
 
+// `[[jwt]]` lives in its own file, as a child module so it shares `Check`.
+#[path = "jwt.rs"]
+pub(super) mod jwt;
+
 /// Collects problems while converting; each carries its key path.
 pub(super) struct Check<'a> {
     base: &'a Path,
@@ -168,9 +172,7 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     if !f.oidc.is_empty() {
         c.unsupported("oidc", "`[[oidc]]`");
     }
-    if !f.jwt.is_empty() {
-        c.unsupported("jwt", "`[[jwt]]`");
-    }
+    let jwt = jwt::issuers(&mut c, &f.jwt, &identity);
 
     let upstreams = upstreams(&mut c, &f.upstreams, &server.secret);
     let sessions_creatable = login.is_some() || !f.oidc.is_empty();
@@ -185,6 +187,7 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             identity,
             sessions,
             login,
+            jwt,
             upstreams,
             routes,
             warnings: c.warnings,

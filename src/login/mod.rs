@@ -436,8 +436,9 @@ async fn userinfo(
     conn: &ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
-    let (parts, _) = req.into_parts();
-    let found = auth::identify(gw, snap, &parts, conn).await?;
+    let (mut parts, _) = req.into_parts();
+    let _ = conn;
+    let found = auth::identify(gw, snap, &mut parts).await?;
     let Some(a) = found.authenticated else {
         return Err(GatewayError::Unauthenticated(
             crate::error::Challenge::Missing,

@@ -181,9 +181,10 @@ async fn handle_inner(
     headers::strip_identity(&mut parts.headers, &snap.config.identity);
 
     // 6-7. Authenticate and authorise.
-    let found = auth::authenticate(gw, snap, route, &parts, conn, ctx.html).await?;
+    let found = auth::authenticate(gw, snap, route, &mut parts, conn, ctx.html).await?;
     ctx.expire_session_cookie = found.expire_session_cookie;
     let identity = found.require(snap, route, &parts, ctx.html)?;
+    auth::authz::authorize(gw, snap, route, &parts, identity.as_deref(), ctx.html)?;
     let session_key = found.authenticated.as_ref().and_then(|a| a.session);
     let session_record = found.authenticated.and_then(|a| a.session_record);
     if snap.config.identity.strip_session_cookie && snap.config.sessions.enabled {
@@ -359,7 +360,9 @@ fn rewrite_request(
                         "identity value not allowed in a header",
                     ));
                 }
-                if let Ok(v) = HeaderValue::from_str(&v) {
+                // from_bytes: UTF-8 names and emails travel as RFC 9110
+                // obs-text rather than being dropped.
+                if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
                     parts.headers.insert(name.clone(), v);
                 }
             }

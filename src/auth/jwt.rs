@@ -1,0 +1,471 @@
+//! The `jwt` method (SPEC 6): bearer tokens from external issuers,
+//! verified per RFC 7519 and the RFC 8725 best practices.
+//!
+//! ```text
+//! token (source order) -> size limit -> cache (sha256 of the token) -- hit --> revocation -> identity
+//!                                          | miss
+//!   split in 3, decode header (no jku/x5u/jwk/crit, alg known, never "none")
+//!   -> decode claims, pick the issuer by `iss` (unverified: only to choose)
+//!   -> alg in the issuer's allowlist -> key by kid, fitting the alg's key type
+//!      (unknown kid on a jwks_url: one rate-limited refetch)
+//!   -> signature -> exp/nbf/iat with leeway, aud, required claims
+//!   -> revocation -> identity from claims_map -> cache until exp
+//! ```
+//!
+//! Nothing read before the signature check is trusted for anything but
+//! choosing which issuer and key to check it with.
+
+mod cache;
+pub mod claims;
+pub mod source;
+
+pub use cache::TokenCache;
+
+use super::keys::jwks::RemoteKeys;
+use super::keys::{parse_alg, KeySet, Lookup};
+use super::revocation::{Revocations, TokenFacts};
+use super::{Attempt, Identity};
+use crate::config::{JwtIssuer, JwtKeys, TokenSource};
+use crate::gateway::{Gateway, Snapshot};
+use crate::metrics::{AuthResult, Metrics};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use cache::{Entry, Hit};
+use jsonwebtoken::Algorithm;
+use serde_json::Value;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Longest token considered; anything longer is refused unread.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Why a token was refused. The description goes into the
+/// `WWW-Authenticate` error_description (RFC 6750 section 3): short, fixed
+/// text, never anything from the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    Malformed,
+    TooLarge,
+    /// `jku`, `x5u`, `jwk` or `crit` in the header.
+    UnsupportedHeader,
+    /// `alg` unknown, or `none`.
+    BadAlgorithm,
+    UnknownIssuer,
+    /// The issuer does not take tokens from where this one was found.
+    SourceNotAccepted,
+    AlgorithmNotAllowed,
+    UnknownKey,
+    /// A `jwks_url` issuer whose keys have not arrived yet.
+    KeysUnavailable,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    IssuedInFuture,
+    WrongAudience,
+    MissingClaim,
+    BadClaims,
+    Revoked,
+}
+
+impl Reject {
+    pub fn description(self) -> &'static str {
+        match self {
+            Reject::Malformed => "malformed token",
+            Reject::TooLarge => "token too large",
+            Reject::UnsupportedHeader => "unsupported token header",
+            Reject::BadAlgorithm => "unsupported algorithm",
+            Reject::UnknownIssuer => "unknown issuer",
+            Reject::SourceNotAccepted => "token not accepted from this source",
+            Reject::AlgorithmNotAllowed => "algorithm not allowed",
+            Reject::UnknownKey => "unknown signing key",
+            Reject::KeysUnavailable => "issuer keys unavailable",
+            Reject::BadSignature => "invalid signature",
+            Reject::Expired => "token expired",
+            Reject::NotYetValid => "token not yet valid",
+            Reject::IssuedInFuture => "token issued in the future",
+            Reject::WrongAudience => "invalid audience",
+            Reject::MissingClaim => "missing required claim",
+            Reject::BadClaims => "invalid claims",
+            Reject::Revoked => "token revoked",
+        }
+    }
+
+    /// The `gatehouse_auth_total{result}` label.
+    pub fn result(self) -> AuthResult {
+        match self {
+            Reject::Expired => AuthResult::Expired,
+            Reject::Revoked => AuthResult::Revoked,
+            Reject::KeysUnavailable => AuthResult::Error,
+            _ => AuthResult::Invalid,
+        }
+    }
+}
+
+enum IssuerKeys {
+    Static(Arc<KeySet>),
+    Remote(Arc<RemoteKeys>),
+}
+
+/// One `[[jwt]]` entry at run time: its config and its keys.
+pub struct Issuer {
+    pub cfg: Arc<JwtIssuer>,
+    keys: IssuerKeys,
+}
+
+impl Issuer {
+    fn key_set(&self) -> Option<Arc<KeySet>> {
+        match &self.keys {
+            IssuerKeys::Static(s) => Some(s.clone()),
+            IssuerKeys::Remote(r) => r.current(),
+        }
+    }
+
+    fn key_generation(&self) -> u64 {
+        match &self.keys {
+            IssuerKeys::Static(s) => s.generation(),
+            IssuerKeys::Remote(r) => r.generation(),
+        }
+    }
+
+    fn accepts(&self, source: &TokenSource) -> bool {
+        self.cfg.token_sources.contains(source)
+    }
+}
+
+/// The issuers of one config snapshot.
+#[derive(Default)]
+pub struct Issuers {
+    list: Vec<Arc<Issuer>>,
+    /// Every issuer's token sources, in config order, without repeats.
+    sources: Vec<TokenSource>,
+    /// Names of `query:` sources, removed from forwarded URLs.
+    query_names: Vec<String>,
+}
+
+impl Issuers {
+    /// Builds the issuers of `cfgs`. An issuer whose entry and key material
+    /// are unchanged since `previous` is kept as it was (keys, fetch
+    /// schedule, cached tokens); a changed one with the same `jwks_url`
+    /// starts from the keys already fetched.
+    pub fn build(cfgs: &[Arc<JwtIssuer>], previous: Option<&Issuers>) -> Issuers {
+        let prev: &[Arc<Issuer>] = previous.map_or(&[], |p| &p.list);
+        let mut out = Issuers::default();
+        for cfg in cfgs {
+            let issuer = match prev.iter().find(|i| i.cfg.fingerprint == cfg.fingerprint) {
+                Some(same) => same.clone(),
+                None => {
+                    let keys = match &cfg.keys {
+                        JwtKeys::Static(set) => IssuerKeys::Static(set.clone()),
+                        JwtKeys::Remote(src) => {
+                            let old = prev.iter().find_map(|i| match &i.keys {
+                                IssuerKeys::Remote(r) if r.source.url == src.url => Some(r),
+                                _ => None,
+                            });
+                            IssuerKeys::Remote(Arc::new(RemoteKeys::new(
+                                &cfg.name,
+                                src.clone(),
+                                old.map(|r| r.as_ref()),
+                            )))
+                        }
+                    };
+                    Arc::new(Issuer {
+                        cfg: cfg.clone(),
+                        keys,
+                    })
+                }
+            };
+            for s in &issuer.cfg.token_sources {
+                if !out.sources.contains(s) {
+                    out.sources.push(s.clone());
+                    if let TokenSource::Query(name) = s {
+                        out.query_names.push(name.clone());
+                    }
+                }
+            }
+            out.list.push(issuer);
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Starts background key fetches (idempotent per key source).
+    pub fn start(&self, metrics: &Arc<Metrics>) {
+        for i in &self.list {
+            if let IssuerKeys::Remote(r) = &i.keys {
+                r.start(metrics.clone());
+            }
+        }
+    }
+
+    /// Issuers that cannot verify tokens yet, as `/readyz` reasons.
+    pub fn not_ready(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .filter_map(|i| match &i.keys {
+                IssuerKeys::Remote(r) => r.not_ready(),
+                IssuerKeys::Static(_) => None,
+            })
+            .collect()
+    }
+
+    fn by_iss(&self, iss: &str) -> Option<&Arc<Issuer>> {
+        self.list.iter().find(|i| i.cfg.issuer == iss)
+    }
+}
+
+/// A token split and decoded, not yet verified.
+struct Parsed<'t> {
+    /// `header.payload`, what the signature covers.
+    signing_input: &'t str,
+    signature: &'t str,
+    alg: Algorithm,
+    kid: Option<String>,
+    claims: claims::Claims,
+}
+
+fn decode_json(segment: &str) -> Result<claims::Claims, Reject> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Reject::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| Reject::Malformed)
+}
+
+/// JWS compact serialisation (RFC 7515 section 7.1), header checks first.
+fn parse(token: &str) -> Result<Parsed<'_>, Reject> {
+    let mut it = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        return Err(Reject::Malformed);
+    };
+    // An empty signature is an unsigned token, whatever `alg` claims.
+    if h.is_empty() || p.is_empty() || s.is_empty() {
+        return Err(Reject::Malformed);
+    }
+    let header = decode_json(h)?;
+    // Keys or key locations carried by the token itself are never trusted
+    // (RFC 8725 section 3.10), and no `crit` extension is implemented, so
+    // a token that requires one must be refused (RFC 7515 section 4.1.11).
+    if ["jku", "x5u", "jwk", "crit"]
+        .iter()
+        .any(|k| header.contains_key(*k))
+    {
+        return Err(Reject::UnsupportedHeader);
+    }
+    let alg = match header.get("alg") {
+        Some(Value::String(a)) => parse_alg(a).ok_or(Reject::BadAlgorithm)?,
+        _ => return Err(Reject::Malformed),
+    };
+    let kid = match header.get("kid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(Reject::Malformed),
+    };
+    Ok(Parsed {
+        signing_input: &token[..h.len() + 1 + p.len()],
+        signature: s,
+        alg,
+        kid,
+        claims: decode_json(p)?,
+    })
+}
+
+/// What verification needs from the gateway: the snapshot's issuers and
+/// the process-wide cache, revocations and metrics.
+#[derive(Clone, Copy)]
+pub struct Verifier<'a> {
+    pub issuers: &'a Issuers,
+    pub cache: &'a TokenCache,
+    pub revocations: &'a Revocations,
+    pub metrics: &'a Metrics,
+}
+
+impl Verifier<'_> {
+    /// Verifies `token`, found at `source`, at `now` (unix seconds).
+    pub async fn verify(
+        &self,
+        source: &TokenSource,
+        token: &str,
+        now: u64,
+    ) -> Result<Arc<Identity>, Reject> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Reject::TooLarge);
+        }
+        let key = crate::crypto::sha256(token.as_bytes());
+        if let Hit::Fresh(r) = self.cache.get(&key, |e| self.cached(e, source, now)) {
+            if r.is_ok() {
+                self.metrics.jwt_cache_hits.fetch_add(1, Relaxed);
+            }
+            return r;
+        }
+
+        let parsed = parse(token)?;
+        let iss = match parsed.claims.get("iss") {
+            Some(Value::String(s)) => s.as_str(),
+            _ => return Err(Reject::UnknownIssuer),
+        };
+        let issuer = self.issuers.by_iss(iss).ok_or(Reject::UnknownIssuer)?;
+        if !issuer.accepts(source) {
+            return Err(Reject::SourceNotAccepted);
+        }
+        let cfg = &issuer.cfg;
+        if !cfg.algorithms.contains(&parsed.alg) {
+            return Err(Reject::AlgorithmNotAllowed);
+        }
+        let set = key_set(issuer, &parsed).await?;
+        let Lookup::Found(k) = set.lookup(parsed.kid.as_deref(), parsed.alg) else {
+            return Err(Reject::UnknownKey);
+        };
+        // `lookup` only yields keys whose type fits `alg`; the signature is
+        // then checked with exactly that algorithm.
+        let valid = jsonwebtoken::crypto::verify(
+            parsed.signature,
+            parsed.signing_input.as_bytes(),
+            &k.decoding,
+            parsed.alg,
+        );
+        if !matches!(valid, Ok(true)) {
+            return Err(Reject::BadSignature);
+        }
+
+        let times = claims::check(cfg, &parsed.claims, now)?;
+        let jti = match parsed.claims.get("jti") {
+            Some(Value::String(j)) => Some(j.as_str()),
+            _ => None,
+        };
+        let sub = match parsed.claims.get("sub") {
+            Some(Value::String(s)) => s.as_str(),
+            _ => "",
+        };
+        let facts = TokenFacts {
+            sub,
+            jti,
+            iat: times.iat,
+        };
+        if self.revocations.is_revoked(facts, now) {
+            return Err(Reject::Revoked);
+        }
+        let jti: Option<Box<str>> = jti.map(Into::into);
+        let identity = Arc::new(claims::identity(cfg, parsed.claims, times));
+        self.cache.insert(
+            key,
+            Entry {
+                identity: identity.clone(),
+                deadline: times.exp.unwrap_or(now + cache::NO_EXP_TTL),
+                issuer: Arc::downgrade(issuer),
+                key_generation: set.generation(),
+                jti,
+                iat: times.iat,
+            },
+            now,
+        );
+        Ok(identity)
+    }
+
+    /// A cache entry's answer, or `None` when it no longer answers.
+    fn cached(
+        &self,
+        e: &Entry,
+        source: &TokenSource,
+        now: u64,
+    ) -> Option<Result<Arc<Identity>, Reject>> {
+        if now >= e.deadline {
+            return None;
+        }
+        let issuer = self
+            .issuers
+            .list
+            .iter()
+            .find(|i| std::ptr::eq(Arc::as_ptr(i), e.issuer.as_ptr()))?;
+        if issuer.key_generation() != e.key_generation {
+            return None;
+        }
+        if !issuer.accepts(source) {
+            return Some(Err(Reject::SourceNotAccepted));
+        }
+        let facts = TokenFacts {
+            sub: &e.identity.sub,
+            jti: e.jti.as_deref(),
+            iat: e.iat,
+        };
+        if self.revocations.is_revoked(facts, now) {
+            return Some(Err(Reject::Revoked));
+        }
+        Some(Ok(e.identity.clone()))
+    }
+}
+
+/// The key set to check `parsed` with. For a `jwks_url` issuer, a token
+/// naming an unknown `kid` (or arriving before any keys) asks for one
+/// refetch, which is rate-limited per issuer.
+async fn key_set(issuer: &Issuer, parsed: &Parsed<'_>) -> Result<Arc<KeySet>, Reject> {
+    let mut refetched = false;
+    loop {
+        let set = issuer.key_set();
+        let missing = match &set {
+            None => Reject::KeysUnavailable,
+            Some(s) => match s.lookup(parsed.kid.as_deref(), parsed.alg) {
+                Lookup::UnknownKid => Reject::UnknownKey,
+                _ => return set.ok_or(Reject::KeysUnavailable),
+            },
+        };
+        match &issuer.keys {
+            IssuerKeys::Remote(r) if !refetched => {
+                refetched = true;
+                if !r.refetch().await {
+                    return Err(missing);
+                }
+            }
+            _ => return Err(missing),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The `jwt` method for one request. Query-parameter tokens are removed
+/// from the URL whatever happens next; with `identity.strip_authorization`
+/// a validated `Authorization` header is removed too.
+pub(crate) async fn authenticate(
+    gw: &Gateway,
+    snap: &Snapshot,
+    parts: &mut http::request::Parts,
+) -> Attempt {
+    let issuers = &snap.jwt;
+    if issuers.is_empty() {
+        return Attempt::Absent;
+    }
+    let query = source::take_query_tokens(&mut parts.uri, &issuers.query_names);
+    let Some((src, token)) = source::find(&issuers.sources, &parts.headers, &query) else {
+        return Attempt::Absent;
+    };
+    let verifier = Verifier {
+        issuers,
+        cache: &gw.token_cache,
+        revocations: &gw.revocations,
+        metrics: &gw.metrics,
+    };
+    let result = verifier.verify(src, token, unix_now()).await;
+    match result {
+        Ok(identity) => {
+            gw.metrics.auth("jwt", AuthResult::Ok);
+            if *src == TokenSource::Bearer && snap.config.identity.strip_authorization {
+                parts.headers.remove(http::header::AUTHORIZATION);
+            }
+            Attempt::Accepted(identity)
+        }
+        Err(r) => {
+            gw.metrics.auth("jwt", r.result());
+            tracing::debug!(reason = r.description(), "JWT refused");
+            Attempt::Rejected(r.description())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,378 @@
+//! Keys published at a `jwks_url`: fetched in the background at start,
+//! refreshed every `jwks_refresh` (longer when the response's
+//! `Cache-Control: max-age` says so), and refetched when a token names an
+//! unknown `kid` — at most once per `jwks_min_refetch`, so tokens with
+//! forged `kid`s cannot turn the gateway into a load generator against the
+//! identity provider.
+//!
+//! Shared state, who touches it and why:
+//! - `current`: written by the refresh task only, read by every request
+//!   (`ArcSwapOption`: a load is a few atomics, no lock). A failed fetch
+//!   never clears it: old keys stay until a new set arrives.
+//! - `state`: a std mutex around a few fields, held for a handful of
+//!   instructions by the task and by requests that ask for a refetch; never
+//!   across an await.
+//! - the refresh task holds only a `Weak` while it sleeps; it ends when
+//!   the `RemoteKeys` is dropped (the config that named it was replaced and
+//!   its last request finished), through the `stop` channel.
+
+use super::KeySet;
+use crate::config::{JwksSource, JwksUrl};
+use crate::metrics::Metrics;
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+/// Whole-fetch deadline: connect, TLS, request, body.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest JWKS body read; real ones are a few KiB.
+pub const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// `max-age` above this is capped: keys must be refreshed at least daily.
+pub const MAX_AGE_CAP: Duration = Duration::from_secs(24 * 3600);
+/// First retry delay after a failed fetch; doubles up to `jwks_min_refetch`.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+struct FetchState {
+    /// When the last fetch started.
+    last_start: Option<Instant>,
+    /// When the periodic schedule fetches next.
+    next_at: Instant,
+    /// Consecutive failures.
+    failures: u32,
+    last_error: Option<String>,
+    /// A request asked for a fetch the task has not started yet.
+    pending: bool,
+    in_progress: bool,
+}
+
+/// The live key set of one `jwks_url`.
+pub struct RemoteKeys {
+    pub source: JwksSource,
+    /// Issuer name, for logs and `/readyz`.
+    name: String,
+    current: ArcSwapOption<KeySet>,
+    state: Mutex<FetchState>,
+    wake: Arc<Notify>,
+    /// Bumped after every fetch attempt; requests waiting for a refetch
+    /// watch it.
+    done: watch::Sender<u64>,
+    stop: watch::Sender<()>,
+    started: AtomicBool,
+}
+
+impl RemoteKeys {
+    /// A holder for `source`. When `previous` fetched the same URL, its
+    /// keys and schedule are carried over (a reload does not refetch).
+    pub fn new(name: &str, source: JwksSource, previous: Option<&RemoteKeys>) -> RemoteKeys {
+        let now = Instant::now();
+        let mut state = FetchState {
+            last_start: None,
+            next_at: now,
+            failures: 0,
+            last_error: None,
+            pending: false,
+            in_progress: false,
+        };
+        let current = ArcSwapOption::empty();
+        if let Some(prev) = previous.filter(|p| p.source.url == source.url) {
+            current.store(prev.current.load_full());
+            let st = prev.lock();
+            state.last_start = st.last_start;
+            state.next_at = st.next_at;
+            state.failures = st.failures;
+            state.last_error = st.last_error.clone();
+        }
+        RemoteKeys {
+            source,
+            name: name.to_string(),
+            current,
+            state: Mutex::new(state),
+            wake: Arc::new(Notify::new()),
+            done: watch::channel(0).0,
+            stop: watch::channel(()).0,
+            started: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FetchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The keys, once a fetch has succeeded.
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        self.current.load_full()
+    }
+
+    /// Generation of the current set (0: none yet). Cheap: no refcount.
+    pub fn generation(&self) -> u64 {
+        self.current.load().as_ref().map_or(0, |s| s.generation())
+    }
+
+    /// Why this issuer cannot verify tokens yet, if it cannot.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.current.load().is_some() {
+            return None;
+        }
+        let st = self.lock();
+        Some(match &st.last_error {
+            Some(e) => format!(
+                "jwt issuer `{}`: no signing keys yet from {} (last error: {e})",
+                self.name, self.source.url.text
+            ),
+            None => format!(
+                "jwt issuer `{}`: signing keys from {} not fetched yet",
+                self.name, self.source.url.text
+            ),
+        })
+    }
+
+    /// Starts the background refresh (once; later calls do nothing).
+    pub fn start(self: &Arc<Self>, metrics: Arc<Metrics>) {
+        if self.started.swap(true, Relaxed) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let stop = self.stop.subscribe();
+        let wake = self.wake.clone();
+        tokio::spawn(refresh_loop(weak, wake, stop, metrics));
+    }
+
+    /// Asks for a fetch because a token named a `kid` the current set
+    /// lacks (or no set has arrived), and waits for it. Returns `true` when
+    /// a fetch finished meanwhile, so the lookup is worth repeating; `false`
+    /// when the last fetch began less than `jwks_min_refetch` ago.
+    pub async fn refetch(&self) -> bool {
+        let mut done = self.done.subscribe();
+        {
+            let mut st = self.lock();
+            if !(st.pending || st.in_progress) {
+                let due = st
+                    .last_start
+                    .is_none_or(|t| t.elapsed() >= self.source.min_refetch);
+                if !due {
+                    return false;
+                }
+                st.pending = true;
+                self.wake.notify_one();
+            }
+        }
+        let waited = tokio::time::timeout(FETCH_TIMEOUT + Duration::from_secs(1), done.changed());
+        matches!(waited.await, Ok(Ok(())))
+    }
+
+    /// How long the task sleeps before the next scheduled fetch.
+    fn until_next(&self) -> Duration {
+        self.lock()
+            .next_at
+            .saturating_duration_since(Instant::now())
+    }
+
+    /// One fetch, start to end; updates the keys, the schedule and the
+    /// metrics.
+    async fn fetch_now(&self, metrics: &Metrics) {
+        {
+            let mut st = self.lock();
+            st.pending = false;
+            st.in_progress = true;
+            st.last_start = Some(Instant::now());
+        }
+        let result = match tokio::time::timeout(FETCH_TIMEOUT, fetch(&self.source)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("timed out after {}s", FETCH_TIMEOUT.as_secs())),
+        };
+        let result = result.and_then(|(body, max_age)| {
+            KeySet::from_jwks(&body).map(|(set, skipped)| (set, skipped, max_age))
+        });
+        let now = Instant::now();
+        match result {
+            Ok((set, skipped, max_age)) => {
+                metrics.jwks_fetches_ok.fetch_add(1, Relaxed);
+                let unchanged = self
+                    .current
+                    .load()
+                    .as_ref()
+                    .is_some_and(|c| c.same_material(&set));
+                if !unchanged {
+                    let kids: Vec<&str> = set
+                        .keys()
+                        .iter()
+                        .map(|k| k.kid.as_deref().unwrap_or("-"))
+                        .collect();
+                    tracing::info!(issuer = %self.name, url = %self.source.url.text, kids = ?kids, "JWKS loaded");
+                    for s in &skipped {
+                        tracing::warn!(issuer = %self.name, "JWKS {s}");
+                    }
+                    self.current.store(Some(Arc::new(set)));
+                }
+                // `max-age` may stretch the period, never shorten it.
+                let period = max_age
+                    .map_or(self.source.refresh, |m| m.min(MAX_AGE_CAP))
+                    .max(self.source.refresh);
+                let mut st = self.lock();
+                st.failures = 0;
+                st.last_error = None;
+                st.next_at = now + period;
+                st.in_progress = false;
+            }
+            Err(e) => {
+                metrics.jwks_fetches_failed.fetch_add(1, Relaxed);
+                tracing::warn!(issuer = %self.name, url = %self.source.url.text, error = %e, "JWKS fetch failed; keeping the current keys");
+                let mut st = self.lock();
+                st.failures = st.failures.saturating_add(1);
+                let backoff = FIRST_RETRY
+                    .saturating_mul(1 << st.failures.min(16).saturating_sub(1))
+                    .min(self.source.min_refetch.max(FIRST_RETRY));
+                st.last_error = Some(e);
+                st.next_at = now + backoff;
+                st.in_progress = false;
+            }
+        }
+        self.done.send_modify(|n| *n += 1);
+    }
+}
+
+impl std::fmt::Debug for RemoteKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteKeys")
+            .field("name", &self.name)
+            .field("url", &self.source.url)
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+async fn refresh_loop(
+    keys: Weak<RemoteKeys>,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<()>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let Some(wait) = keys.upgrade().map(|k| k.until_next()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => {}
+            // Only ever an error: the sender went away with its RemoteKeys.
+            _ = stop.changed() => return,
+        }
+        let Some(k) = keys.upgrade() else { return };
+        k.fetch_now(&metrics).await;
+    }
+}
+
+/// `Cache-Control: max-age=N` (RFC 9111 section 5.2.2.1), unless the
+/// response also says `no-store` or `no-cache`.
+fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
+    let mut age = None;
+    for v in headers.get_all(http::header::CACHE_CONTROL) {
+        for d in v.to_str().ok()?.split(',') {
+            let d = d.trim();
+            if d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("no-cache") {
+                return None;
+            }
+            if let Some((k, n)) = d.split_once('=') {
+                if k.trim().eq_ignore_ascii_case("max-age") {
+                    age = n
+                        .trim()
+                        .trim_matches('"')
+                        .parse()
+                        .ok()
+                        .map(Duration::from_secs);
+                }
+            }
+        }
+    }
+    age
+}
+
+/// GET the JWKS: a hand-made HTTP/1.1 exchange on one fresh connection
+/// (as for backends, see `upstream::pool`), body capped at
+/// [`MAX_JWKS_BYTES`]. The caller bounds the time.
+async fn fetch(src: &JwksSource) -> Result<(Bytes, Option<Duration>), String> {
+    let url = &src.url;
+    let tcp = TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    if url.https {
+        let name = rustls_pki_types::ServerName::try_from(url.host.clone())
+            .map_err(|e| format!("bad host name: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(src.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        get(tls, url).await
+    } else {
+        get(tcp, url).await
+    }
+}
+
+async fn get<IO>(io: IO, url: &JwksUrl) -> Result<(Bytes, Option<Duration>), String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    let conn = tokio::spawn(conn);
+    let req = http::Request::get(url.path_and_query.as_str())
+        .header(http::header::HOST, url.authority.as_str())
+        .header(
+            http::header::ACCEPT,
+            "application/jwk-set+json, application/json",
+        )
+        .header(
+            http::header::USER_AGENT,
+            concat!("gatehouse/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("request: {e}"))?;
+    let result = async {
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("HTTP: {e}"))?;
+        if resp.status() != http::StatusCode::OK {
+            return Err(format!("HTTP status {}", resp.status().as_u16()));
+        }
+        let age = max_age(resp.headers());
+        let body = Limited::new(resp.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        Ok((body, age))
+    }
+    .await;
+    conn.abort();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_unless_caching_is_forbidden() {
+        let h = |v: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(http::header::CACHE_CONTROL, v.parse().unwrap());
+            max_age(&m)
+        };
+        assert_eq!(h("public, max-age=3600"), Some(Duration::from_secs(3600)));
+        assert_eq!(h("Max-Age=\"60\""), Some(Duration::from_secs(60)));
+        assert_eq!(h("max-age=3600, no-cache"), None);
+        assert_eq!(h("no-store"), None);
+        assert_eq!(h("max-age=soon"), None);
+        assert_eq!(max_age(&http::HeaderMap::new()), None);
+    }
+}

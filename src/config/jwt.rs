@@ -1,0 +1,583 @@
+//! `[[jwt]]`: the external token issuers the gateway accepts (SPEC 2, 6,
+//! 11), validated into [`JwtIssuer`]s.
+//!
+//! Declared as a child of `validate` so it shares that module's problem
+//! collector (`Check`) without widening its visibility.
+
+use super::Check;
+use crate::auth::keys::{alg_name, parse_alg, KeyKind, KeySet, ALGORITHMS};
+use crate::config::file::JwtFile;
+use crate::config::Identity;
+use jsonwebtoken::Algorithm;
+use std::collections::HashSet;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DEFAULT_JWT_ALGORITHMS: &[&str] = &["RS256"];
+pub const DEFAULT_JWT_LEEWAY: Duration = Duration::from_secs(30);
+pub const DEFAULT_JWT_REQUIRED_CLAIMS: &[&str] = &["sub", "exp"];
+pub const DEFAULT_JWT_TOKEN_SOURCES: &[&str] = &["header:Authorization"];
+pub const DEFAULT_JWT_CLAIMS_MAP: &[(&str, &str)] =
+    &[("email", "email"), ("groups", "groups"), ("name", "name")];
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(600);
+pub const DEFAULT_JWKS_MIN_REFETCH: Duration = Duration::from_secs(30);
+/// Shortest `jwks_refresh` / `jwks_min_refetch`: anything faster would
+/// hammer the identity provider.
+pub const MIN_JWKS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// One accepted external issuer.
+#[derive(Debug)]
+pub struct JwtIssuer {
+    pub name: String,
+    /// Must equal the token's `iss`.
+    pub issuer: String,
+    /// The token's `aud` must contain one of them; empty: not checked.
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub keys: JwtKeys,
+    pub leeway: Duration,
+    pub required_claims: Vec<String>,
+    pub token_sources: Vec<TokenSource>,
+    /// Identity field -> claim name or dotted path, defaults merged in.
+    pub claims_map: Vec<(String, String)>,
+    /// SHA-256 over the entry and its key material: a reload keeps the
+    /// running issuer (and its verified tokens) when this is unchanged.
+    pub fingerprint: [u8; 32],
+}
+
+/// Where an issuer's keys come from.
+#[derive(Debug)]
+pub enum JwtKeys {
+    /// Loaded with the config: `secret*`, `public_key_file`, `jwks_file`.
+    Static(Arc<KeySet>),
+    /// `jwks_url`: fetched in the background and refreshed.
+    Remote(JwksSource),
+}
+
+#[derive(Debug, Clone)]
+pub struct JwksSource {
+    pub url: JwksUrl,
+    /// System roots, or only `ca_file` when given.
+    pub tls: Arc<rustls::ClientConfig>,
+    pub refresh: Duration,
+    pub min_refetch: Duration,
+}
+
+/// A checked `jwks_url`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JwksUrl {
+    pub text: String,
+    pub https: bool,
+    /// Without brackets for IPv6.
+    pub host: String,
+    pub port: u16,
+    /// The authority as written, for the `Host` header.
+    pub authority: String,
+    pub path_and_query: String,
+}
+
+impl fmt::Debug for JwksUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Where a token is looked for in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `header:Authorization`: `Bearer <token>` (RFC 6750 section 2.1).
+    Bearer,
+    /// `header:NAME`: the whole value is the token.
+    Header(http::HeaderName),
+    /// `cookie:NAME`.
+    Cookie(String),
+    /// `query:NAME`: removed from the URL before forwarding.
+    Query(String),
+}
+
+/// HMAC keys must be at least as long as the hash (RFC 7518 section 3.2).
+fn min_secret_len(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::HS256 => 32,
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => 0,
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `https://` always; `http://` only for loopback hosts (SPEC 11).
+pub fn parse_jwks_url(text: &str) -> Result<JwksUrl, String> {
+    let uri: http::Uri = text.parse().map_err(|_| format!("`{text}` is not a URL"))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(format!("`{text}`: expected an https:// URL")),
+    };
+    let auth = uri
+        .authority()
+        .ok_or_else(|| format!("`{text}` has no host"))?;
+    if auth.as_str().contains('@') {
+        return Err(format!(
+            "`{text}`: credentials in the URL are not supported"
+        ));
+    }
+    let host = auth
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    if host.is_empty() {
+        return Err(format!("`{text}` has no host"));
+    }
+    if !https && !is_loopback(&host) {
+        return Err(format!(
+            "`{text}`: must be https:// (http:// is allowed only for loopback hosts: 127.0.0.0/8, ::1, localhost)"
+        ));
+    }
+    Ok(JwksUrl {
+        text: text.to_string(),
+        https,
+        port: auth.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        authority: auth.as_str().to_string(),
+        host,
+        path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+    })
+}
+
+/// Cookie names are RFC 6265 tokens.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+fn parse_token_source(s: &str) -> Result<TokenSource, String> {
+    let (kind, name) = s.split_once(':').unwrap_or((s, ""));
+    match kind {
+        "header" => match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) if h == http::header::AUTHORIZATION => Ok(TokenSource::Bearer),
+            Ok(h) if h == http::header::COOKIE => {
+                Err("use `cookie:NAME` for a token in a cookie".into())
+            }
+            Ok(h) => Ok(TokenSource::Header(h)),
+            Err(_) => Err(format!("`{name}` is not a header name")),
+        },
+        "cookie" if is_token(name) => Ok(TokenSource::Cookie(name.to_string())),
+        "cookie" => Err(format!("`{name}` is not a cookie name")),
+        "query"
+            if !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b"&=#%+".contains(&b)) =>
+        {
+            Ok(TokenSource::Query(name.to_string()))
+        }
+        "query" => Err(format!("`{name}` is not a query parameter name")),
+        _ => Err(format!(
+            "`{s}`: expected \"header:NAME\", \"cookie:NAME\" or \"query:NAME\""
+        )),
+    }
+}
+
+/// A header the gateway removes from every request before authentication
+/// (SPEC 3 step 5) can never carry a token.
+fn stripped_before_auth(name: &str, identity: &Identity) -> bool {
+    let folded = super::fold_header_name(name);
+    identity.strip.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => folded.starts_with(prefix),
+        None => folded == *p,
+    }) || identity
+        .headers
+        .iter()
+        .any(|(h, _)| super::fold_header_name(h.as_str()) == folded)
+}
+
+/// Validates every `[[jwt]]` entry.
+pub(super) fn issuers(
+    c: &mut Check<'_>,
+    list: &[JwtFile],
+    identity: &Identity,
+) -> Vec<Arc<JwtIssuer>> {
+    let mut names = HashSet::new();
+    let mut iss_seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, j) in list.iter().enumerate() {
+        let p = format!("jwt[{i}]");
+        if j.name.trim().is_empty() {
+            c.err(format!("{p}.name"), "must not be empty");
+        } else if !names.insert(j.name.clone()) {
+            c.err(
+                format!("{p}.name"),
+                format!("duplicate jwt name `{}`", j.name),
+            );
+        }
+        if j.issuer.is_empty() {
+            c.err(format!("{p}.issuer"), "must not be empty");
+        } else if !iss_seen.insert(j.issuer.clone()) {
+            c.err(
+                format!("{p}.issuer"),
+                format!(
+                    "duplicate issuer `{}`: tokens pick their [[jwt]] entry by `iss`",
+                    j.issuer
+                ),
+            );
+        }
+        if let Some(issuer) = one(c, &p, j, identity) {
+            out.push(Arc::new(issuer));
+        }
+    }
+    out
+}
+
+fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<JwtIssuer> {
+    let before = c.problems.len();
+    let mut material = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    material.update(format!("{j:?}").as_bytes());
+
+    let audiences = j.audiences.clone().unwrap_or_default();
+    for (k, a) in audiences.iter().enumerate() {
+        if a.is_empty() {
+            c.err(format!("{p}.audiences[{k}]"), "must not be empty");
+        }
+    }
+
+    let mut algorithms = Vec::new();
+    let names: Vec<String> = match &j.algorithms {
+        Some(a) => a.clone(),
+        None => DEFAULT_JWT_ALGORITHMS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    if names.is_empty() {
+        c.err(format!("{p}.algorithms"), "list at least one algorithm");
+    }
+    for (k, name) in names.iter().enumerate() {
+        match parse_alg(name) {
+            Some(a) => {
+                if !algorithms.contains(&a) {
+                    algorithms.push(a);
+                }
+            }
+            None if name.eq_ignore_ascii_case("none") => c.err(
+                format!("{p}.algorithms[{k}]"),
+                "\"none\" is never accepted: unsigned tokens prove nothing (RFC 8725 section 3.1)",
+            ),
+            None => c.err(
+                format!("{p}.algorithms[{k}]"),
+                format!(
+                    "unknown algorithm `{name}` (expected one of {})",
+                    ALGORITHMS.map(alg_name).join(", ")
+                ),
+            ),
+        }
+    }
+
+    // Exactly one key source.
+    let has_secret = j.secret.is_some() || j.secret_file.is_some() || j.secret_env.is_some();
+    let given: Vec<&str> = [
+        (has_secret, "secret"),
+        (j.public_key_file.is_some(), "public_key_file"),
+        (j.jwks_file.is_some(), "jwks_file"),
+        (j.jwks_url.is_some(), "jwks_url"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, n)| *n)
+    .collect();
+    if given.is_empty() {
+        c.err(
+            p,
+            "no key source: give one of jwks_url, jwks_file, public_key_file or secret (secret_file, secret_env)",
+        );
+    } else if given.len() > 1 {
+        c.err(
+            p,
+            format!(
+                "more than one key source ({}): give exactly one",
+                given.join(", ")
+            ),
+        );
+    }
+    let only_url = |c: &mut Check<'_>, key: &str, set: bool| {
+        if set && j.jwks_url.is_none() {
+            c.err(format!("{p}.{key}"), "only applies with jwks_url");
+        }
+    };
+    only_url(c, "ca_file", j.ca_file.is_some());
+    only_url(c, "jwks_refresh", j.jwks_refresh.is_some());
+    only_url(c, "jwks_min_refetch", j.jwks_min_refetch.is_some());
+
+    let hmac: Vec<Algorithm> = algorithms
+        .iter()
+        .copied()
+        .filter(|a| KeyKind::Hmac.fits(*a))
+        .collect();
+    let keys = if given.len() != 1 {
+        None
+    } else if has_secret {
+        let secret = c.secret(p, "secret", &j.secret, &j.secret_file, &j.secret_env);
+        for a in algorithms.iter().filter(|a| !KeyKind::Hmac.fits(**a)) {
+            c.err(
+                format!("{p}.algorithms"),
+                format!(
+                    "{} needs a public key, but this issuer has a shared secret (only HS256, HS384, HS512 fit a secret)",
+                    alg_name(*a)
+                ),
+            );
+        }
+        secret.and_then(|s| {
+            material.update(&s.0);
+            for a in &hmac {
+                if s.0.len() < min_secret_len(*a) {
+                    c.err(
+                        format!("{p}.secret"),
+                        format!(
+                            "the secret is {} bytes; {} needs at least {} (RFC 7518 section 3.2)",
+                            s.0.len(),
+                            alg_name(*a),
+                            min_secret_len(*a)
+                        ),
+                    );
+                    return None;
+                }
+            }
+            Some(JwtKeys::Static(Arc::new(KeySet::from_secret(&s.0))))
+        })
+    } else {
+        if !hmac.is_empty() {
+            c.err(
+                format!("{p}.algorithms"),
+                format!(
+                    "{} needs a shared secret, but this issuer has public keys: an HMAC key must never be a public key",
+                    hmac.iter().map(|a| alg_name(*a)).collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+        if let Some(f) = &j.public_key_file {
+            let key = format!("{p}.public_key_file");
+            read(c, &key, f, &mut material).and_then(|bytes| {
+                match KeySet::from_public_pem(&bytes) {
+                    Ok(set) => {
+                        let kind = set.keys()[0].kind;
+                        for a in algorithms
+                            .iter()
+                            .filter(|a| !kind.fits(**a) && !hmac.contains(a))
+                        {
+                            c.err(
+                                format!("{p}.algorithms"),
+                                format!(
+                                    "{} does not fit the key in {f}, which is {}",
+                                    alg_name(*a),
+                                    kind.describe()
+                                ),
+                            );
+                        }
+                        Some(JwtKeys::Static(Arc::new(set)))
+                    }
+                    Err(m) => {
+                        c.err(key, format!("{f}: {m}"));
+                        None
+                    }
+                }
+            })
+        } else if let Some(f) = &j.jwks_file {
+            let key = format!("{p}.jwks_file");
+            read(c, &key, f, &mut material).and_then(|bytes| match KeySet::from_jwks(&bytes) {
+                Ok((set, skipped)) => {
+                    for s in skipped {
+                        c.warnings.push(format!("{key}: {f}: {s}"));
+                    }
+                    if !set
+                        .keys()
+                        .iter()
+                        .any(|k| algorithms.iter().any(|a| k.accepts(*a)))
+                    {
+                        c.err(
+                            format!("{p}.algorithms"),
+                            format!("no key in {f} fits any of the allowed algorithms"),
+                        );
+                    }
+                    Some(JwtKeys::Static(Arc::new(set)))
+                }
+                Err(m) => {
+                    c.err(key, format!("{f}: {m}"));
+                    None
+                }
+            })
+        } else if let Some(u) = &j.jwks_url {
+            remote(c, p, j, u, &mut material)
+        } else {
+            None
+        }
+    };
+
+    let leeway = c.duration(&format!("{p}.leeway"), &j.leeway, DEFAULT_JWT_LEEWAY);
+    let required_claims: Vec<String> = j.required_claims.clone().unwrap_or_else(|| {
+        DEFAULT_JWT_REQUIRED_CLAIMS
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    for (k, r) in required_claims.iter().enumerate() {
+        if r.is_empty() {
+            c.err(format!("{p}.required_claims[{k}]"), "must not be empty");
+        }
+    }
+
+    let mut token_sources = Vec::new();
+    let sources: Vec<String> = j.token_sources.clone().unwrap_or_else(|| {
+        DEFAULT_JWT_TOKEN_SOURCES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    if sources.is_empty() {
+        c.err(
+            format!("{p}.token_sources"),
+            "list at least one token source",
+        );
+    }
+    for (k, s) in sources.iter().enumerate() {
+        match parse_token_source(s) {
+            Ok(src) => {
+                let header = match &src {
+                    TokenSource::Bearer => Some("authorization"),
+                    TokenSource::Header(h) => Some(h.as_str()),
+                    _ => None,
+                };
+                if header.is_some_and(|h| stripped_before_auth(h, identity)) {
+                    c.err(
+                        format!("{p}.token_sources[{k}]"),
+                        format!("`{s}`: that header is removed from every request before authentication ([identity] strip / headers); choose another"),
+                    );
+                }
+                if !token_sources.contains(&src) {
+                    token_sources.push(src);
+                }
+            }
+            Err(m) => c.err(format!("{p}.token_sources[{k}]"), m),
+        }
+    }
+
+    let mut claims_map: Vec<(String, String)> = DEFAULT_JWT_CLAIMS_MAP
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (field, path) in j.claims_map.iter().flatten() {
+        let at = format!("{p}.claims_map.\"{field}\"");
+        if field == "sub" || field == "method" {
+            c.err(
+                at,
+                format!("`{field}` is set by the gateway (sub is always the token's `sub`)"),
+            );
+            continue;
+        }
+        if field.is_empty() || path.is_empty() {
+            c.err(at, "field and claim must not be empty");
+            continue;
+        }
+        match claims_map.iter_mut().find(|(f, _)| f == field) {
+            Some(entry) => entry.1 = path.clone(),
+            None => claims_map.push((field.clone(), path.clone())),
+        }
+    }
+
+    let keys = keys?;
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(JwtIssuer {
+        name: j.name.clone(),
+        issuer: j.issuer.clone(),
+        audiences,
+        algorithms,
+        keys,
+        leeway,
+        required_claims,
+        token_sources,
+        claims_map,
+        fingerprint: material.finish().as_ref().try_into().unwrap_or([0; 32]),
+    })
+}
+
+/// Reads a key file (relative to the config), adding it to the fingerprint.
+fn read(
+    c: &mut Check<'_>,
+    key: &str,
+    file: &str,
+    material: &mut aws_lc_rs::digest::Context,
+) -> Option<Vec<u8>> {
+    let full = c.file_path(file);
+    match std::fs::read(&full) {
+        Ok(bytes) => {
+            material.update(&bytes);
+            Some(bytes)
+        }
+        Err(e) => {
+            c.err(key, format!("cannot read {}: {e}", full.display()));
+            None
+        }
+    }
+}
+
+fn remote(
+    c: &mut Check<'_>,
+    p: &str,
+    j: &JwtFile,
+    url: &str,
+    material: &mut aws_lc_rs::digest::Context,
+) -> Option<JwtKeys> {
+    let url = match parse_jwks_url(url) {
+        Ok(u) => Some(u),
+        Err(m) => {
+            c.err(format!("{p}.jwks_url"), m);
+            None
+        }
+    };
+    let ca = j.ca_file.as_ref().map(|f| c.file_path(f));
+    if let Some(ca) = &ca {
+        if let Ok(bytes) = std::fs::read(ca) {
+            material.update(&bytes);
+        }
+    }
+    let tls = match crate::server::tls::load_client_config(ca.as_deref()) {
+        Ok(t) => Some(t),
+        Err(m) => {
+            c.err(format!("{p}.ca_file"), m);
+            None
+        }
+    };
+    let refresh = c.duration(
+        &format!("{p}.jwks_refresh"),
+        &j.jwks_refresh,
+        DEFAULT_JWKS_REFRESH,
+    );
+    let min_refetch = c.duration(
+        &format!("{p}.jwks_min_refetch"),
+        &j.jwks_min_refetch,
+        DEFAULT_JWKS_MIN_REFETCH,
+    );
+    for (key, d) in [("jwks_refresh", refresh), ("jwks_min_refetch", min_refetch)] {
+        if d < MIN_JWKS_INTERVAL {
+            c.err(format!("{p}.{key}"), "must be at least 1s");
+        }
+    }
+    Some(JwtKeys::Remote(JwksSource {
+        url: url?,
+        tls: tls?,
+        refresh,
+        min_refetch,
+    }))
+}
+
+#[cfg(test)]
+#[path = "jwt_tests.rs"]
+mod tests;

@@ -1,0 +1,196 @@
+use super::jwks_server::JwksServer;
+use super::keys::{jwks, Key};
+use super::*;
+use jsonwebtoken::Algorithm;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+fn issuer(url: &str, extra: &str) -> String {
+    format!(
+        "[[jwt]]\nname = \"idp\"\nissuer = \"{ISS}\"\naudiences = [\"app\"]\nalgorithms = [\"ES256\", \"RS256\"]\n\
+         jwks_url = \"{url}\"\njwks_min_refetch = \"1s\"\n{extra}"
+    )
+}
+
+async fn ready(gw: &Gw) -> Resp {
+    Client::plain(gw.admin()).get("/readyz").await
+}
+
+/// The JWKS comes over HTTPS (CA from `ca_file`). When the identity
+/// provider rotates to a new `kid`, the gateway picks it up by itself;
+/// tokens with forged `kid`s do not make it fetch more than once per
+/// `jwks_min_refetch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_jwks_is_picked_up_and_forged_kids_cause_no_refetch_storm() {
+    let b = Backend::start("b1").await;
+    let pki = Pki::new();
+    let dir = tempdir();
+    pki.write_ca(dir.path());
+    let k1 = Key::ec(Algorithm::ES256);
+    let k2 = Key::rsa(Algorithm::RS256);
+    let server = JwksServer::https(&pki, dir.path(), &jwks(&[k1.jwk_with("k1")])).await;
+    let jwt = issuer(&server.url(), "ca_file = \"ca.crt\"\n");
+    let gw = Gw::start_in(dir, &config(&b, JWT_ROUTE, &jwt)).await;
+
+    // Fetched at start, in the background.
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            ready(&gw).await.status == 200
+        })
+        .await
+    );
+    assert_eq!(server.fetches(), 1);
+    let t1 = k1.sign(Some("k1"), &claims());
+    assert_eq!(get_bearer(&gw, "/", &t1, &[]).await.status, 200);
+
+    // A storm of tokens with made-up kids: four clients, each sending 25
+    // one after the other (concurrent ones could share a single fetch and
+    // hide a missing rate limit).
+    let before = server.fetches();
+    let started = Instant::now();
+    let mut lanes = Vec::new();
+    for lane in 0..4u64 {
+        let tokens: Vec<String> = (0..25u64)
+            .map(|i| {
+                let kid = format!(
+                    "forged-{lane}-{i}-{:x}",
+                    now().wrapping_mul(0x9E37_79B9) ^ i
+                );
+                k1.sign(Some(&kid), &claims())
+            })
+            .collect();
+        let c = gw.plain();
+        lanes.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for t in tokens {
+                let auth = format!("Bearer {t}");
+                statuses.push(
+                    c.get_with("/", &[("authorization", auth.as_str())])
+                        .await
+                        .status,
+                );
+            }
+            statuses
+        }));
+    }
+    for lane in lanes {
+        assert!(lane.await.unwrap().iter().all(|s| *s == 401));
+    }
+    let elapsed = started.elapsed();
+    let during = server.fetches() - before;
+    assert!(
+        during <= 1 + elapsed.as_secs() as usize,
+        "{during} fetches in {elapsed:?} for 100 forged kids"
+    );
+
+    // Rotation: k1 is gone, k2 is new. A k2 token passes once the gateway
+    // refetches, which an unknown kid asks for (at most once a second).
+    server.set(200, &jwks(&[k2.jwk_with("k2")]));
+    let t2 = k2.sign(Some("k2"), &claims());
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            get_bearer(&gw, "/", &t2, &[]).await.status == 200
+        })
+        .await,
+        "the rotated key was never picked up"
+    );
+    assert_eq!(b.last().headers["x-auth-user"], "alice");
+    // The old key's token is no longer good, cached or not.
+    assert_eq!(get_bearer(&gw, "/", &t1, &[]).await.status, 401);
+    let m = &gw.running().gateway.metrics;
+    assert_eq!(m.jwks_fetches_ok.load(Relaxed) as usize, server.fetches());
+    assert_eq!(m.jwks_fetches_failed.load(Relaxed), 0);
+    gw.stop().await;
+}
+
+/// An identity provider that is down at start does not stop the gateway:
+/// its tokens get 401 and `/readyz` says why until the keys arrive.
+#[tokio::test]
+async fn a_failed_first_fetch_does_not_stop_start_up_and_readyz_reports_it() {
+    let b = Backend::start("b1").await;
+    let k = Key::ed25519();
+    // Plain http is allowed on loopback.
+    let server = JwksServer::http("").await;
+    server.set(503, "down for maintenance");
+    let jwt = issuer(&server.url(), "").replace("\"ES256\", \"RS256\"", "\"EdDSA\"");
+    let routes = format!(
+        "{JWT_ROUTE}[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"app\"\nauth = \"none\"\n"
+    )
+    .replace("path_prefix = \"/\"", "path_prefix = \"/api\"");
+    let gw = Gw::start(&config(&b, &routes, &jwt)).await;
+
+    assert!(poll(Duration::from_secs(10), || async { server.fetches() >= 1 }).await);
+    let r = ready(&gw).await;
+    assert_eq!(r.status, 503);
+    let reasons = r.json()["reasons"].to_string();
+    assert!(reasons.contains("jwt issuer `idp`"), "{reasons}");
+    let t = k.sign(Some("k1"), &claims());
+    let r = get_bearer(&gw, "/api", &t, &[]).await;
+    assert_invalid_token(&r, &t, "no keys yet");
+    assert!(r
+        .header("www-authenticate")
+        .unwrap()
+        .contains("issuer keys unavailable"));
+    assert!(auth_count(&gw, AuthResult::Error) >= 1);
+    // Routes without JWT are served meanwhile.
+    assert_eq!(gw.plain().get("/open").await.status, 200);
+
+    server.set(200, &jwks(&[k.jwk_with("k1")]));
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            get_bearer(&gw, "/api", &t, &[]).await.status == 200
+        })
+        .await
+    );
+    assert_eq!(ready(&gw).await.status, 200);
+    let m = &gw.running().gateway.metrics;
+    assert!(m.jwks_fetches_failed.load(Relaxed) >= 1);
+    assert!(m.jwks_fetches_ok.load(Relaxed) >= 1);
+    gw.stop().await;
+}
+
+/// A reload keeps fetched keys and verified tokens of an unchanged issuer;
+/// a changed issuer with the same URL keeps the keys, not the tokens.
+#[tokio::test]
+async fn reload_keeps_keys_and_cached_tokens_where_unchanged() {
+    let b = Backend::start("b1").await;
+    let k = Key::ec(Algorithm::ES256);
+    let server = JwksServer::http(&jwks(&[k.jwk_with("k1")])).await;
+    let text = config(&b, JWT_ROUTE, &issuer(&server.url(), ""));
+    let gw = Gw::start(&text).await;
+    let t = k.sign(Some("k1"), &claims());
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            get_bearer(&gw, "/", &t, &[]).await.status == 200
+        })
+        .await
+    );
+    let fetches = server.fetches();
+    let m = &gw.running().gateway.metrics;
+    let hits = || m.jwt_cache_hits.load(Relaxed);
+
+    gw.running()
+        .gateway
+        .reload()
+        .await
+        .expect("same config reloads");
+    let h0 = hits();
+    assert_eq!(get_bearer(&gw, "/", &t, &[]).await.status, 200);
+    assert_eq!(hits(), h0 + 1, "unchanged issuer: still a cache hit");
+
+    std::fs::write(
+        &gw.config_path,
+        text.replace("jwks_min_refetch", "leeway = \"5s\"\njwks_min_refetch"),
+    )
+    .unwrap();
+    gw.running()
+        .gateway
+        .reload()
+        .await
+        .expect("changed config reloads");
+    let h1 = hits();
+    assert_eq!(get_bearer(&gw, "/", &t, &[]).await.status, 200);
+    assert_eq!(hits(), h1, "changed issuer: verified again");
+    assert_eq!(server.fetches(), fetches, "the keys were carried over");
+    gw.stop().await;
+}
