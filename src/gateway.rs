@@ -118,6 +118,8 @@ pub struct Gateway {
     /// stores: that needs a restart, and the reload says so).
     pub sessions: crate::session::Store,
     pub throttle: crate::login::throttle::Throttle,
+    /// Refresh-token families, beside the sessions (same store).
+    pub tokens: crate::tokens::RefreshStore,
     /// Verified JWTs; outlives reloads (entries name their issuer and key
     /// set, so what a reload changed stops matching by itself).
     pub token_cache: TokenCache,
@@ -138,6 +140,7 @@ impl Gateway {
         let gw = Arc::new(Gateway {
             snapshot: ArcSwap::new(snap.clone()),
             metrics,
+            tokens: crate::tokens::RefreshStore::new(&sessions),
             sessions,
             throttle: Default::default(),
             token_cache: TokenCache::default(),

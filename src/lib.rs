@@ -29,6 +29,7 @@ pub mod route;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod tokens;
 pub mod upstream;
 
 use gateway::{BoundAddrs, Gateway};
@@ -77,6 +78,7 @@ pub async fn start(config: config::Config) -> std::io::Result<Running> {
     let listeners = server::Listeners::bind(&config).await?;
     let addrs = listeners.addrs()?;
     let gateway = Gateway::new(config);
+    tokens::install_revocation_sync(&gateway);
     gateway
         .sessions
         .wait_connected(std::time::Duration::from_secs(2))

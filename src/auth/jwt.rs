@@ -338,15 +338,21 @@ impl Verifier<'_> {
             Some(Value::String(s)) => s.as_str(),
             _ => "",
         };
+        let sid = match parsed.claims.get("sid") {
+            Some(Value::String(s)) => Some(s.as_str()),
+            _ => None,
+        };
         let facts = TokenFacts {
             sub,
             jti,
+            sid,
             iat: times.iat,
         };
         if self.revocations.is_revoked(facts, now) {
             return Err(Reject::Revoked);
         }
         let jti: Option<Box<str>> = jti.map(Into::into);
+        let sid: Option<Box<str>> = sid.map(Into::into);
         let identity = Arc::new(claims::identity(cfg, parsed.claims, times));
         self.cache.insert(
             key,
@@ -356,6 +362,7 @@ impl Verifier<'_> {
                 issuer: Arc::downgrade(issuer),
                 key_generation: set.generation(),
                 jti,
+                sid,
                 iat: times.iat,
             },
             now,
@@ -387,6 +394,7 @@ impl Verifier<'_> {
         let facts = TokenFacts {
             sub: &e.identity.sub,
             jti: e.jti.as_deref(),
+            sid: e.sid.as_deref(),
             iat: e.iat,
         };
         if self.revocations.is_revoked(facts, now) {

@@ -20,6 +20,8 @@ const SWEEP_EVERY: usize = 1024;
 pub struct TokenFacts<'a> {
     pub sub: &'a str,
     pub jti: Option<&'a str>,
+    /// The refresh family (session) a gateway access token belongs to.
+    pub sid: Option<&'a str>,
     /// Whole seconds.
     pub iat: Option<u64>,
 }
@@ -30,6 +32,8 @@ pub struct Revocations {
     jtis: DashMap<String, u64>,
     /// sub -> mark: tokens with `iat <= mark` are revoked.
     subjects: DashMap<String, u64>,
+    /// sid -> unix seconds until which tokens of that family are denied.
+    sids: DashMap<String, u64>,
     /// Entries ever added; zero means nothing to look up.
     added: AtomicUsize,
 }
@@ -47,6 +51,18 @@ impl Revocations {
         if self.added.fetch_add(1, Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep(now);
         }
+    }
+
+    /// Denies every token carrying `sid` (a refresh family) until `until`.
+    pub fn revoke_sid(&self, sid: &str, until: u64, now: u64) {
+        if until <= now {
+            return;
+        }
+        self.sids
+            .entry(sid.to_string())
+            .and_modify(|e| *e = (*e).max(until))
+            .or_insert(until);
+        self.added.fetch_add(1, Relaxed);
     }
 
     /// Revokes every token of `sub` issued at or before `mark` (revoke-all).
@@ -67,6 +83,11 @@ impl Revocations {
         }
         if let Some(jti) = t.jti {
             if self.jtis.get(jti).is_some_and(|until| *until > now) {
+                return true;
+            }
+        }
+        if let Some(sid) = t.sid {
+            if self.sids.get(sid).is_some_and(|until| *until > now) {
                 return true;
             }
         }
@@ -92,7 +113,12 @@ mod tests {
     use super::*;
 
     fn t<'a>(sub: &'a str, jti: Option<&'a str>, iat: Option<u64>) -> TokenFacts<'a> {
-        TokenFacts { sub, jti, iat }
+        TokenFacts {
+            sub,
+            jti,
+            sid: None,
+            iat,
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ use super::file::{LoginFile, SessionsFile};
 use super::units::parse_duration;
 use super::Problem;
 use crate::login::users::Users;
+use crate::tokens::keys::SigningKeys;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,6 +84,8 @@ impl Default for Sessions {
 pub struct Login {
     pub users_file: Option<PathBuf>,
     pub users: Arc<Users>,
+    /// Signs access tokens and backend identity tokens.
+    pub keys: Arc<SigningKeys>,
     pub issuer: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
@@ -271,13 +274,30 @@ pub(super) fn login(
             }
         },
     };
-    if l.signing_key_file.is_some() || l.previous_keys.is_some() {
-        err(
-            problems,
-            "login.signing_key_file",
-            "gateway-issued tokens are not supported yet by this version of gatehouse",
-        );
-    }
+    let previous: Vec<PathBuf> = l
+        .previous_keys
+        .iter()
+        .flatten()
+        .map(|k| base.join(k))
+        .collect();
+    let keys = match SigningKeys::load(
+        l.signing_key_file.as_ref().map(|f| base.join(f)).as_deref(),
+        &previous,
+    ) {
+        Ok(k) => Arc::new(k),
+        Err(e) => {
+            err(
+                problems,
+                if e.contains("previous") {
+                    "login.previous_keys"
+                } else {
+                    "login.signing_key_file"
+                },
+                e,
+            );
+            Arc::new(SigningKeys::load(None, &[]).expect("an ephemeral key always loads"))
+        }
+    };
     let max_failures = l.max_failures.unwrap_or(DEFAULT_MAX_FAILURES);
     if max_failures == 0 {
         err(problems, "login.max_failures", "must be at least 1");
@@ -285,6 +305,7 @@ pub(super) fn login(
     Some(Login {
         users_file,
         users,
+        keys,
         issuer: l.issuer.clone().unwrap_or_else(|| DEFAULT_ISSUER.into()),
         access_token_ttl: duration(
             problems,

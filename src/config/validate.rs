@@ -172,7 +172,28 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     if !f.oidc.is_empty() {
         c.unsupported("oidc", "`[[oidc]]`");
     }
-    let jwt = jwt::issuers(&mut c, &f.jwt, &identity);
+    let mut jwt = jwt::issuers(&mut c, &f.jwt, &identity);
+    if let Some(l) = &login {
+        if l.keys.ephemeral {
+            c.warnings.push(
+                "no [login] signing_key_file: tokens are signed with an ephemeral key; they die with this \
+                 process and other replicas will not accept them"
+                    .into(),
+            );
+        }
+        // The gateway's own tokens are accepted without a [[jwt]] entry.
+        if jwt.iter().any(|j| j.issuer == l.issuer) {
+            c.err(
+                "login.issuer",
+                format!(
+                    "`{}` is also a [[jwt]] issuer; the gateway's own issuer must be distinct",
+                    l.issuer
+                ),
+            );
+        } else {
+            jwt.push(own_issuer(l));
+        }
+    }
 
     let upstreams = upstreams(&mut c, &f.upstreams, &server.secret);
     let sessions_creatable = login.is_some() || !f.oidc.is_empty();
@@ -330,6 +351,30 @@ fn admin(c: &mut Check<'_>, a: &AdminFile) -> Admin {
         }
     }
     Admin { listen, token }
+}
+
+/// The verifier's view of the gateway's own access tokens: its issuer as
+/// both `iss` and `aud` (identity tokens minted for backends carry another
+/// audience, so they are not accepted back at the edge).
+fn own_issuer(l: &super::sessions::Login) -> Arc<super::JwtIssuer> {
+    use jsonwebtoken::Algorithm;
+    let mut material = l.issuer.as_bytes().to_vec();
+    material.extend_from_slice(l.keys.jwks.as_bytes());
+    Arc::new(super::JwtIssuer {
+        name: "gatehouse".into(),
+        issuer: l.issuer.clone(),
+        audiences: vec![l.issuer.clone()],
+        algorithms: vec![Algorithm::ES256, Algorithm::EdDSA],
+        keys: super::JwtKeys::Static(l.keys.verify_set.clone()),
+        leeway: super::DEFAULT_JWT_LEEWAY,
+        required_claims: vec!["sub".into(), "exp".into()],
+        token_sources: vec![super::TokenSource::Bearer],
+        claims_map: super::DEFAULT_JWT_CLAIMS_MAP
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        fingerprint: crate::crypto::sha256(&material),
+    })
 }
 
 /// Lowercases and folds `_` into `-`: the form header names are compared in.

@@ -38,6 +38,7 @@ pub async fn handle(
         (&Method::POST, "/login") => login_submit(gw, snap, conn, req).await,
         (&Method::POST, "/logout") => logout(gw, snap, conn, req, html).await,
         (&Method::GET, "/userinfo") => userinfo(gw, snap, conn, req).await,
+        (_, "/token" | "/jwks.json") => crate::tokens::handle(gw, snap, conn, req, sub_path).await,
         (_, "/login" | "/logout" | "/userinfo") => Err(GatewayError::MethodNotAllowed),
         _ => Err(GatewayError::NotFound),
     }
@@ -398,6 +399,16 @@ async fn logout(
 ) -> Result<Response<Body>, GatewayError> {
     let cfg = &snap.config.sessions;
     let (parts, _body) = req.into_parts();
+    // A bearer access token: deny it (and its refresh family) everywhere.
+    if crate::tokens::logout_bearer(gw, snap, &parts.headers).await?
+        && crate::session::cookie_value(&parts.headers, &cfg.cookie_name).is_none()
+    {
+        let mut r = Response::new(Body::Empty);
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return Ok(r);
+    }
     if let Some(id) =
         session::cookie_value(&parts.headers, &cfg.cookie_name).and_then(SessionId::parse)
     {

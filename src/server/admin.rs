@@ -82,6 +82,9 @@ async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
             if let Err(r) = authorized(gw, &req) {
                 return *r;
             }
+            if req.method() == Method::POST && path == "/admin/tokens/revoke" {
+                return revoke_token(gw, req).await;
+            }
             admin(gw, req.method().clone(), &path, req.uri().query()).await
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
@@ -202,6 +205,54 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// `POST /admin/tokens/revoke` `{"jti": "...", "exp": 1700000000}`: deny
+/// that token until its `exp`, on every replica.
+async fn revoke_token(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
+    let body = match crate::login::read_body(req.into_body(), 64 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable body"),
+    };
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "expected JSON {\"jti\": \"...\", \"exp\": <unix seconds>}",
+            )
+        }
+    };
+    let (Some(jti), Some(exp)) = (
+        v["jti"].as_str().filter(|j| !j.is_empty()),
+        v["exp"].as_u64(),
+    ) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "expected JSON {\"jti\": \"...\", \"exp\": <unix seconds>}",
+        );
+    };
+    match crate::tokens::revoke(
+        gw,
+        crate::tokens::Revoke::Jti {
+            jti: jti.to_string(),
+            exp,
+        },
+    )
+    .await
+    {
+        Ok(()) => {
+            tracing::info!(jti = %jti, exp, "admin revoked a token");
+            json(
+                StatusCode::OK,
+                json!({ "revoked": jti, "until": exp }).to_string(),
+            )
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "admin: token revocation failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable")
+        }
+    }
+}
+
 fn store_error(e: crate::session::StoreError) -> Response<Body> {
     tracing::warn!(error = %e, "admin: session store failed");
     error(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable")
@@ -265,15 +316,23 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
             let Some(user) = percent_decode(name) else {
                 return error(StatusCode::BAD_REQUEST, "malformed user name");
             };
-            match gw.sessions.delete_user(&user).await {
-                Ok(n) => {
-                    tracing::info!(user = %user, sessions = n, "admin revoked everything a user holds");
+            let sessions = match gw.sessions.delete_user(&user).await {
+                Ok(n) => n,
+                Err(e) => return store_error(e),
+            };
+            let snap = gw.snapshot();
+            match crate::tokens::revoke_user_tokens(gw, &snap, &user).await {
+                Ok(families) => {
+                    tracing::info!(user = %user, sessions, token_families = families, "admin revoked everything a user holds");
                     json(
                         StatusCode::OK,
-                        json!({ "user": user, "sessions_revoked": n }).to_string(),
+                        json!({ "user": user, "sessions_revoked": sessions, "token_families_revoked": families, "tokens_issued_before": crate::session::now_ms() / 1000 }).to_string(),
                     )
                 }
-                Err(e) => store_error(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin: revoking tokens failed");
+                    error(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable")
+                }
             }
         }
         (Method::POST, ["admin", "reload"]) => match gw.reload().await {

@@ -32,10 +32,21 @@ struct Cached {
     fetched: Instant,
 }
 
+/// What the event subscription reports beyond session deletions: other
+/// messages on the channel, and each (re)subscription (state may have been
+/// missed while disconnected).
+pub enum StoreEvent<'a> {
+    Message(&'a str),
+    Subscribed,
+}
+
+pub type EventHook = Arc<dyn Fn(StoreEvent<'_>) + Send + Sync>;
+
 pub struct RedisStore {
     client: redis::Client,
     conn: OnceLock<ConnectionManager>,
-    prefix: String,
+    pub(crate) prefix: String,
+    hook: OnceLock<EventHook>,
     cache: DashMap<SessionKey, Cached>,
     cache_ttl: Duration,
     reachable: AtomicBool,
@@ -64,6 +75,7 @@ impl RedisStore {
             cache_ttl: cfg.cache_ttl,
             reachable: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
+            hook: OnceLock::new(),
         });
         tokio::spawn(connect_loop(Arc::downgrade(&store)));
         tokio::spawn(subscribe_loop(Arc::downgrade(&store)));
@@ -94,7 +106,16 @@ impl RedisStore {
         self.conn.get().cloned().ok_or(StoreError::Unavailable)
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Pipeline) -> Result<T, StoreError> {
+    /// Installs the handler for events other than session deletions (set
+    /// once, by the gateway).
+    pub fn set_event_hook(&self, hook: EventHook) {
+        let _ = self.hook.set(hook);
+    }
+
+    pub(crate) async fn run<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
         let mut c = self.conn()?;
         match tokio::time::timeout(COMMAND_TIMEOUT, cmd.query_async::<T>(&mut c)).await {
             Ok(Ok(v)) => {
@@ -122,6 +143,8 @@ impl RedisStore {
             }
         } else if let Some(user) = msg.strip_prefix("user:") {
             self.cache.retain(|_, c| c.view.record.user != user);
+        } else if let Some(h) = self.hook.get() {
+            h(StoreEvent::Message(msg));
         }
     }
 }
@@ -197,6 +220,9 @@ async fn subscribe_loop(weak: Weak<RedisStore>) {
                 // Events may have been missed while unsubscribed.
                 s.cache.clear();
                 s.subscribed.store(true, Relaxed);
+                if let Some(h) = s.hook.get() {
+                    h(StoreEvent::Subscribed);
+                }
             }
             let mut messages = ps.into_on_message();
             while let Some(msg) = messages.next().await {

@@ -13,3 +13,4 @@ mod proxy;
 mod sessions;
 mod sticky;
 mod tls;
+mod tokens;

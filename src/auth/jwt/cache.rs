@@ -31,6 +31,7 @@ pub(crate) struct Entry {
     pub issuer: Weak<Issuer>,
     pub key_generation: u64,
     pub jti: Option<Box<str>>,
+    pub sid: Option<Box<str>>,
     pub iat: Option<u64>,
 }
 

@@ -528,6 +528,7 @@ fn a_full_cache_evicts_instead_of_growing() {
                 issuer: issuer.clone(),
                 key_generation: 0,
                 jti: None,
+                sid: None,
                 iat: None,
             },
             if i < 500 { NOW } else { NOW + 2 },

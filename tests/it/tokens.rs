@@ -1,0 +1,501 @@
+//! Gateway-issued tokens: the password and refresh grants, rotation and
+//! reuse detection, JWKS, key rotation, revocation on every replica.
+
+use crate::sessions::{login, ALICE_PW};
+use crate::support::client::req;
+use crate::support::redis::RedisServer;
+use crate::support::*;
+use serde_json::Value;
+use std::time::Duration;
+
+const ADMIN: (&str, &str) = ("authorization", "Bearer admin-token-0123456789");
+
+fn alice_users() -> String {
+    let h = gatehouse::login::users::hash_password(ALICE_PW);
+    format!("[[users]]\nusername = \"alice\"\npassword_hash = \"{h}\"\nemail = \"alice@example.com\"\ngroups = [\"staff\"]\n")
+}
+
+fn signing_key() -> String {
+    rcgen::KeyPair::generate().unwrap().serialize_pem()
+}
+
+/// A gateway with local users, its own signing key, a JWT-only API route
+/// and a session route.
+async fn token_gateway(b: &Backend, store: &str, login_extra: &str, dir: tempfile::TempDir) -> Gw {
+    if !dir.path().join("users.toml").exists() {
+        std::fs::write(dir.path().join("users.toml"), alice_users()).unwrap();
+    }
+    if !dir.path().join("signing.pem").exists() {
+        std::fs::write(dir.path().join("signing.pem"), signing_key()).unwrap();
+    }
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[log]\naccess_log = false\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"admin-token-0123456789\"\n\
+         [sessions]\n{store}cookie_secure = false\n\
+         [login]\nusers_file = \"users.toml\"\nsigning_key_file = \"signing.pem\"\nissuer = \"https://gate.example.com\"\n{login_extra}\n\
+         [[upstreams]]\nname = \"app\"\nbackends = [\"{}\"]\n\
+         [[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"app\"\nauth = \"required\"\nmethods = [\"jwt\"]\n\
+         [[routes]]\nname = \"web\"\npath_prefix = \"/web\"\nupstream = \"app\"\nauth = \"required\"\nmethods = [\"session\"]\n",
+        b.addr
+    );
+    Gw::start_in(dir, &cfg).await
+}
+
+async fn grant(c: &Client, body: &str) -> (u16, Value) {
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/token",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body,
+        ))
+        .await;
+    if r.status == 200 {
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+async fn password_grant(c: &Client) -> Value {
+    let (s, j) = grant(
+        c,
+        &format!(
+            "grant_type=password&username=alice&password={}",
+            ALICE_PW.replace(' ', "+")
+        ),
+    )
+    .await;
+    assert_eq!(s, 200, "{j}");
+    j
+}
+
+async fn refresh(c: &Client, rt: &str) -> (u16, Value) {
+    grant(c, &format!("grant_type=refresh_token&refresh_token={rt}")).await
+}
+
+async fn api(c: &Client, at: &str) -> u16 {
+    c.get_with("/api/x", &[("authorization", &format!("Bearer {at}"))])
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn password_grant_issues_tokens_that_verify_against_jwks_and_open_jwt_routes() {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, "", "access_token_ttl = \"5m\"\n", tempdir()).await;
+    let c = gw.plain();
+    let j = password_grant(&c).await;
+    assert_eq!(j["token_type"], "Bearer");
+    assert_eq!(j["expires_in"], 300);
+    let at = j["access_token"].as_str().unwrap();
+    assert_eq!(j["refresh_token"].as_str().unwrap().len(), 43);
+
+    // A standard JWT library verifies it with the published keys.
+    let jwks_resp = c.get("/.gatehouse/jwks.json").await;
+    assert!(jwks_resp
+        .header("cache-control")
+        .unwrap()
+        .contains("max-age"));
+    let jwks: jsonwebtoken::jwk::JwkSet = serde_json::from_slice(&jwks_resp.body).unwrap();
+    let header = jsonwebtoken::decode_header(at).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let jwk = jwks
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid published");
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&["https://gate.example.com"]);
+    v.set_issuer(&["https://gate.example.com"]);
+    let claims =
+        jsonwebtoken::decode::<Value>(at, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v)
+            .unwrap()
+            .claims;
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["email"], "alice@example.com");
+    assert_eq!(claims["groups"], serde_json::json!(["staff"]));
+    for k in ["exp", "iat", "nbf", "jti", "sid"] {
+        assert!(!claims[k].is_null(), "{k} missing");
+    }
+
+    // Accepted on a jwt route with no [[jwt]] entry at all.
+    assert_eq!(api(&c, at).await, 200);
+    assert_eq!(b.last().headers["x-auth-user"], "alice");
+    assert_eq!(b.last().headers["x-auth-method"], "jwt");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn token_endpoint_errors_follow_rfc_6749() {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, "", "", tempdir()).await;
+    let c = gw.plain();
+    assert_eq!(
+        grant(&c, "").await,
+        (
+            400,
+            serde_json::json!({"error": "invalid_request", "error_description": "grant_type is required"})
+        )
+    );
+    assert_eq!(
+        grant(&c, "grant_type=client_credentials").await.1["error"],
+        "unsupported_grant_type"
+    );
+    assert_eq!(
+        grant(&c, "grant_type=password&username=alice").await.1["error"],
+        "invalid_request"
+    );
+    assert_eq!(
+        grant(&c, "grant_type=password&username=alice&password=nope").await,
+        (
+            400,
+            serde_json::json!({"error": "invalid_grant", "error_description": "invalid username or password"})
+        )
+    );
+    assert_eq!(
+        grant(&c, "grant_type=refresh_token&refresh_token=forged")
+            .await
+            .1["error"],
+        "invalid_grant"
+    );
+    // JSON bodies work too.
+    let body =
+        serde_json::json!({"grant_type": "password", "username": "alice", "password": ALICE_PW})
+            .to_string();
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/token",
+            &[("content-type", "application/json")],
+            &body,
+        ))
+        .await;
+    assert_eq!(r.status, 200);
+    gw.stop().await;
+}
+
+async fn rotation_and_reuse(store: &str) {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, store, "refresh_reuse_grace = \"1s\"\n", tempdir()).await;
+    let c = gw.plain();
+    let first = password_grant(&c).await;
+    let rt1 = first["refresh_token"].as_str().unwrap().to_string();
+
+    // Two tabs refresh at once: one new pair, handed to both.
+    let (a, b2) = tokio::join!(refresh(&c, &rt1), refresh(&c, &rt1));
+    assert_eq!(a.0, 200, "{}", a.1);
+    assert_eq!(b2.0, 200, "{}", b2.1);
+    assert_eq!(a.1, b2.1, "concurrent refreshes get the same pair");
+    let second = a.1;
+    let rt2 = second["refresh_token"].as_str().unwrap().to_string();
+    assert_ne!(rt2, rt1);
+    let at2 = second["access_token"].as_str().unwrap().to_string();
+    assert_eq!(api(&c, &at2).await, 200);
+    // The rotated token works again inside the grace window (same pair)...
+    assert_eq!(refresh(&c, &rt1).await.1, second);
+    // ...but after it, its reuse revokes the whole family.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(refresh(&c, &rt1).await.1["error"], "invalid_grant");
+    assert_eq!(
+        refresh(&c, &rt2).await.1["error"],
+        "invalid_grant",
+        "the successor died with its family"
+    );
+    assert_eq!(
+        api(&c, &at2).await,
+        401,
+        "access tokens of the family are revoked too"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_rotates_replays_inside_grace_and_reuse_revokes_the_family_memory() {
+    rotation_and_reuse("").await;
+}
+
+#[tokio::test]
+async fn refresh_rotates_replays_inside_grace_and_reuse_revokes_the_family_redis() {
+    let Some(r) = RedisServer::start("refresh_rotation_redis") else {
+        return;
+    };
+    rotation_and_reuse(&format!("store = \"redis\"\nredis_url = \"{}\"\n", r.url())).await;
+}
+
+#[tokio::test]
+async fn previous_keys_still_verify_after_a_key_rotation() {
+    let b = Backend::start("app").await;
+    let dir = tempdir();
+    std::fs::write(dir.path().join("old.pem"), signing_key()).unwrap();
+    std::fs::copy(dir.path().join("old.pem"), dir.path().join("signing.pem")).unwrap();
+    let gw = token_gateway(&b, "", "", dir).await;
+    let c = gw.plain();
+    let old_at = password_grant(&c).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old_kid = jsonwebtoken::decode_header(&old_at).unwrap().kid.unwrap();
+    // Rotate: a new signing key, the old one kept as previous.
+    std::fs::write(gw.path().join("signing.pem"), signing_key()).unwrap();
+    let cfg = std::fs::read_to_string(&gw.config_path)
+        .unwrap()
+        .replacen("127.0.0.1:0", &gw.addr().to_string(), 1)
+        .replacen("127.0.0.1:0", &gw.admin().to_string(), 1)
+        .replace(
+            "signing_key_file = \"signing.pem\"",
+            "signing_key_file = \"signing.pem\"\nprevious_keys = [\"old.pem\"]",
+        );
+    std::fs::write(&gw.config_path, cfg).unwrap();
+    let r = Client::plain(gw.admin())
+        .send(req("POST", "/admin/reload", &[ADMIN], ""))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let new_at = password_grant(&c).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let new_kid = jsonwebtoken::decode_header(&new_at).unwrap().kid.unwrap();
+    assert_ne!(new_kid, old_kid);
+    let jwks: Value = c.get("/.gatehouse/jwks.json").await.json();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kids,
+        vec![new_kid.as_str(), old_kid.as_str()],
+        "current first, previous still published"
+    );
+    assert_eq!(
+        api(&c, &old_at).await,
+        200,
+        "a token from the previous key still verifies"
+    );
+    assert_eq!(api(&c, &new_at).await, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn admin_revokes_one_token_and_everything_a_user_holds() {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, "", "", tempdir()).await;
+    let c = gw.plain();
+    let admin = Client::plain(gw.admin());
+    let one = password_grant(&c).await;
+    let at1 = one["access_token"].as_str().unwrap().to_string();
+    let other = password_grant(&c).await;
+    let at2 = other["access_token"].as_str().unwrap().to_string();
+    assert_eq!(api(&c, &at1).await, 200, "now in the verified-token cache");
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            at1.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let body = serde_json::json!({"jti": claims["jti"], "exp": claims["exp"]}).to_string();
+    assert_eq!(
+        admin
+            .send(req("POST", "/admin/tokens/revoke", &[], &body))
+            .await
+            .status,
+        401
+    );
+    let r = admin
+        .send(req("POST", "/admin/tokens/revoke", &[ADMIN], &body))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(api(&c, &at1).await, 401, "revoked though cached");
+    assert_eq!(api(&c, &at2).await, 200, "other tokens unaffected");
+
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    assert_eq!(
+        c.get_with("/web/x", &[("cookie", &cookie)]).await.status,
+        200
+    );
+    let r = admin
+        .send(req("POST", "/admin/users/alice/revoke", &[ADMIN], ""))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(api(&c, &at2).await, 401);
+    assert_eq!(
+        refresh(&c, other["refresh_token"].as_str().unwrap())
+            .await
+            .1["error"],
+        "invalid_grant"
+    );
+    assert_eq!(
+        c.get_with("/web/x", &[("cookie", &cookie)]).await.status,
+        401
+    );
+    // Tokens issued after the revocation work (marks are whole seconds).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let fresh = password_grant(&c).await;
+    assert_eq!(api(&c, fresh["access_token"].as_str().unwrap()).await, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn logout_with_a_bearer_token_revokes_it_and_its_family() {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, "", "", tempdir()).await;
+    let c = gw.plain();
+    let j = password_grant(&c).await;
+    let at = j["access_token"].as_str().unwrap();
+    assert_eq!(api(&c, at).await, 200);
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/logout",
+            &[("authorization", &format!("Bearer {at}"))],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(api(&c, at).await, 401);
+    assert_eq!(
+        refresh(&c, j["refresh_token"].as_str().unwrap()).await.1["error"],
+        "invalid_grant"
+    );
+    gw.stop().await;
+}
+
+/// A TCP relay to Redis that a test can cut and restore: a replica behind
+/// it is "disconnected" while the others are not.
+struct Relay {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start_on(addr: &str, target: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut rx2 = rx.clone();
+            loop {
+                let accepted =
+                    tokio::select! { a = listener.accept() => a, _ = rx2.changed() => break };
+                let Ok((mut inbound, _)) = accepted else {
+                    continue;
+                };
+                let mut rx = rx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {}
+                        _ = rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay { addr, stop }
+    }
+
+    fn cut(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+#[tokio::test]
+async fn revocations_reach_every_replica_even_one_that_was_disconnected() {
+    let Some(redis) = RedisServer::start("revocations_reach_every_replica") else {
+        return;
+    };
+    let b = Backend::start("app").await;
+    let relay = Relay::start_on("127.0.0.1:0", redis.port).await;
+    let prefix = format!(
+        "key_prefix = \"t{}:\"\n",
+        gatehouse::crypto::hex(&gatehouse::crypto::random_bytes::<4>())
+    );
+    let dir_a = tempdir();
+    std::fs::write(dir_a.path().join("users.toml"), alice_users()).unwrap();
+    std::fs::write(dir_a.path().join("signing.pem"), signing_key()).unwrap();
+    let dir_b = tempdir();
+    for f in ["users.toml", "signing.pem"] {
+        std::fs::copy(dir_a.path().join(f), dir_b.path().join(f)).unwrap();
+    }
+    let a = token_gateway(
+        &b,
+        &format!(
+            "store = \"redis\"\nredis_url = \"{}\"\n{prefix}",
+            redis.url()
+        ),
+        "",
+        dir_a,
+    )
+    .await;
+    let gb = token_gateway(
+        &b,
+        &format!(
+            "store = \"redis\"\nredis_url = \"redis://{}/0\"\n{prefix}",
+            relay.addr
+        ),
+        "",
+        dir_b,
+    )
+    .await;
+    let (ca, cb) = (a.plain(), gb.plain());
+
+    // Revoke-all on A: B refuses the access token (already in its cache),
+    // and the refresh token, within a second.
+    let j = password_grant(&ca).await;
+    let at = j["access_token"].as_str().unwrap().to_string();
+    assert_eq!(api(&cb, &at).await, 200);
+    let r = Client::plain(a.admin())
+        .send(req("POST", "/admin/users/alice/revoke", &[ADMIN], ""))
+        .await;
+    assert_eq!(r.status, 200);
+    let start = std::time::Instant::now();
+    while api(&cb, &at).await != 401 {
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "B still accepts a revoked token"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        refresh(&cb, j["refresh_token"].as_str().unwrap()).await.1["error"],
+        "invalid_grant"
+    );
+
+    // B cut off from Redis while A revokes a token; B applies it once back.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let j = password_grant(&ca).await;
+    let at = j["access_token"].as_str().unwrap().to_string();
+    assert_eq!(api(&cb, &at).await, 200);
+    relay.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lo = ca
+        .send(req(
+            "POST",
+            "/.gatehouse/logout",
+            &[("authorization", &format!("Bearer {at}"))],
+            "",
+        ))
+        .await;
+    assert_eq!(lo.status, 204);
+    assert_eq!(
+        api(&cb, &at).await,
+        200,
+        "B missed the announcement while cut off"
+    );
+    let _relay2 = Relay::start_on(&relay.addr.to_string(), redis.port).await;
+    let start = std::time::Instant::now();
+    while api(&cb, &at).await != 401 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "B did not reload revocations after reconnecting"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.stop().await;
+    gb.stop().await;
+}
