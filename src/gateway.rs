@@ -120,6 +120,8 @@ pub struct Gateway {
     pub throttle: crate::login::throttle::Throttle,
     /// Refresh-token families, beside the sessions (same store).
     pub tokens: crate::tokens::RefreshStore,
+    /// Identity JWTs minted for backends, reused until near expiry.
+    pub identity_tokens: crate::tokens::IdentityTokens,
     /// Verified JWTs; outlives reloads (entries name their issuer and key
     /// set, so what a reload changed stops matching by itself).
     pub token_cache: TokenCache,
@@ -141,6 +143,7 @@ impl Gateway {
             snapshot: ArcSwap::new(snap.clone()),
             metrics,
             tokens: crate::tokens::RefreshStore::new(&sessions),
+            identity_tokens: Default::default(),
             sessions,
             throttle: Default::default(),
             token_cache: TokenCache::default(),

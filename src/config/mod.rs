@@ -76,6 +76,10 @@ pub struct Config {
     pub jwt: Vec<Arc<JwtIssuer>>,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
+    /// Signs the gateway's tokens: `[login]`'s keys, else an ephemeral key.
+    pub signing: Arc<crate::tokens::keys::SigningKeys>,
+    /// `iss` of the gateway's tokens (`login.issuer`, default `gatehouse`).
+    pub token_issuer: String,
     /// Things worth telling the operator that do not stop the load.
     pub warnings: Vec<String>,
 }
@@ -134,6 +138,16 @@ pub struct Identity {
     pub strip: Vec<String>,
     pub strip_session_cookie: bool,
     pub strip_authorization: bool,
+    /// `[identity.jwt]`: a short-lived JWT for backends that verify.
+    pub jwt: Option<IdentityJwt>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IdentityJwt {
+    pub header: http::HeaderName,
+    pub ttl: Duration,
+    /// `None`: the upstream's name.
+    pub audience: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -199,8 +199,24 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     let sessions_creatable = login.is_some() || !f.oidc.is_empty();
     let routes = routes(&mut c, &f.routes, &upstreams, sessions_creatable);
 
+    let signing = match &login {
+        Some(l) => l.keys.clone(),
+        None => Arc::new(
+            crate::tokens::keys::SigningKeys::load(None, &[])
+                .expect("an ephemeral key always loads"),
+        ),
+    };
+    let token_issuer = login.as_ref().map_or_else(
+        || super::sessions::DEFAULT_ISSUER.to_string(),
+        |l| l.issuer.clone(),
+    );
+    if login.is_none() && identity.jwt.is_some() {
+        c.warnings.push("[identity.jwt] without [login] signing_key_file: backend tokens are signed with an ephemeral key".into());
+    }
     if c.problems.is_empty() {
         Ok(Config {
+            signing,
+            token_issuer,
             path: path.to_path_buf(),
             server,
             admin,
@@ -431,14 +447,37 @@ fn identity(c: &mut Check<'_>, i: &IdentityFile) -> Identity {
         }
         folded.push(fold_header_name(pat));
     }
-    if i.jwt.is_some() {
-        c.unsupported("identity.jwt", "`[identity.jwt]`");
-    }
+    let jwt = i.jwt.as_ref().map(|j| {
+        let name = j.header.clone().unwrap_or_else(|| "X-Auth-Jwt".into());
+        let header = http::HeaderName::from_bytes(name.as_bytes()).unwrap_or_else(|_| {
+            c.err(
+                "identity.jwt.header",
+                format!("`{name}` is not a valid header name"),
+            );
+            http::HeaderName::from_static("x-auth-jwt")
+        });
+        let ttl = c.duration(
+            "identity.jwt.ttl",
+            &j.ttl,
+            std::time::Duration::from_secs(60),
+        );
+        if ttl < std::time::Duration::from_secs(2) {
+            c.err("identity.jwt.ttl", "must be at least 2s");
+        }
+        // A client must never be able to send this header itself.
+        folded.push(fold_header_name(header.as_str()));
+        IdentityJwt {
+            header,
+            ttl,
+            audience: j.audience.clone(),
+        }
+    });
     Identity {
         headers,
         strip: folded,
         strip_session_cookie: i.strip_session_cookie.unwrap_or(true),
         strip_authorization: i.strip_authorization.unwrap_or(false),
+        jwt,
     }
 }
 

@@ -176,6 +176,7 @@ mod tests {
             strip: vec!["x-auth-*".into(), "remote-user".into()],
             strip_session_cookie: true,
             strip_authorization: false,
+            jwt: None,
         }
     }
 

@@ -120,7 +120,7 @@ pub async fn handle(
 }
 
 async fn handle_inner(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     snap: &Snapshot,
     conn: &ConnInfo,
     trusted: bool,
@@ -186,6 +186,7 @@ async fn handle_inner(
     let identity = found.require(snap, route, &parts, ctx.html)?;
     auth::authz::authorize(gw, snap, route, &parts, identity.as_deref(), ctx.html)?;
     let session_key = found.authenticated.as_ref().and_then(|a| a.session);
+    let liveness = Liveness::of(session_key, identity.as_deref());
     let session_record = found.authenticated.and_then(|a| a.session_record);
     if snap.config.identity.strip_session_cookie && snap.config.sessions.enabled {
         crate::session::strip_cookie(&mut parts.headers, &snap.config.sessions.cookie_name);
@@ -238,7 +239,9 @@ async fn handle_inner(
         None
     };
     rewrite_request(
+        gw,
         snap,
+        &upstream.name,
         conn,
         trusted,
         &mut parts,
@@ -288,7 +291,14 @@ async fn handle_inner(
         };
         let backend_upgrade = hyper::upgrade::on(&mut response);
         let shutdown = gw.shutdown.subscribe();
-        tokio::spawn(tunnel(client_upgrade, backend_upgrade, in_flight, shutdown));
+        tokio::spawn(tunnel(
+            client_upgrade,
+            backend_upgrade,
+            in_flight,
+            shutdown,
+            gw.clone(),
+            liveness,
+        ));
         let (mut rparts, _) = response.into_parts();
         headers::remove_hop_by_hop(&mut rparts.headers, true);
         if let Some(c) = affinity_out.set_cookie {
@@ -311,8 +321,11 @@ async fn handle_inner(
 
 /// Step 8's rewrite: origin-form URI with the normalised path, HTTP/1.1,
 /// hop-by-hop headers out, forwarding headers and identity in.
+#[allow(clippy::too_many_arguments)]
 fn rewrite_request(
+    gw: &Gateway,
     snap: &Snapshot,
+    upstream: &str,
     conn: &ConnInfo,
     trusted: bool,
     parts: &mut http::request::Parts,
@@ -367,17 +380,94 @@ fn rewrite_request(
                 }
             }
         }
+        if let Some(jcfg) = &snap.config.identity.jwt {
+            let audience = jcfg.audience.as_deref().unwrap_or(upstream);
+            if let Some(v) = gw
+                .identity_tokens
+                .header_value(&snap.config, jcfg, id, audience)
+            {
+                parts.headers.insert(jcfg.header.clone(), v);
+            }
+        }
     }
     Ok(())
 }
 
+/// What keeps a long-lived connection (a WebSocket) allowed: the session
+/// or token it was opened with (SPEC 6). Checked every
+/// [`LIVENESS_CHECK`]; when it is revoked or expires, the tunnel closes.
+enum Liveness {
+    Session(crate::session::SessionKey),
+    Token {
+        sub: String,
+        jti: Option<String>,
+        sid: Option<String>,
+        iat: Option<u64>,
+        exp: Option<u64>,
+    },
+}
+
+const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Liveness {
+    fn of(session: Option<crate::session::SessionKey>, id: Option<&Identity>) -> Option<Liveness> {
+        if let Some(k) = session {
+            return Some(Liveness::Session(k));
+        }
+        let id = id?;
+        let claims = id.claims.as_ref();
+        let text = |k: &str| {
+            claims
+                .and_then(|c| c.get(k))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        Some(Liveness::Token {
+            sub: id.sub.clone(),
+            jti: text("jti"),
+            sid: text("sid"),
+            iat: claims.and_then(|c| c.get("iat")).and_then(|v| v.as_u64()),
+            exp: id.expires_at,
+        })
+    }
+
+    async fn holds(&self, gw: &Gateway) -> bool {
+        match self {
+            Liveness::Session(key) => match gw.sessions.get(*key).await {
+                Ok(Some(v)) => v.is_live(&gw.snapshot().config.sessions, crate::session::now_ms()),
+                Ok(None) => false,
+                // An unreachable store says nothing about this session.
+                Err(_) => true,
+            },
+            Liveness::Token {
+                sub,
+                jti,
+                sid,
+                iat,
+                exp,
+            } => {
+                let now = crate::session::now_ms() / 1000;
+                let facts = crate::auth::revocation::TokenFacts {
+                    sub,
+                    jti: jti.as_deref(),
+                    sid: sid.as_deref(),
+                    iat: *iat,
+                };
+                exp.is_none_or(|e| now < e) && !gw.revocations.is_revoked(facts, now)
+            }
+        }
+    }
+}
+
 /// Relays bytes between an upgraded client connection and the backend's,
-/// until either side closes.
+/// until either side closes, or the credential it was opened with ends.
 async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     backend: hyper::upgrade::OnUpgrade,
     in_flight: crate::upstream::InFlight,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    gw: Arc<Gateway>,
+    liveness: Option<Liveness>,
 ) {
     // Holding a shutdown receiver makes a graceful shutdown wait for this
     // tunnel, up to the grace period.
@@ -392,5 +482,19 @@ async fn tunnel(
     };
     let mut c = hyper_util::rt::TokioIo::new(c);
     let mut b = hyper_util::rt::TokioIo::new(b);
-    let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
+    let watch = async {
+        let Some(l) = &liveness else {
+            return std::future::pending().await;
+        };
+        loop {
+            tokio::time::sleep(LIVENESS_CHECK).await;
+            if !l.holds(&gw).await {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut c, &mut b) => {}
+        _ = watch => tracing::info!("closed a WebSocket: its session or token was revoked or expired"),
+    }
 }

@@ -611,3 +611,78 @@ mod tests {
         assert!(Revoke::parse("jti:notanumber:x").is_none());
     }
 }
+
+/// `[identity.jwt]`: short-lived JWTs for backends that verify identity
+/// themselves, minted once per identity and audience and reused until
+/// shortly before they expire, so the request path does not sign.
+#[derive(Default)]
+pub struct IdentityTokens {
+    cache: dashmap::DashMap<[u8; 32], (HeaderValue, u64)>,
+}
+
+/// Entries kept at most; past it the cache starts over.
+const IDENTITY_TOKENS_MAX: usize = 100_000;
+
+impl IdentityTokens {
+    pub fn header_value(
+        &self,
+        cfg: &crate::config::Config,
+        jcfg: &crate::config::IdentityJwt,
+        id: &crate::auth::Identity,
+        audience: &str,
+    ) -> Option<HeaderValue> {
+        use aws_lc_rs::digest;
+        let mut h = digest::Context::new(&digest::SHA256);
+        for part in [
+            cfg.signing.current.kid.as_str(),
+            audience,
+            &id.sub,
+            id.email.as_deref().unwrap_or(""),
+            id.name.as_deref().unwrap_or(""),
+            id.method.as_str(),
+        ] {
+            h.update(part.as_bytes());
+            h.update(&[0]);
+        }
+        for g in &id.groups {
+            h.update(g.as_bytes());
+            h.update(&[1]);
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(h.finish().as_ref());
+        let now = unix_now();
+        let ttl = jcfg.ttl.as_secs();
+        // Reissue when less than a quarter of the lifetime (or 2 s) is left.
+        let margin = (ttl / 4).max(2);
+        if let Some(e) = self.cache.get(&key) {
+            if now + margin < e.1 {
+                return Some(e.0.clone());
+            }
+        }
+        let mut claims = json!({
+            "iss": cfg.token_issuer,
+            "sub": id.sub,
+            "aud": audience,
+            "exp": now + ttl,
+            "iat": now,
+            "nbf": now,
+            "jti": URL_SAFE_NO_PAD.encode(crate::crypto::random_bytes::<16>()),
+            "method": id.method.as_str(),
+        });
+        if let Some(e) = &id.email {
+            claims["email"] = json!(e);
+        }
+        if !id.groups.is_empty() {
+            claims["groups"] = json!(id.groups);
+        }
+        if let Some(n) = &id.name {
+            claims["name"] = json!(n);
+        }
+        let v = HeaderValue::from_str(&cfg.signing.current.sign("JWT", &claims)).ok()?;
+        if self.cache.len() >= IDENTITY_TOKENS_MAX {
+            self.cache.clear();
+        }
+        self.cache.insert(key, (v.clone(), now + ttl));
+        Some(v)
+    }
+}

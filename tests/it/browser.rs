@@ -92,6 +92,12 @@ impl Driver {
     }
 
     async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, v) = self.try_call(method, path, &body).await;
+        assert_eq!(status, 200, "WebDriver {method} {path}: {v}");
+        v["value"].clone()
+    }
+
+    async fn try_call(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
         let body = if method == "GET" || method == "DELETE" {
             String::new()
         } else {
@@ -106,9 +112,22 @@ impl Driver {
                 &body,
             ))
             .await;
-        let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-        assert_eq!(r.status, 200, "WebDriver {method} {path}: {v}");
-        v["value"].clone()
+        (
+            r.status,
+            serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Waits (up to 10 s) until the page's text contains `needle`: a click
+    /// that submits a form returns before the next page has loaded.
+    async fn wait_for_text(&self, needle: &str) {
+        for _ in 0..100 {
+            if self.page_text().await.contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("page never showed {needle:?}: {}", self.page_text().await);
     }
 
     fn at(&self, p: &str) -> String {
@@ -129,13 +148,15 @@ impl Driver {
     }
 
     async fn element(&self, css: &str) -> String {
-        let v = self
-            .call(
-                "POST",
-                &self.at("/element"),
-                json!({"using": "css selector", "value": css}),
-            )
-            .await;
+        // Poll: the page may still be loading.
+        let q = json!({"using": "css selector", "value": css});
+        for _ in 0..100 {
+            if self.try_call("POST", &self.at("/element"), &q).await.0 == 200 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let v = self.call("POST", &self.at("/element"), q).await;
         v[ELEMENT]
             .as_str()
             .unwrap_or_else(|| panic!("no element {css}: {v}"))
@@ -159,12 +180,15 @@ impl Driver {
     }
 
     async fn page_text(&self) -> String {
-        let e = self.element("body").await;
-        self.call("GET", &self.at(&format!("/element/{e}/text")), Value::Null)
-            .await
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+        let q = json!({"using": "css selector", "value": "body"});
+        let (s, v) = self.try_call("POST", &self.at("/element"), &q).await;
+        let Some(e) = v["value"][ELEMENT].as_str().filter(|_| s == 200) else {
+            return String::new();
+        };
+        let (_, t) = self
+            .try_call("GET", &self.at(&format!("/element/{e}/text")), &Value::Null)
+            .await;
+        t["value"].as_str().unwrap_or("").to_string()
     }
 }
 
@@ -187,10 +211,7 @@ async fn browser_logs_in_through_the_form_reaches_the_app_and_logs_out() {
     driver.type_into("#username", "alice").await;
     driver.type_into("#password", "wrong password").await;
     driver.click("button[type=submit]").await;
-    assert!(driver
-        .page_text()
-        .await
-        .contains("Wrong username or password"));
+    driver.wait_for_text("Wrong username or password").await;
 
     driver.type_into("#password", ALICE_PW).await;
     driver.click("button[type=submit]").await;
@@ -202,8 +223,8 @@ async fn browser_logs_in_through_the_form_reaches_the_app_and_logs_out() {
             .any(|s| s.path_and_query == "/app/reports?month=11"))
         .await
     );
+    driver.wait_for_text("\"backend\":\"app\"").await;
     assert_eq!(driver.url().await, format!("{base}/app/reports?month=11"));
-    assert!(driver.page_text().await.contains("\"backend\":\"app\""));
     let seen = b
         .requests()
         .into_iter()
@@ -221,6 +242,7 @@ async fn browser_logs_in_through_the_form_reaches_the_app_and_logs_out() {
         .await;
     assert_eq!(status, 204);
     driver.goto(&format!("{base}/app/reports")).await;
+    driver.wait_for_text("Sign in").await;
     assert!(
         driver.url().await.contains("/.gatehouse/login"),
         "logged out: back to the login page"

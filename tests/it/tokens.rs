@@ -499,3 +499,153 @@ async fn revocations_reach_every_replica_even_one_that_was_disconnected() {
     a.stop().await;
     gb.stop().await;
 }
+
+#[tokio::test]
+async fn backends_get_a_verifiable_identity_jwt_minted_once_per_identity() {
+    let b = Backend::start("app").await;
+    let dir = tempdir();
+    std::fs::write(dir.path().join("users.toml"), alice_users()).unwrap();
+    std::fs::write(dir.path().join("signing.pem"), signing_key()).unwrap();
+    let gw = token_gateway(&b, "", "", dir).await;
+    // Add [identity.jwt] and an open route, then reload.
+    let cfg = std::fs::read_to_string(&gw.config_path)
+        .unwrap()
+        .replacen("127.0.0.1:0", &gw.addr().to_string(), 1)
+        .replacen("127.0.0.1:0", &gw.admin().to_string(), 1)
+        .replace("[sessions]", "[identity.jwt]\nheader = \"X-Auth-Jwt\"\nttl = \"60s\"\n\n[sessions]")
+        + "[[routes]]\nname = \"open\"\npath_prefix = \"/open\"\nupstream = \"app\"\nauth = \"none\"\n";
+    std::fs::write(&gw.config_path, cfg).unwrap();
+    assert_eq!(
+        Client::plain(gw.admin())
+            .send(req("POST", "/admin/reload", &[ADMIN], ""))
+            .await
+            .status,
+        200
+    );
+    let c = gw.plain();
+    let at = password_grant(&c).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(api(&c, &at).await, 200);
+    let first = b.last().headers["x-auth-jwt"].to_str().unwrap().to_string();
+    assert_eq!(api(&c, &at).await, 200);
+    assert_eq!(
+        b.last().headers["x-auth-jwt"].to_str().unwrap(),
+        first,
+        "reused, not re-signed per request"
+    );
+    // The backend verifies it with the gateway's JWKS; audience = upstream.
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_slice(&c.get("/.gatehouse/jwks.json").await.body).unwrap();
+    let h = jsonwebtoken::decode_header(&first).unwrap();
+    assert_eq!(h.typ.as_deref(), Some("JWT"));
+    let mut v = jsonwebtoken::Validation::new(h.alg);
+    v.set_audience(&["app"]);
+    v.set_issuer(&["https://gate.example.com"]);
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(jwks.find(h.kid.as_deref().unwrap()).unwrap()).unwrap();
+    let claims = jsonwebtoken::decode::<Value>(&first, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["email"], "alice@example.com");
+    assert!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap() == 60);
+    // A backend token is not an access token: refused at the edge.
+    assert_eq!(api(&c, &first).await, 401);
+    // And a client can never send one itself, on any route.
+    assert_eq!(
+        c.get_with("/open/x", &[("x-auth-jwt", &first)])
+            .await
+            .status,
+        200
+    );
+    assert!(b.last().headers.get("x-auth-jwt").is_none());
+    gw.stop().await;
+}
+
+/// Opens a WebSocket through the gateway with `auth` headers; returns the
+/// socket after the 101.
+async fn open_ws(
+    addr: std::net::SocketAddr,
+    path: &str,
+    auth: (&str, &str),
+) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{}: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        auth.0, auth.1
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(limit, s.read(&mut buf)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+#[tokio::test]
+async fn open_websockets_close_when_their_session_or_token_is_revoked() {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, "", "", tempdir()).await;
+    let c = gw.plain();
+    // Session: logout closes it within a second.
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    let mut ws = open_ws(gw.addr(), "/web/ws", ("cookie", &cookie)).await;
+    assert!(
+        !closed_within(&mut ws, Duration::from_millis(400)).await,
+        "open while the session lives"
+    );
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/logout",
+            &[("cookie", &cookie), ("origin", "http://localhost")],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 204);
+    assert!(
+        closed_within(&mut ws, Duration::from_secs(1)).await,
+        "still open after logout"
+    );
+
+    // Access token: the user's revoke-all closes it within a second.
+    let at = password_grant(&c).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ws = open_ws(
+        gw.addr(),
+        "/api/ws",
+        ("authorization", &format!("Bearer {at}")),
+    )
+    .await;
+    assert!(!closed_within(&mut ws, Duration::from_millis(400)).await);
+    let r = Client::plain(gw.admin())
+        .send(req("POST", "/admin/users/alice/revoke", &[ADMIN], ""))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(
+        closed_within(&mut ws, Duration::from_secs(1)).await,
+        "still open after revoke-all"
+    );
+    gw.stop().await;
+}

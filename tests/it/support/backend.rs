@@ -167,7 +167,7 @@ async fn serve(
             format!("{cookie}; Path=/; HttpOnly").parse().unwrap(),
         );
         r
-    } else if path == "/ws" {
+    } else if path == "/ws" || path.ends_with("/ws") {
         return Ok(websocket(&name, &mut req));
     } else {
         let body = serde_json::json!({ "backend": name, "path": req.uri().path(), "method": req.method().as_str() });
