@@ -160,6 +160,21 @@ pub fn set_forwarded(
     }
 }
 
+/// Joins several `Cookie` fields into one, `; `-separated.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
 /// A header value is safe to forward: no CR, LF or NUL (SPEC 6).
 pub fn is_safe_value(v: &str) -> bool {
     !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
@@ -248,6 +263,16 @@ mod tests {
         set_forwarded(&mut h, peer, true, false, None);
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 192.0.2.7");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
+    }
+
+    #[test]
+    fn split_cookie_fields_are_joined() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1".parse().unwrap());
+        h.append("cookie", "b=2".parse().unwrap());
+        join_cookies(&mut h);
+        assert_eq!(h.get_all("cookie").iter().count(), 1);
+        assert_eq!(h["cookie"], "a=1; b=2");
     }
 
     #[test]

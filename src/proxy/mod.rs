@@ -353,6 +353,11 @@ fn rewrite_request(
     }
     parts.uri =
         Uri::try_from(pq).map_err(|_| GatewayError::BadRequest("malformed request target"))?;
+    // HTTP/2 may split cookies over several fields; HTTP/1.1 backends
+    // expect one (RFC 9113 section 8.2.3).
+    if parts.version == Version::HTTP_2 {
+        headers::join_cookies(&mut parts.headers);
+    }
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers, websocket);
     // Only the gateway says whether a client was moved (forward sets it).
