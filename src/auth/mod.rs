@@ -98,6 +98,18 @@ pub struct Authenticated {
     pub expires_at: Option<u64>,
 }
 
+impl Authenticated {
+    /// A caller authenticated by a token (no server-side session).
+    fn token(identity: Arc<Identity>) -> Authenticated {
+        Authenticated {
+            expires_at: identity.expires_at,
+            identity,
+            session: None,
+            session_record: None,
+        }
+    }
+}
+
 /// What authentication found for one request.
 #[derive(Debug, Default)]
 pub struct Found {
@@ -216,12 +228,7 @@ pub async fn identify(
     }
     match jwt::authenticate(gw, snap, parts).await {
         Attempt::Accepted(identity) => {
-            found.authenticated = Some(Authenticated {
-                expires_at: identity.expires_at,
-                identity,
-                session: None,
-                session_record: None,
-            });
+            found.authenticated = Some(Authenticated::token(identity));
         }
         Attempt::Failed(e) => return Err(e),
         Attempt::Absent | Attempt::Rejected(_) => {}
@@ -302,12 +309,7 @@ pub async fn authenticate(
         };
         match attempt {
             Attempt::Accepted(identity) => {
-                found.authenticated = Some(Authenticated {
-                    expires_at: identity.expires_at,
-                    identity,
-                    session: None,
-                    session_record: None,
-                });
+                found.authenticated = Some(Authenticated::token(identity));
                 return Ok(found);
             }
             Attempt::Absent => {}
