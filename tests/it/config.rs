@@ -113,7 +113,7 @@ fn unreadable_certificates_are_reported() {
 
 #[test]
 fn features_not_yet_built_are_refused_not_ignored() {
-    let e = errors("[[oidc]]\nname = \"x\"\nissuer = \"https://idp\"\nclient_id = \"c\"\n");
+    let e = errors("[identity.jwt]\nheader = \"X-Auth-Jwt\"\n");
     assert!(e.contains("not supported yet"), "{e}");
 }
 
