@@ -49,7 +49,8 @@ pub enum ClientAuth {
     Post,
 }
 
-/// The parts of a discovery document the gateway uses, checked.
+/// The parts of a discovery document the gateway uses, checked, with the
+/// keys its ID tokens are verified with.
 pub struct Metadata {
     /// Exactly as the document says: ID tokens' `iss` must equal it.
     pub issuer: String,
@@ -65,6 +66,8 @@ pub struct Metadata {
     /// Verifies ID tokens: issuer, audience = client_id, allowed
     /// algorithms, keys from `jwks_uri`.
     pub id_tokens: Arc<Issuer>,
+    /// The document it was made from.
+    document: Checked,
 }
 
 impl Metadata {
@@ -95,7 +98,7 @@ struct Document {
 }
 
 /// A checked document, before its keys are attached.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Checked {
     pub issuer: String,
     pub authorization_endpoint: String,
@@ -258,6 +261,10 @@ impl Provider {
         if self.started.swap(true, Relaxed) {
             return;
         }
+        // Keys carried over from the provider this one replaced.
+        if let Some(m) = self.metadata() {
+            m.keys().start(metrics.clone());
+        }
         tokio::spawn(discovery_loop(
             Arc::downgrade(self),
             self.stop.subscribe(),
@@ -278,7 +285,7 @@ impl Provider {
         match fetched {
             Ok(checked) => {
                 let previous = self.meta.load_full();
-                let changed = previous.as_ref().is_none_or(|p| !same(p, &checked));
+                let changed = previous.as_ref().is_none_or(|p| p.document != checked);
                 if changed {
                     let meta = self.attach_keys(checked, previous.as_deref(), metrics);
                     if meta.pkce_unadvertised {
@@ -304,7 +311,19 @@ impl Provider {
         }
     }
 
-    /// The metadata for `checked`, with the ID-token keys of `previous`
+    /// Where this provider's ID-token keys come from, per `checked`.
+    fn key_source(&self, checked: &Checked) -> JwksSource {
+        JwksSource {
+            url: checked.jwks_uri.clone(),
+            tls: self.cfg.tls.clone(),
+            refresh: DEFAULT_JWKS_REFRESH,
+            // ID tokens come from the provider itself, never from a
+            // client, so a rotation may be picked up at once.
+            min_refetch: MIN_JWKS_INTERVAL,
+        }
+    }
+
+    /// The metadata for `checked`, keeping the ID-token keys of `previous`
     /// when `jwks_uri` did not change (no refetch, no gap).
     fn attach_keys(
         &self,
@@ -312,33 +331,31 @@ impl Provider {
         previous: Option<&Metadata>,
         metrics: &Arc<Metrics>,
     ) -> Metadata {
-        let cfg = &self.cfg;
-        let source = JwksSource {
-            url: checked.jwks_uri.clone(),
-            tls: cfg.tls.clone(),
-            refresh: DEFAULT_JWKS_REFRESH,
-            // ID tokens come from the provider itself, never from a
-            // client, so a rotation may be picked up at once.
-            min_refetch: MIN_JWKS_INTERVAL,
-        };
         let keys = match previous.map(|p| p.keys()) {
             Some(k) if k.source.url == checked.jwks_uri => k.clone(),
             _ => {
                 let k = Arc::new(RemoteKeys::new(
-                    &format!("oidc:{}", cfg.name),
-                    source.clone(),
+                    &format!("oidc:{}", self.cfg.name),
+                    self.key_source(&checked),
                     None,
                 ));
                 k.start(metrics.clone());
                 k
             }
         };
+        self.assemble(checked, keys)
+    }
+
+    /// Metadata from a checked document and its keys, for this provider's
+    /// client: audience, claims map.
+    pub(crate) fn assemble(&self, checked: Checked, keys: Arc<RemoteKeys>) -> Metadata {
+        let cfg = &self.cfg;
         let issuer = JwtIssuer {
             name: format!("oidc:{}", cfg.name),
             issuer: checked.issuer.clone(),
             audiences: vec![cfg.client_id.clone()],
-            algorithms: checked.algorithms,
-            keys: JwtKeys::Remote(source),
+            algorithms: checked.algorithms.clone(),
+            keys: JwtKeys::Remote(keys.source.clone()),
             leeway: DEFAULT_JWT_LEEWAY,
             required_claims: ID_TOKEN_REQUIRED_CLAIMS
                 .iter()
@@ -349,29 +366,37 @@ impl Provider {
             fingerprint: [0; 32],
         };
         Metadata {
-            issuer: checked.issuer,
-            authorization_endpoint: checked.authorization_endpoint,
-            token_endpoint: checked.token_endpoint,
-            userinfo_endpoint: checked.userinfo_endpoint,
-            end_session_endpoint: checked.end_session_endpoint,
+            issuer: checked.issuer.clone(),
+            authorization_endpoint: checked.authorization_endpoint.clone(),
+            token_endpoint: checked.token_endpoint.clone(),
+            userinfo_endpoint: checked.userinfo_endpoint.clone(),
+            end_session_endpoint: checked.end_session_endpoint.clone(),
             client_auth: checked.client_auth,
             pkce_unadvertised: checked.pkce_unadvertised,
             id_tokens: Arc::new(Issuer::for_provider(Arc::new(issuer), keys)),
+            document: checked,
         }
     }
-}
 
-/// The running metadata already says what `c` says.
-fn same(m: &Metadata, c: &Checked) -> bool {
-    m.issuer == c.issuer
-        && m.authorization_endpoint == c.authorization_endpoint
-        && m.token_endpoint == c.token_endpoint
-        && m.userinfo_endpoint == c.userinfo_endpoint
-        && m.end_session_endpoint == c.end_session_endpoint
-        && m.client_auth == c.client_auth
-        && m.pkce_unadvertised == c.pkce_unadvertised
-        && m.id_tokens.cfg.algorithms == c.algorithms
-        && m.keys().source.url == c.jwks_uri
+    /// A provider for a changed entry (new scopes, secret, claims map...)
+    /// that keeps `prev`'s document and keys while its discovery URL is
+    /// the same, so sign-ins do not answer 503 after a reload. The
+    /// document is fetched again at once all the same.
+    fn succeeding(cfg: Arc<OidcProvider>, prev: &Provider) -> Provider {
+        let p = Provider::new(cfg);
+        if prev.cfg.discovery_url == p.cfg.discovery_url {
+            if let Some(m) = prev.metadata() {
+                let keys = Arc::new(RemoteKeys::new(
+                    &format!("oidc:{}", p.cfg.name),
+                    p.key_source(&m.document),
+                    Some(m.keys()),
+                ));
+                let meta = p.assemble(m.document.clone(), keys);
+                p.meta.store(Some(Arc::new(meta)));
+            }
+        }
+        p
+    }
 }
 
 async fn discovery_loop(
@@ -399,19 +424,16 @@ pub struct Providers {
 
 impl Providers {
     /// Builds the providers of `cfgs`; one whose entry, secret and CA are
-    /// unchanged since `previous` is kept as it was (document, keys).
+    /// unchanged since `previous` is kept as it was (document, keys), and
+    /// a changed one starts from its predecessor's document.
     pub fn build(cfgs: &[Arc<OidcProvider>], previous: Option<&Providers>) -> Providers {
         let prev: &[Arc<Provider>] = previous.map_or(&[], |p| &p.list);
         let list = cfgs
             .iter()
-            .map(|cfg| {
-                match prev
-                    .iter()
-                    .find(|p| p.cfg.name == cfg.name && p.cfg.fingerprint == cfg.fingerprint)
-                {
-                    Some(same) => same.clone(),
-                    None => Arc::new(Provider::new(cfg.clone())),
-                }
+            .map(|cfg| match prev.iter().find(|p| p.cfg.name == cfg.name) {
+                Some(same) if same.cfg.fingerprint == cfg.fingerprint => same.clone(),
+                Some(changed) => Arc::new(Provider::succeeding(cfg.clone(), changed)),
+                None => Arc::new(Provider::new(cfg.clone())),
             })
             .collect();
         Providers { list }

@@ -242,31 +242,7 @@ fn the_authorization_request_carries_every_parameter() {
         },
         None,
     ));
-    let issuer = crate::config::JwtIssuer {
-        name: "t".into(),
-        issuer: checked.issuer.clone(),
-        audiences: vec![p.client_id.clone()],
-        algorithms: checked.algorithms.clone(),
-        keys: crate::config::JwtKeys::Remote(keys.source.clone()),
-        leeway: std::time::Duration::from_secs(30),
-        required_claims: vec![],
-        token_sources: vec![],
-        claims_map: vec![],
-        fingerprint: [0; 32],
-    };
-    let meta = Metadata {
-        issuer: checked.issuer,
-        authorization_endpoint: checked.authorization_endpoint,
-        token_endpoint: checked.token_endpoint,
-        userinfo_endpoint: checked.userinfo_endpoint,
-        end_session_endpoint: None,
-        client_auth: checked.client_auth,
-        pkce_unadvertised: false,
-        id_tokens: Arc::new(crate::auth::jwt::Issuer::for_provider(
-            Arc::new(issuer),
-            keys,
-        )),
-    };
+    let meta = Provider::new(p.clone()).assemble(checked, keys);
     let f = flow();
     let url = authorization_url(&p, &meta, &f);
     let (base, query) = url.split_once('?').unwrap();

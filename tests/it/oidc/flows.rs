@@ -409,3 +409,33 @@ async fn the_login_page_offers_providers_beside_the_local_form() {
     assert!(t.contains("Sign in with corp"), "{t}");
     assert!(t.contains("/.gatehouse/start/corp?rd=%2Fapp"), "{t}");
 }
+
+/// A reload that changes the provider's entry keeps its discovery
+/// document and keys: sign-ins go on even while the provider's discovery
+/// endpoint is down, and a sign-in begun before the reload finishes.
+#[tokio::test]
+async fn a_reload_changing_the_provider_keeps_sign_ins_working() {
+    let op = Op::start().await;
+    let b = Backend::start("app").await;
+    let gw = start(&op, &b, "", "").await;
+    let mut before = agent(&gw);
+    let cb = to_callback(&mut before, "/app").await;
+
+    op.lock().discovery_status = 503;
+    let text = std::fs::read_to_string(&gw.config_path)
+        .unwrap()
+        .replace("\"groups\"]", "\"groups\", \"offline_access\"]");
+    std::fs::write(&gw.config_path, text).unwrap();
+    gw.running().gateway.reload().await.expect("reloads");
+
+    let mut a = agent(&gw);
+    let r = a.get(&url("/.gatehouse/start/corp")).await;
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert!(
+        r.header("location").unwrap().contains("offline_access"),
+        "the new scopes apply"
+    );
+    assert_eq!(Client::plain(gw.admin()).get("/readyz").await.status, 200);
+    let r = before.get(&cb).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+}
