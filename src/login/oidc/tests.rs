@@ -1,3 +1,4 @@
+use super::callback::{email_allowed, email_unverified};
 use super::provider::{check_document, ClientAuth};
 use super::state::{
     clear_cookie, pkce_challenge, random_token, set_cookie, CookieError, FlowState, UsedStates,
@@ -6,7 +7,7 @@ use super::*;
 use crate::config::sessions::Sessions as SessionsConfig;
 use crate::config::{load_str, Config};
 use jsonwebtoken::Algorithm;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::sync::Arc;
 
 const ROOT: &[u8] = b"0123456789abcdef0123456789abcdef";
