@@ -37,6 +37,8 @@ async fn main() {
                 .into(),
             login: "password".into(),
             backends: Default::default(),
+            extra: Vec::new(),
+            id_token: None,
         };
         store
             .create(

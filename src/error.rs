@@ -30,6 +30,9 @@ pub enum GatewayError {
     NoHealthyBackend,
     #[error("session store unavailable")]
     StoreUnavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A single sign-on provider whose discovery document has not arrived.
+    #[error("identity provider unavailable")]
+    ProviderUnavailable,
     #[error("backend connection failed")]
     BackendConnect(#[source] std::io::Error),
     #[error("backend failed")]
@@ -61,9 +64,9 @@ impl GatewayError {
             GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden => StatusCode::FORBIDDEN,
             GatewayError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::NoHealthyBackend | GatewayError::StoreUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::NoHealthyBackend
+            | GatewayError::StoreUnavailable(_)
+            | GatewayError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::BackendConnect(_) | GatewayError::BackendFailed(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -85,6 +88,7 @@ impl GatewayError {
             GatewayError::Locked { .. } => "too many attempts, try again later",
             GatewayError::NoHealthyBackend => "no healthy backend",
             GatewayError::StoreUnavailable(_) => "service unavailable",
+            GatewayError::ProviderUnavailable => "sign-in provider unavailable, try again shortly",
             GatewayError::BackendConnect(_) | GatewayError::BackendFailed(_) => "bad gateway",
             GatewayError::BackendTimeout => "gateway timeout",
         }
@@ -125,6 +129,7 @@ mod tests {
             ),
             (GatewayError::NoHealthyBackend, 503),
             (GatewayError::StoreUnavailable(Box::new(io())), 503),
+            (GatewayError::ProviderUnavailable, 503),
             (GatewayError::BackendConnect(io()), 502),
             (GatewayError::BackendTimeout, 504),
         ];

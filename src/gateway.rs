@@ -29,6 +29,9 @@ pub struct Snapshot {
     pub endpoint_prefix_slash: String,
     /// `[[jwt]]` issuers with their keys; unchanged ones carried over.
     pub jwt: Issuers,
+    /// `[[oidc]]` providers with their discovery documents; unchanged ones
+    /// carried over.
+    pub oidc: crate::login::oidc::Providers,
 }
 
 impl Snapshot {
@@ -55,8 +58,10 @@ impl Snapshot {
             .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
         let endpoint_prefix_slash = format!("{}/", config.server.endpoint_prefix);
         let jwt = Issuers::build(&config.jwt, previous.map(|p| &p.jwt));
+        let oidc = crate::login::oidc::Providers::build(&config.oidc, previous.map(|p| &p.oidc));
         Snapshot {
             jwt,
+            oidc,
             upstreams,
             route_metrics,
             no_route_metrics: metrics.route(""),
@@ -127,6 +132,8 @@ pub struct Gateway {
     pub token_cache: TokenCache,
     /// Revoked tokens and subjects; outlives reloads.
     pub revocations: Revocations,
+    /// OIDC states already used (single use); outlives reloads.
+    pub oidc_states: crate::login::oidc::UsedStates,
     pub request_ids: RequestIds,
     pub bound: OnceLock<BoundAddrs>,
     /// `true` once shutdown has begun.
@@ -148,6 +155,7 @@ impl Gateway {
             throttle: Default::default(),
             token_cache: TokenCache::default(),
             revocations: Revocations::default(),
+            oidc_states: Default::default(),
             request_ids: RequestIds::new(),
             bound: OnceLock::new(),
             shutdown: watch::channel(false).0,
@@ -167,6 +175,7 @@ impl Gateway {
             upstream::spawn_background(up);
         }
         snap.jwt.start(&self.metrics);
+        snap.oidc.start(&self.metrics);
     }
 
     /// Re-reads the config file and swaps it in if valid; otherwise the old

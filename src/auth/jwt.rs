@@ -106,13 +106,65 @@ enum IssuerKeys {
     Remote(Arc<RemoteKeys>),
 }
 
+/// What a token naming an unknown `kid` may do to a `jwks_url` key set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refetch {
+    /// One refetch at most per `jwks_min_refetch`; a token arriving sooner
+    /// is refused. For tokens from clients, who could forge `kid`s.
+    RateLimited,
+    /// Waits for the `jwks_min_refetch` window, then refetches. For tokens
+    /// the gateway got from the issuer itself (OIDC ID tokens).
+    AfterWindow,
+}
+
 /// One `[[jwt]]` entry at run time: its config and its keys.
 pub struct Issuer {
     pub cfg: Arc<JwtIssuer>,
     keys: IssuerKeys,
+    refetch: Refetch,
 }
 
 impl Issuer {
+    /// The ID-token signer of an OpenID Connect provider: not in any
+    /// `[[jwt]]` list (its tokens never authenticate a request by
+    /// themselves), keys from the provider's `jwks_uri`.
+    pub(crate) fn for_provider(cfg: Arc<JwtIssuer>, keys: Arc<RemoteKeys>) -> Issuer {
+        Issuer {
+            cfg,
+            keys: IssuerKeys::Remote(keys),
+            refetch: Refetch::AfterWindow,
+        }
+    }
+
+    /// The live key set behind a `jwks_url` (or `jwks_uri`) issuer.
+    pub(crate) fn remote_keys(&self) -> Option<&Arc<RemoteKeys>> {
+        match &self.keys {
+            IssuerKeys::Remote(r) => Some(r),
+            IssuerKeys::Static(_) => None,
+        }
+    }
+
+    /// Verifies a token for this issuer alone, as a request's token is
+    /// verified once its issuer is chosen: header checks, `iss` equal to
+    /// the issuer, algorithm allowlist, key by `kid`, signature, then
+    /// `exp`/`nbf`/`iat` with leeway, `aud` and required claims. No cache
+    /// and no revocation: for tokens the gateway fetched itself (an OIDC
+    /// ID token), whose further checks (nonce, azp) the caller makes on the
+    /// returned claims.
+    pub(crate) async fn verify_direct(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<(claims::Claims, claims::Times), Reject> {
+        let parsed = parse(token)?;
+        match parsed.claims.get("iss") {
+            Some(Value::String(s)) if *s == self.cfg.issuer => {}
+            _ => return Err(Reject::UnknownIssuer),
+        }
+        let (_, times) = checked(self, &parsed, now).await?;
+        Ok((parsed.claims, times))
+    }
+
     fn key_set(&self) -> Option<Arc<KeySet>> {
         match &self.keys {
             IssuerKeys::Static(s) => Some(s.clone()),
@@ -171,6 +223,7 @@ impl Issuers {
                     Arc::new(Issuer {
                         cfg: cfg.clone(),
                         keys,
+                        refetch: Refetch::RateLimited,
                     })
                 }
             };
@@ -310,26 +363,7 @@ impl Verifier<'_> {
             return Err(Reject::SourceNotAccepted);
         }
         let cfg = &issuer.cfg;
-        if !cfg.algorithms.contains(&parsed.alg) {
-            return Err(Reject::AlgorithmNotAllowed);
-        }
-        let set = key_set(issuer, &parsed).await?;
-        let Lookup::Found(k) = set.lookup(parsed.kid.as_deref(), parsed.alg) else {
-            return Err(Reject::UnknownKey);
-        };
-        // `lookup` only yields keys whose type fits `alg`; the signature is
-        // then checked with exactly that algorithm.
-        let valid = jsonwebtoken::crypto::verify(
-            parsed.signature,
-            parsed.signing_input.as_bytes(),
-            &k.decoding,
-            parsed.alg,
-        );
-        if !matches!(valid, Ok(true)) {
-            return Err(Reject::BadSignature);
-        }
-
-        let times = claims::check(cfg, &parsed.claims, now)?;
+        let (set, times) = checked(issuer, &parsed, now).await?;
         let jti = match parsed.claims.get("jti") {
             Some(Value::String(j)) => Some(j.as_str()),
             _ => None,
@@ -404,9 +438,40 @@ impl Verifier<'_> {
     }
 }
 
+/// Every check once the issuer is chosen: algorithm allowlist, key,
+/// signature, registered claims. Returns the key set used (cache entries
+/// name its generation) and the token's times.
+async fn checked(
+    issuer: &Issuer,
+    parsed: &Parsed<'_>,
+    now: u64,
+) -> Result<(Arc<KeySet>, claims::Times), Reject> {
+    let cfg = &issuer.cfg;
+    if !cfg.algorithms.contains(&parsed.alg) {
+        return Err(Reject::AlgorithmNotAllowed);
+    }
+    let set = key_set(issuer, parsed).await?;
+    let Lookup::Found(k) = set.lookup(parsed.kid.as_deref(), parsed.alg) else {
+        return Err(Reject::UnknownKey);
+    };
+    // `lookup` only yields keys whose type fits `alg`; the signature is
+    // then checked with exactly that algorithm.
+    let valid = jsonwebtoken::crypto::verify(
+        parsed.signature,
+        parsed.signing_input.as_bytes(),
+        &k.decoding,
+        parsed.alg,
+    );
+    if !matches!(valid, Ok(true)) {
+        return Err(Reject::BadSignature);
+    }
+    let times = claims::check(cfg, &parsed.claims, now)?;
+    Ok((set, times))
+}
+
 /// The key set to check `parsed` with. For a `jwks_url` issuer, a token
 /// naming an unknown `kid` (or arriving before any keys) asks for one
-/// refetch, which is rate-limited per issuer.
+/// refetch, which is rate-limited per issuer (see [`Refetch`]).
 async fn key_set(issuer: &Issuer, parsed: &Parsed<'_>) -> Result<Arc<KeySet>, Reject> {
     let mut refetched = false;
     loop {
@@ -421,7 +486,16 @@ async fn key_set(issuer: &Issuer, parsed: &Parsed<'_>) -> Result<Arc<KeySet>, Re
         match &issuer.keys {
             IssuerKeys::Remote(r) if !refetched => {
                 refetched = true;
-                if !r.refetch().await {
+                let look_again = match issuer.refetch {
+                    Refetch::RateLimited => r.refetch().await,
+                    // Someone else's fetch may have brought the key while
+                    // this one waited: look again whatever it answers.
+                    Refetch::AfterWindow => {
+                        r.refetch_after_window().await;
+                        true
+                    }
+                };
+                if !look_again {
                     return Err(missing);
                 }
             }

@@ -344,6 +344,22 @@ pub fn unauthenticated(
     };
     if redirect {
         let rd = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        // With one single sign-on provider and no local users, the login
+        // page would hold one button: `redirect` routes skip it.
+        let local_users = snap
+            .config
+            .login
+            .as_ref()
+            .is_some_and(|l| l.users_file.is_some());
+        if let ([only], false, OnUnauthenticated::Redirect) = (
+            snap.config.oidc.as_slice(),
+            local_users,
+            route.on_unauthenticated,
+        ) {
+            return GatewayError::Unauthenticated(Challenge::Login {
+                location: crate::login::oidc::start_href(snap, &only.name, rd),
+            });
+        }
         return GatewayError::Unauthenticated(Challenge::Login {
             location: format!(
                 "{}/login?rd={}",

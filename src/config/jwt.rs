@@ -548,7 +548,7 @@ fn remote(
             material.update(&bytes);
         }
     }
-    let tls = match crate::server::tls::load_client_config(ca.as_deref()) {
+    let tls = match crate::server::tls::load_client_config_extra_ca(ca.as_deref()) {
         Ok(t) => Some(t),
         Err(m) => {
             c.err(format!("{p}.ca_file"), m);

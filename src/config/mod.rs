@@ -29,6 +29,7 @@ pub use validate::jwt::{
     DEFAULT_JWKS_REFRESH, DEFAULT_JWT_ALGORITHMS, DEFAULT_JWT_CLAIMS_MAP, DEFAULT_JWT_LEEWAY,
     DEFAULT_JWT_REQUIRED_CLAIMS, DEFAULT_JWT_TOKEN_SOURCES, MIN_JWKS_INTERVAL,
 };
+pub use validate::oidc::{OidcProvider, DEFAULT_OIDC_SCOPES, DISCOVERY_PATH, MAX_PROVIDER_NAME};
 pub use validate::validate;
 
 /// Defaults for keys the file leaves out (SPEC sections 2 and 11).
@@ -72,6 +73,8 @@ pub struct Config {
     pub sessions: sessions::Sessions,
     /// `[login]`: local users and token settings.
     pub login: Option<sessions::Login>,
+    /// Single sign-on providers (`[[oidc]]`).
+    pub oidc: Vec<Arc<OidcProvider>>,
     /// Accepted external token issuers (`[[jwt]]`).
     pub jwt: Vec<Arc<JwtIssuer>>,
     pub upstreams: Vec<Upstream>,

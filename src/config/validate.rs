@@ -10,6 +10,9 @@ use std::collections::HashSet;
 // `[[jwt]]` lives in its own file, as a child module so it shares `Check`.
 #[path = "jwt.rs"]
 pub(super) mod jwt;
+// `[[oidc]]` likewise.
+#[path = "oidc.rs"]
+pub(super) mod oidc;
 
 /// Collects problems while converting; each carries its key path.
 pub(super) struct Check<'a> {
@@ -128,13 +131,6 @@ impl Check<'_> {
         }
         None
     }
-
-    fn unsupported(&mut self, path: &str, what: &str) {
-        self.err(
-            path,
-            format!("{what} is not supported yet by this version of gatehouse"),
-        );
-    }
 }
 
 /// Validates a parsed file. `path` is the config file; relative paths in it
@@ -167,11 +163,12 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
 
     // Sections whose features land in later releases are parsed (so typos are
     // caught) but refused, never silently ignored.
-    let sessions = super::sessions::sessions(&mut c.problems, f.sessions.as_ref());
+    let mut sessions = super::sessions::sessions(&mut c.problems, f.sessions.as_ref());
     let login = super::sessions::login(&mut c.problems, f.login.as_ref(), base);
-    if !f.oidc.is_empty() {
-        c.unsupported("oidc", "`[[oidc]]`");
-    }
+    let oidc = oidc::providers(&mut c, &f.oidc);
+    // Logins (local or single sign-on) end in a session: `[sessions]`
+    // defaults apply when the section is absent.
+    sessions.enabled |= !f.oidc.is_empty() || login.is_some();
     let mut jwt = jwt::issuers(&mut c, &f.jwt, &identity);
     if let Some(l) = &login {
         if l.keys.ephemeral {
@@ -224,6 +221,7 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             identity,
             sessions,
             login,
+            oidc,
             jwt,
             upstreams,
             routes,

@@ -1,6 +1,7 @@
 //! The gateway's own endpoints under `endpoint_prefix` (SPEC 4): the login
-//! page and form, logout, userinfo.
+//! page and form, logout, userinfo, and single sign-on (`oidc`).
 
+pub mod oidc;
 pub mod page;
 pub mod throttle;
 pub mod users;
@@ -39,12 +40,21 @@ pub async fn handle(
         (&Method::POST, "/logout") => logout(gw, snap, conn, req, html).await,
         (&Method::GET, "/userinfo") => userinfo(gw, snap, conn, req).await,
         (_, "/token" | "/jwks.json") => crate::tokens::handle(gw, snap, conn, req, sub_path).await,
-        (_, "/login" | "/logout" | "/userinfo") => Err(GatewayError::MethodNotAllowed),
+        (&Method::GET, "/callback") => oidc::callback(gw, snap, conn, req, html).await,
+        (&Method::GET, p) if p.starts_with("/start/") => {
+            oidc::start(snap, conn, &req, &p["/start/".len()..])
+        }
+        (_, "/login" | "/logout" | "/userinfo" | "/callback") => {
+            Err(GatewayError::MethodNotAllowed)
+        }
+        (_, p) if p.starts_with("/start/") && snap.oidc.get(&p["/start/".len()..]).is_some() => {
+            Err(GatewayError::MethodNotAllowed)
+        }
         _ => Err(GatewayError::NotFound),
     }
 }
 
-fn request_host(req: &Request<Incoming>) -> &str {
+pub(crate) fn request_host(req: &Request<Incoming>) -> &str {
     req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -108,9 +118,14 @@ fn html_response(status: StatusCode, body: String) -> Response<Body> {
     r
 }
 
+/// `(name, href)` of the single sign-on buttons: one per `[[oidc]]`
+/// provider, carrying `rd` on.
 fn providers(snap: &Snapshot, rd: &str) -> Vec<(String, String)> {
-    let _ = (snap, rd);
-    Vec::new()
+    snap.config
+        .oidc
+        .iter()
+        .map(|p| (p.name.clone(), oidc::start_href(snap, &p.name, rd)))
+        .collect()
 }
 
 fn render_login(
@@ -137,7 +152,7 @@ fn render_login(
     html_response(status, page)
 }
 
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     query?
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -184,7 +199,7 @@ pub fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
 }
 
 fn login_page(snap: &Snapshot, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
-    if snap.config.login.is_none() {
+    if snap.config.login.is_none() && snap.config.oidc.is_empty() {
         return Err(GatewayError::NotFound);
     }
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
@@ -300,26 +315,38 @@ pub async fn create_session(
     user_agent: &str,
     login: &str,
 ) -> Result<(SessionId, SessionView), GatewayError> {
-    let cfg = &snap.config.sessions;
-    let id = SessionId::generate();
-    let now = now_ms();
     let record = Record {
         user: user.username.clone(),
         email: user.email.clone(),
         groups: user.groups.clone(),
         name: user.name.clone(),
-        created_ms: now,
+        created_ms: now_ms(),
         client_ip: conn.peer.ip().to_string(),
         user_agent: user_agent.chars().take(256).collect(),
         login: login.to_string(),
         backends: BTreeMap::new(),
+        extra: Vec::new(),
+        id_token: None,
     };
+    store_session(gw, snap, record).await
+}
+
+/// Stores `record` under a fresh session id (its `created_ms` is the
+/// login time). Shared by every way of logging in.
+pub async fn store_session(
+    gw: &Gateway,
+    snap: &Snapshot,
+    record: Record,
+) -> Result<(SessionId, SessionView), GatewayError> {
+    let cfg = &snap.config.sessions;
+    let id = SessionId::generate();
+    let now = record.created_ms;
     let ttl = session::ttl(&record, cfg, now);
     gw.sessions
         .create(id.key(), record.clone(), ttl)
         .await
         .map_err(|e| GatewayError::StoreUnavailable(Box::new(e)))?;
-    tracing::info!(user = %user.username, session = %&id.key().hex()[..12], "session created");
+    tracing::info!(user = %record.user, login = %record.login, session = %&id.key().hex()[..12], "session created");
     Ok((id, SessionView::new(record, now)))
 }
 
@@ -409,6 +436,8 @@ async fn logout(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return Ok(r);
     }
+    // Where a single sign-on session ends: at its provider, when it says where.
+    let mut provider_logout = None;
     if let Some(id) =
         session::cookie_value(&parts.headers, &cfg.cookie_name).and_then(SessionId::parse)
     {
@@ -423,10 +452,14 @@ async fn logout(
             .map_err(|e| GatewayError::StoreUnavailable(Box::new(e)))?
         {
             tracing::info!(user = %r.user, session = %&id.key().hex()[..12], "logged out");
+            provider_logout = oidc::logout_location(snap, conn, &parts, &r);
         }
     }
     let mut resp = Response::new(Body::Empty);
-    if html {
+    if let Some(location) = provider_logout {
+        *resp.status_mut() = StatusCode::SEE_OTHER;
+        resp.headers_mut().insert(header::LOCATION, location);
+    } else if html {
         *resp.status_mut() = StatusCode::SEE_OTHER;
         resp.headers_mut()
             .insert(header::LOCATION, HeaderValue::from_static("/"));

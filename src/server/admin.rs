@@ -115,6 +115,8 @@ fn readyz(gw: &Gateway) -> Response<Body> {
     }
     // A jwks_url issuer that never got its keys cannot verify a token.
     reasons.extend(gw.snapshot().jwt.not_ready());
+    // Nor can a single sign-on provider without its discovery document.
+    reasons.extend(gw.snapshot().oidc.not_ready());
     if reasons.is_empty() {
         json(StatusCode::OK, "{\"status\":\"ready\"}".into())
     } else {

@@ -257,6 +257,30 @@ pub(crate) fn load_client_config(ca: Option<&Path>) -> Result<Arc<rustls::Client
             }
         }
     }
+    client_config(roots)
+}
+
+/// Client TLS for an OpenID Connect provider: the system roots, plus the
+/// certificates in `ca` when given (a private CA in addition to, not
+/// instead of, the public ones).
+pub(crate) fn load_client_config_extra_ca(
+    ca: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(c);
+    }
+    if let Some(path) = ca {
+        for c in load_certs(path)? {
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    client_config(roots)
+}
+
+fn client_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

@@ -104,6 +104,26 @@ pub struct Record {
     /// Sticky pins: upstream name -> backend address.
     #[serde(default)]
     pub backends: BTreeMap<String, String>,
+    /// Further identity fields (an OIDC provider's `claims_map`), as
+    /// header-ready strings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<(String, String)>,
+    /// The ID token of an OIDC login, sent back to the provider as
+    /// `id_token_hint` at logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<IdTokenHint>,
+}
+
+/// An ID token kept for logout. Debug never prints it: some applications
+/// would accept it as a bearer credential.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IdTokenHint(pub String);
+
+impl fmt::Debug for IdTokenHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdTokenHint(..)")
+    }
 }
 
 impl Record {
@@ -114,7 +134,7 @@ impl Record {
             groups: self.groups.clone(),
             name: self.name.clone(),
             method: Method::Session,
-            extra: Vec::new(),
+            extra: self.extra.clone(),
             claims: None,
             expires_at: None,
         }
@@ -453,6 +473,8 @@ mod tests {
             user_agent: String::new(),
             login: String::new(),
             backends: Default::default(),
+            extra: Vec::new(),
+            id_token: None,
         };
         let v = SessionView::new(rec.clone(), 1_000_000);
         assert_eq!(v.expires_at_ms(&cfg), 1_010_000);

@@ -136,6 +136,21 @@ impl RedisStore {
         }
     }
 
+    /// Sets `<key_prefix><name>` for `ttl` unless it exists; `true` when
+    /// this call set it. A single-use marker every replica sees (OIDC
+    /// states).
+    pub async fn set_once(&self, name: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut p = redis::pipe();
+        p.cmd("SET")
+            .arg(format!("{}{name}", self.prefix))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
+        let (set,): (Option<String>,) = self.run(&p).await?;
+        Ok(set.is_some())
+    }
+
     fn forget(&self, msg: &str) {
         if let Some(hex) = msg.strip_prefix("session:") {
             if let Some(k) = SessionKey::from_hex(hex) {

@@ -112,12 +112,6 @@ fn unreadable_certificates_are_reported() {
 }
 
 #[test]
-fn features_not_yet_built_are_refused_not_ignored() {
-    let e = errors("[[oidc]]\nname = \"x\"\nissuer = \"https://idp\"\nclient_id = \"c\"\n");
-    assert!(e.contains("not supported yet"), "{e}");
-}
-
-#[test]
 fn route_and_host_values_are_checked() {
     let e = errors(
         "[[upstreams]]\nname = \"a\"\nbackends = [\"127.0.0.1:1\"]\n[[routes]]\nname = \"r\"\nupstream = \"a\"\nhost = \"*.*.x\"\npath_prefix = \"/a/../b\"\nauth = \"maybe\"\n",

@@ -9,6 +9,7 @@ mod binary;
 mod browser;
 mod config;
 mod jwt;
+mod oidc;
 mod proxy;
 mod sessions;
 mod sticky;

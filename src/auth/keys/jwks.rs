@@ -167,6 +167,25 @@ impl RemoteKeys {
         matches!(waited.await, Ok(Ok(())))
     }
 
+    /// Like [`RemoteKeys::refetch`], but when the last fetch began less
+    /// than `jwks_min_refetch` ago, waits for that window to pass instead
+    /// of giving up. Only for tokens the gateway fetched from the issuer
+    /// itself (OpenID Connect ID tokens from the token endpoint): a client
+    /// cannot use those to drive fetches, and a key rotation must not fail
+    /// the logins that arrive just after the last fetch.
+    pub async fn refetch_after_window(&self) -> bool {
+        let wait = {
+            let st = self.lock();
+            st.last_start.map_or(Duration::ZERO, |t| {
+                self.source.min_refetch.saturating_sub(t.elapsed())
+            })
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        self.refetch().await
+    }
+
     /// How long the task sleeps before the next scheduled fetch.
     fn until_next(&self) -> Duration {
         self.lock()
