@@ -22,6 +22,7 @@ pub mod cookies;
 pub mod crypto;
 pub mod demo;
 pub mod error;
+pub mod fetch;
 pub mod gateway;
 pub mod login;
 pub mod metrics;

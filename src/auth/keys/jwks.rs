@@ -17,16 +17,13 @@
 //!   its last request finished), through the `stop` channel.
 
 use super::KeySet;
-use crate::config::{JwksSource, JwksUrl};
+use crate::config::JwksSource;
 use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
@@ -313,67 +310,21 @@ fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
     age
 }
 
-/// GET the JWKS: a hand-made HTTP/1.1 exchange on one fresh connection
-/// (as for backends, see `upstream::pool`), body capped at
-/// [`MAX_JWKS_BYTES`]. The caller bounds the time.
+/// GET the JWKS (see [`crate::fetch`]); the body is capped at
+/// [`MAX_JWKS_BYTES`].
 async fn fetch(src: &JwksSource) -> Result<(Bytes, Option<Duration>), String> {
-    let url = &src.url;
-    let tcp = TcpStream::connect((url.host.as_str(), url.port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    if url.https {
-        let name = rustls_pki_types::ServerName::try_from(url.host.clone())
-            .map_err(|e| format!("bad host name: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(src.tls.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        get(tls, url).await
-    } else {
-        get(tcp, url).await
+    let out = crate::fetch::Outgoing::get(&src.url).header(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/jwk-set+json, application/json"),
+    );
+    let reply = crate::fetch::send(&src.tls, out).await?;
+    if reply.status != 200 {
+        return Err(format!("HTTP status {}", reply.status));
     }
-}
-
-async fn get<IO>(io: IO, url: &JwksUrl) -> Result<(Bytes, Option<Duration>), String>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    let conn = tokio::spawn(conn);
-    let req = http::Request::get(url.path_and_query.as_str())
-        .header(http::header::HOST, url.authority.as_str())
-        .header(
-            http::header::ACCEPT,
-            "application/jwk-set+json, application/json",
-        )
-        .header(
-            http::header::USER_AGENT,
-            concat!("gatehouse/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("request: {e}"))?;
-    let result = async {
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("HTTP: {e}"))?;
-        if resp.status() != http::StatusCode::OK {
-            return Err(format!("HTTP status {}", resp.status().as_u16()));
-        }
-        let age = max_age(resp.headers());
-        let body = Limited::new(resp.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        Ok((body, age))
+    if reply.body.len() > MAX_JWKS_BYTES {
+        return Err("key set too large".into());
     }
-    .await;
-    conn.abort();
-    result
+    Ok((reply.body, max_age(&reply.headers)))
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! the code is exchanged, the ID token checked, userinfo asked for what it
 //! lacks, the email domain applied, and a session created.
 
-use super::client::{self, Outgoing};
 use super::provider::{ClientAuth, Metadata};
 use super::state::{self, FlowState};
 use super::{state_mac, unix_now};
@@ -12,6 +11,7 @@ use crate::auth::jwt::Reject;
 use crate::body::Body;
 use crate::config::OidcProvider;
 use crate::error::GatewayError;
+use crate::fetch::{self as client, Outgoing};
 use crate::gateway::{Gateway, Snapshot};
 use crate::login::{html_response, query_param};
 use crate::metrics::AuthResult;

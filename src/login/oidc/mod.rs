@@ -20,7 +20,6 @@
 //! `gatehouse_auth_total{method="oidc",result}`.
 
 mod callback;
-pub mod client;
 pub mod provider;
 pub mod state;
 

@@ -14,7 +14,6 @@
 //!   own refresh task, carried over from one document to the next while
 //!   `jwks_uri` stays the same.
 
-use super::client::{self, Outgoing};
 use crate::auth::jwt::Issuer;
 use crate::auth::keys::jwks::RemoteKeys;
 use crate::auth::keys::{parse_alg, KeyKind};
@@ -22,6 +21,7 @@ use crate::config::{
     parse_jwks_url, JwksSource, JwksUrl, JwtIssuer, JwtKeys, OidcProvider, DEFAULT_JWKS_REFRESH,
     DEFAULT_JWT_LEEWAY, MIN_JWKS_INTERVAL,
 };
+use crate::fetch::{self as client, Outgoing};
 use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
 use jsonwebtoken::Algorithm;

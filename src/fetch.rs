@@ -1,6 +1,7 @@
-//! HTTP/1.1 to the provider: the discovery document, the token endpoint,
-//! userinfo. One fresh connection per exchange (logins are rare next to
-//! proxied requests, and the provider may sit behind anything), a deadline
+//! Outbound HTTP/1.1 (plain or TLS) for the gateway's own calls: key sets
+//! (JWKS), and an OpenID provider's discovery document, token endpoint and
+//! userinfo. One fresh connection per exchange (these are rare next to
+//! proxied requests, and the far end may sit behind anything), a deadline
 //! on the whole exchange and a cap on the body read.
 
 use crate::config::JwksUrl;
@@ -14,14 +15,15 @@ use tokio::net::TcpStream;
 
 /// Whole-exchange deadline: connect, TLS, request, body.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest body read from the provider (discovery documents, token
-/// responses with large ID tokens, userinfo).
+/// Largest body read (key sets, discovery documents, token responses with
+/// large ID tokens, userinfo).
 pub const MAX_BODY: usize = 1024 * 1024;
 
 /// What came back.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub body: Bytes,
 }
 
@@ -152,12 +154,18 @@ where
             .await
             .map_err(|e| format!("HTTP: {e}"))?;
         let status = resp.status().as_u16();
-        let body = Limited::new(resp.into_body(), MAX_BODY)
+        let (parts, body) = resp.into_parts();
+        let headers = parts.headers;
+        let body = Limited::new(body, MAX_BODY)
             .collect()
             .await
             .map_err(|e| format!("body: {e}"))?
             .to_bytes();
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
     .await;
     conn.abort();
