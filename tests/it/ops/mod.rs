@@ -1,6 +1,10 @@
-//! Operations: certificate rotation.
+//! Operations: certificate rotation, reload and shutdown under load, and
+//! the metric names the contract lists.
 
+mod h2raw;
+mod reload;
 mod rotation;
+mod shutdown;
 
 use crate::support::*;
 use rustls_pki_types::pem::PemObject;
@@ -38,4 +42,23 @@ pub async fn served_cert(addr: SocketAddr, pki: &Pki) -> std::io::Result<Vec<u8>
         .connect(name, tcp)
         .await?;
     Ok(tls.get_ref().1.peer_certificates().unwrap()[0].to_vec())
+}
+
+/// `POST /admin/reload` with the admin token.
+pub async fn admin_reload(admin: SocketAddr) -> Resp {
+    Client::plain(admin)
+        .send(client::req(
+            "POST",
+            "/admin/reload",
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            "",
+        ))
+        .await
+}
+
+/// The value of one metric series (exact name and labels) from `/metrics`.
+pub async fn metric(admin: SocketAddr, series: &str) -> Option<f64> {
+    let text = Client::plain(admin).get("/metrics").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

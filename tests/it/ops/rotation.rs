@@ -59,7 +59,10 @@ async fn changed_certificate_files_reach_new_connections_without_sighup() {
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let failed_before = failures();
-    std::fs::write(&crt, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    // Renamed into place, so there is exactly one broken state to see.
+    let tmp = gw.path().join("broken.tmp");
+    std::fs::write(&tmp, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
+    std::fs::rename(&tmp, &crt).unwrap();
     assert!(
         eventually(Duration::from_secs(10), || failures() > failed_before).await,
         "the broken file was never noticed"
