@@ -201,3 +201,57 @@ async fn every_spec_metric_is_exported_with_its_labels() {
         .any(|l| l["le"] == "+Inf" && l["route"] == "open"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn grafana_dashboard_uses_only_exported_metrics() {
+    let (gw, _b, m) = gateway_after_traffic().await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/grafana/gatehouse-dashboard.json");
+    let dash: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut exprs = Vec::new();
+    collect_exprs(&dash, &mut exprs);
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let mut used = BTreeSet::new();
+    for e in &exprs {
+        let mut rest = e.as_str();
+        while let Some(i) = rest.find("gatehouse_") {
+            let name: String = rest[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[i + name.len()..];
+            used.insert(name);
+        }
+    }
+    for name in &used {
+        assert!(
+            m.samples.contains_key(name),
+            "the dashboard queries {name}, which /metrics does not export"
+        );
+    }
+    // Every SPEC metric has a panel.
+    for (family, kind, _) in SPEC_METRICS {
+        let sample = if *kind == "histogram" {
+            format!("{family}_bucket")
+        } else {
+            family.to_string()
+        };
+        assert!(used.contains(&sample), "no panel uses {sample}");
+    }
+    gw.stop().await;
+}
+
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("expr", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
+}
