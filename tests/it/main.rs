@@ -8,6 +8,7 @@ mod admin;
 mod binary;
 mod browser;
 mod config;
+mod deploy;
 mod ops;
 mod proxy;
 mod sessions;
