@@ -92,6 +92,13 @@ impl Driver {
     }
 
     async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let (status, v) = self.try_call(method, path, body).await;
+        assert_eq!(status, 200, "WebDriver {method} {path}: {v}");
+        v["value"].clone()
+    }
+
+    /// A WebDriver command whose failure the caller handles: status and body.
+    async fn try_call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
         let body = if method == "GET" || method == "DELETE" {
             String::new()
         } else {
@@ -107,8 +114,7 @@ impl Driver {
             ))
             .await;
         let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-        assert_eq!(r.status, 200, "WebDriver {method} {path}: {v}");
-        v["value"].clone()
+        (r.status, v)
     }
 
     fn at(&self, p: &str) -> String {
@@ -158,13 +164,32 @@ impl Driver {
             .await;
     }
 
-    async fn page_text(&self) -> String {
-        let e = self.element("body").await;
-        self.call("GET", &self.at(&format!("/element/{e}/text")), Value::Null)
-            .await
-            .as_str()
-            .unwrap_or("")
-            .to_string()
+    /// Waits until the page shows `needle`. A click that submits a form
+    /// returns before the next page is there, and the old page's body may
+    /// vanish between finding it and reading it: look again until it fits.
+    async fn page_shows(&self, needle: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, found) = self
+                .try_call(
+                    "POST",
+                    &self.at("/element"),
+                    json!({"using": "css selector", "value": "body"}),
+                )
+                .await;
+            if let Some(e) = found["value"][ELEMENT].as_str() {
+                let (status, text) = self
+                    .try_call("GET", &self.at(&format!("/element/{e}/text")), Value::Null)
+                    .await;
+                if status == 200 && text["value"].as_str().is_some_and(|t| t.contains(needle)) {
+                    return true;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -187,10 +212,7 @@ async fn browser_logs_in_through_the_form_reaches_the_app_and_logs_out() {
     driver.type_into("#username", "alice").await;
     driver.type_into("#password", "wrong password").await;
     driver.click("button[type=submit]").await;
-    assert!(driver
-        .page_text()
-        .await
-        .contains("Wrong username or password"));
+    assert!(driver.page_shows("Wrong username or password").await);
 
     driver.type_into("#password", ALICE_PW).await;
     driver.click("button[type=submit]").await;
@@ -203,7 +225,7 @@ async fn browser_logs_in_through_the_form_reaches_the_app_and_logs_out() {
         .await
     );
     assert_eq!(driver.url().await, format!("{base}/app/reports?month=11"));
-    assert!(driver.page_text().await.contains("\"backend\":\"app\""));
+    assert!(driver.page_shows("\"backend\":\"app\"").await);
     let seen = b
         .requests()
         .into_iter()
