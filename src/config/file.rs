@@ -61,6 +61,8 @@ pub struct TlsFile {
     pub alpn: Option<Vec<String>>,
     pub client_ca: Option<String>,
     pub client_auth: Option<String>,
+    /// How often the certificate and key files are checked for changes.
+    pub reload_interval: Option<String>,
     #[serde(default)]
     pub certificates: Vec<SniCertFile>,
 }

@@ -41,6 +41,10 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How often `[server.tls]` files are checked for changes on disk.
+pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
+/// The shortest `reload_interval` accepted (other than `"0s"`, off).
+pub const MIN_TLS_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 25_000;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -108,8 +112,13 @@ pub struct Server {
 pub struct Tls {
     /// The rustls server config built from the files, certificates loaded.
     pub server_config: Arc<rustls::ServerConfig>,
-    /// Files read, so a reload can report what changed.
+    /// Files read (certificates, keys, client CA), in the order read.
     pub files: Vec<PathBuf>,
+    /// SHA-256 over `files` and their contents exactly as loaded: the
+    /// certificate watcher compares the files on disk against it.
+    pub fingerprint: [u8; 32],
+    /// How often the files are checked for changes; zero: never.
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug)]

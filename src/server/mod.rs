@@ -117,6 +117,8 @@ pub async fn run(
             limit,
         )));
     }
+    // Certificate rotation without a restart; ends when shutdown begins.
+    loops.push(tokio::spawn(tls::watch_files(gw.clone())));
 
     shutdown.await;
     let grace = gw.snapshot().config.server.shutdown_grace;

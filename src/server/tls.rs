@@ -1,9 +1,18 @@
 //! TLS settings: certificates from PEM files, SNI selection, ALPN, minimum
 //! version, optional client certificates; and the client side for HTTPS to
 //! backends and key fetches. One provider (aws-lc-rs) for all of it.
+//!
+//! Certificate rotation: [`watch_files`] checks the files the running
+//! `[server.tls]` was built from every `reload_interval` and, when their
+//! contents changed, runs the ordinary validated reload. Content is
+//! compared, not modification times: a Kubernetes Secret update swaps a
+//! symlink and `cp -p` keeps old times, and the files are a few KiB.
 
 use crate::config::file::TlsFile;
-use crate::config::Tls;
+use crate::config::units::parse_duration;
+use crate::config::{Tls, DEFAULT_TLS_RELOAD_INTERVAL, MIN_TLS_RELOAD_INTERVAL};
+use crate::gateway::Gateway;
+use ::aws_lc_rs::digest;
 use rustls::crypto::aws_lc_rs;
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -12,14 +21,69 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(aws_lc_rs::default_provider())
 }
 
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+/// The files a TLS setup is read from, with a running SHA-256 over their
+/// names and contents as read, so the loaded state has an exact fingerprint.
+struct FileSet {
+    paths: Vec<PathBuf>,
+    digest: digest::Context,
+}
+
+impl FileSet {
+    fn new() -> Self {
+        FileSet {
+            paths: Vec::new(),
+            digest: digest::Context::new(&digest::SHA256),
+        }
+    }
+
+    fn read(&mut self, path: &Path) -> Result<Vec<u8>, String> {
+        self.paths.push(path.to_path_buf());
+        let read = std::fs::read(path);
+        fold(&mut self.digest, path, read.as_deref().ok());
+        read.map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+
+    fn finish(self) -> (Vec<PathBuf>, [u8; 32]) {
+        (self.paths, to_array(self.digest.finish()))
+    }
+}
+
+fn fold(d: &mut digest::Context, path: &Path, contents: Option<&[u8]>) {
+    d.update(path.as_os_str().as_encoded_bytes());
+    match contents {
+        Some(b) => {
+            d.update(&[1]);
+            d.update(&(b.len() as u64).to_le_bytes());
+            d.update(b);
+        }
+        None => d.update(&[0]),
+    }
+}
+
+fn to_array(d: digest::Digest) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// The fingerprint of `paths` as they are on disk now (an unreadable file
+/// counts as its own state, so it differs from any loaded one).
+pub(crate) fn fingerprint(paths: &[PathBuf]) -> [u8; 32] {
+    let mut d = digest::Context::new(&digest::SHA256);
+    for p in paths {
+        fold(&mut d, p, std::fs::read(p).ok().as_deref());
+    }
+    to_array(d.finish())
+}
+
+fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: not a PEM certificate chain: {e}", path.display()))?;
     if certs.is_empty() {
@@ -28,9 +92,14 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_certs(&pem, path)
+}
+
+fn parse_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     // Accepts PKCS#8, SEC1 ("EC PRIVATE KEY") and PKCS#1 ("RSA PRIVATE KEY").
-    PrivateKeyDer::from_pem_file(path).map_err(|e| {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
         format!(
             "{}: no usable private key (PKCS#8, SEC1 or PKCS#1 PEM): {e}",
             path.display()
@@ -39,9 +108,16 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
 }
 
 /// A certificate chain with its key, checked to belong together.
-pub(crate) fn certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let chain = load_certs(cert)?;
-    let key_der = load_key(key)?;
+fn certified_key(
+    files: &mut FileSet,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<CertifiedKey>, String> {
+    // Both files are read (and fingerprinted) even when the first fails, so
+    // the fingerprint always covers the same list.
+    let (cert_pem, key_pem) = (files.read(cert), files.read(key));
+    let chain = parse_certs(&cert_pem?, cert)?;
+    let key_der = parse_key(&key_pem?, key)?;
     let signing = aws_lc_rs::sign::any_supported_type(&key_der)
         .map_err(|e| format!("{}: unsupported key: {e}", key.display()))?;
     let ck = CertifiedKey::new(chain, signing);
@@ -95,12 +171,26 @@ impl ResolvesServerCert for SniResolver {
 /// `(key path suffix, message)`.
 pub(crate) fn load_server_config(t: &TlsFile, base: &Path) -> Result<Tls, Vec<(String, String)>> {
     let mut errs = Vec::new();
-    let mut files: Vec<PathBuf> = Vec::new();
+    let mut files = FileSet::new();
+    let reload_interval = match &t.reload_interval {
+        None => DEFAULT_TLS_RELOAD_INTERVAL,
+        Some(text) => match parse_duration(text) {
+            Ok(d) if d.is_zero() || d >= MIN_TLS_RELOAD_INTERVAL => d,
+            Ok(_) => {
+                errs.push((
+                    ".reload_interval".into(),
+                    format!("`{text}`: use \"0s\" (off) or at least \"100ms\""),
+                ));
+                DEFAULT_TLS_RELOAD_INTERVAL
+            }
+            Err(m) => {
+                errs.push((".reload_interval".into(), m));
+                DEFAULT_TLS_RELOAD_INTERVAL
+            }
+        },
+    };
     let mut ck = |cert: &str, key: &str, at: &str, errs: &mut Vec<(String, String)>| {
-        let (c, k) = (base.join(cert), base.join(key));
-        files.push(c.clone());
-        files.push(k.clone());
-        certified_key(&c, &k)
+        certified_key(&mut files, &base.join(cert), &base.join(key))
             .map_err(|m| errs.push((at.to_string(), m)))
             .ok()
     };
@@ -172,8 +262,7 @@ pub(crate) fn load_server_config(t: &TlsFile, base: &Path) -> Result<Tls, Vec<(S
         }
         ("optional" | "required", Some(ca)) => {
             let path = base.join(ca);
-            files.push(path.clone());
-            match load_certs(&path) {
+            match files.read(&path).and_then(|pem| parse_certs(&pem, &path)) {
                 Ok(cas) => {
                     let mut roots = rustls::RootCertStore::empty();
                     for c in cas {
@@ -232,9 +321,12 @@ pub(crate) fn load_server_config(t: &TlsFile, base: &Path) -> Result<Tls, Vec<(S
     // Resumption by tickets keeps repeat handshakes cheap; stateful cache too.
     cfg.ticketer = aws_lc_rs::Ticketer::new().map_err(|e| vec![(String::new(), e.to_string())])?;
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);
+    let (files, fingerprint) = files.finish();
     Ok(Tls {
         server_config: Arc::new(cfg),
         files,
+        fingerprint,
+        reload_interval,
     })
 }
 
@@ -288,4 +380,71 @@ fn client_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfi
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// While TLS is off or `reload_interval = "0s"`, how often the setting is
+/// looked at again (a reload may turn the check on).
+const DISABLED_RECHECK: Duration = Duration::from_secs(30);
+
+/// Checks the running config's certificate, key and client CA files every
+/// `reload_interval`; when their contents differ from what was loaded, runs
+/// [`Gateway::reload`] (the same validated path as SIGHUP), so new
+/// connections get the new certificate and a bad file keeps the old one.
+///
+/// A change is acted on once it has held still for a moment (a cert copied
+/// before its key must not be tried half-written), and a state that failed
+/// to load is not retried until the files change again, so a broken file
+/// logs one error, not one per interval. Ends when shutdown begins.
+pub(crate) async fn watch_files(gw: Arc<Gateway>) {
+    let mut shutdown = gw.shutdown.subscribe();
+    let mut tried: Option<[u8; 32]> = None;
+    loop {
+        let interval = gw
+            .snapshot()
+            .config
+            .server
+            .tls
+            .as_ref()
+            .map(|t| t.reload_interval)
+            .filter(|d| !d.is_zero());
+        if !pause(&mut shutdown, interval.unwrap_or(DISABLED_RECHECK)).await {
+            return;
+        }
+        let Some(interval) = interval else { continue };
+        let (paths, loaded) = match &gw.snapshot().config.server.tls {
+            Some(t) => (t.files.clone(), t.fingerprint),
+            None => continue,
+        };
+        let now = on_disk(&paths).await;
+        if now == loaded || tried == Some(now) {
+            continue;
+        }
+        // Let a rotation in progress finish before reading it.
+        if !pause(&mut shutdown, (interval / 2).min(Duration::from_secs(1))).await {
+            return;
+        }
+        if on_disk(&paths).await != now {
+            continue; // still changing: look again next time
+        }
+        tried = Some(now);
+        tracing::info!("TLS certificate or key files changed on disk: reloading");
+        // Errors are logged by reload() and counted as failed reloads.
+        let _ = gw.reload().await;
+    }
+}
+
+async fn on_disk(paths: &[PathBuf]) -> [u8; 32] {
+    let paths = paths.to_vec();
+    tokio::task::spawn_blocking(move || fingerprint(&paths))
+        .await
+        .unwrap_or([0; 32])
+}
+
+/// Sleeps for `d`; `false` if shutdown began meanwhile.
+async fn pause(shutdown: &mut tokio::sync::watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.wait_for(|s| *s) => return false,
+    }
+    !*shutdown.borrow()
 }
