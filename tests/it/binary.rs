@@ -159,3 +159,65 @@ async fn demo_serves_tls_with_the_printed_certificate() {
 }
 
 use rustls_pki_types::pem::PemObject;
+
+#[tokio::test]
+async fn access_log_lines_are_json_with_the_request_facts() {
+    let b = Backend::start("b1").await;
+    let dir = tempdir();
+    let cfg = dir.path().join("gatehouse.toml");
+    std::fs::write(
+        &cfg,
+        simple_proxy_config(&[&b]).replace(
+            "[log]\naccess_log = false\n",
+            "[log]\nformat = \"json\"\naccess_log = true\n",
+        ),
+    )
+    .unwrap();
+    let ready = dir.path().join("ready.json");
+    let child = Command::new(BIN)
+        .args([
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--ready-file",
+            ready.to_str().unwrap(),
+        ])
+        .env("GATEHOUSE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let info = wait_for_file(&ready).await;
+    let listen: std::net::SocketAddr = info["listen"].as_str().unwrap().parse().unwrap();
+    let r = Client::plain(listen).get("/logged?secret=1").await;
+    assert_eq!(r.status, 200);
+    let rid = r.header("x-request-id").unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let access = lines
+        .iter()
+        .find(|l| l["target"] == "gatehouse::access")
+        .unwrap_or_else(|| panic!("no access line in {text}"));
+    assert_eq!(access["method"], "GET");
+    assert_eq!(
+        access["path"], "/logged",
+        "the query string (which may hold tokens) is not logged"
+    );
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["route"], "app");
+    assert_eq!(access["backend"], b.addr);
+    assert_eq!(access["request_id"], rid);
+    assert!(access["duration_ms"].as_f64().is_some());
+}

@@ -182,3 +182,77 @@ async fn redirect_listener_sends_308_to_https() {
 }
 
 use rustls_pki_types::pem::PemObject;
+
+/// An HTTPS backend with a certificate from the test CA, answering with the
+/// path it saw.
+async fn tls_backend(pki: &Pki, dir: &std::path::Path) -> std::net::SocketAddr {
+    pki.issue(dir, "backend", &["127.0.0.1", "localhost"]);
+    let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("backend.crt"))
+        .unwrap()
+        .map(|c| c.unwrap())
+        .collect();
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("backend.key")).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(format!(
+                                "tls backend saw {}",
+                                req.uri().path()
+                            ))),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn backends_can_be_reached_over_verified_tls() {
+    let pki = Pki::new();
+    let dir = tempdir();
+    pki.write_ca(dir.path());
+    let addr = tls_backend(&pki, dir.path()).await;
+    let cfg = format!(
+        "{}[[upstreams]]\nname = \"secure\"\nbackends = [\"{addr}\"]\ntls = true\nca = \"ca.crt\"\n\n\
+         [[upstreams]]\nname = \"untrusted\"\nbackends = [\"{addr}\"]\ntls = true\nretries = 0\n\n\
+         [[routes]]\nname = \"untrusted\"\npath_prefix = \"/untrusted\"\nupstream = \"untrusted\"\nauth = \"none\"\n\n\
+         [[routes]]\nname = \"secure\"\npath_prefix = \"/\"\nupstream = \"secure\"\nauth = \"none\"\n",
+        base_config()
+    );
+    let gw = Gw::start_in(dir, &cfg).await;
+    for _ in 0..3 {
+        let r = gw.plain().get("/over-tls").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "tls backend saw /over-tls");
+    }
+    // Without the CA (system roots only) the backend's certificate is not
+    // trusted: the gateway refuses to talk to it.
+    assert_eq!(gw.plain().get("/untrusted").await.status, 502);
+    gw.stop().await;
+}
