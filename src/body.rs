@@ -18,6 +18,12 @@ pub trait OnEnd: Send + Sync {
     fn finished(self: Box<Self>);
 }
 
+/// Decides, frame by frame, whether a long response may go on (its
+/// session or token still valid). Must be cheap: it runs on every frame.
+pub trait StreamCheck: Send + Sync {
+    fn still_valid(&mut self) -> bool;
+}
+
 pub enum Body {
     Empty,
     Full(Option<Bytes>),
@@ -29,6 +35,8 @@ pub enum Body {
         on_end: Option<Box<dyn OnEnd>>,
         /// Dropped with the body (counts, tickets).
         _guard: Option<Box<dyn Send + Sync>>,
+        /// Ends the stream when the credential it was opened with ends.
+        watch: Option<Box<dyn StreamCheck>>,
     },
 }
 
@@ -59,7 +67,16 @@ impl http_body::Body for Body {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
             Body::Incoming(i) => Pin::new(i).poll_frame(cx).map_err(Into::into),
-            Body::Upstream { inner, .. } => {
+            Body::Upstream { inner, watch, .. } => {
+                if let Some(w) = watch {
+                    if !w.still_valid() {
+                        // An error mid-body makes hyper abort the response
+                        // (HTTP/1.1: the connection closes; HTTP/2: RST_STREAM).
+                        return Poll::Ready(Some(Err(
+                            "the session or token of this stream ended".into()
+                        )));
+                    }
+                }
                 let r = Pin::new(inner).poll_frame(cx);
                 match &r {
                     Poll::Ready(None) => this.end(),

@@ -123,6 +123,8 @@ pub struct Gateway {
     /// stores: that needs a restart, and the reload says so).
     pub sessions: crate::session::Store,
     pub throttle: crate::login::throttle::Throttle,
+    /// Sessions ended here or elsewhere, for long-lived streams.
+    pub ended: Arc<crate::session::Ended>,
     /// Refresh-token families, beside the sessions (same store).
     pub tokens: crate::tokens::RefreshStore,
     /// Identity JWTs minted for backends, reused until near expiry.
@@ -150,6 +152,13 @@ impl Gateway {
             snapshot: ArcSwap::new(snap.clone()),
             metrics,
             tokens: crate::tokens::RefreshStore::new(&sessions),
+            ended: {
+                let ended = Arc::new(crate::session::Ended::default());
+                if let crate::session::Store::Redis(r) = &sessions {
+                    r.set_ended(ended.clone());
+                }
+                ended
+            },
             identity_tokens: Default::default(),
             sessions,
             throttle: Default::default(),

@@ -452,6 +452,7 @@ async fn logout(
             .map_err(|e| GatewayError::StoreUnavailable(Box::new(e)))?
         {
             tracing::info!(user = %r.user, session = %&id.key().hex()[..12], "logged out");
+            gw.ended.session(id.key());
             provider_logout = oidc::logout_location(snap, conn, &parts, &r);
         }
     }

@@ -311,10 +311,28 @@ async fn handle_inner(
     if let Some(c) = affinity_out.set_cookie {
         rparts.headers.append(header::SET_COOKIE, c);
     }
+    // Long responses (streamed, or large) opened with a session or token
+    // end when it does; short ones are not worth the bookkeeping.
+    let long = rparts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_none_or(|n| n > LONG_RESPONSE_BYTES);
+    let watch = match (long, liveness) {
+        (true, Some(l)) => Some(Box::new(StreamWatch::new(
+            gw.clone(),
+            l,
+            snap,
+            session_record.as_deref(),
+        )) as Box<dyn crate::body::StreamCheck>),
+        _ => None,
+    };
     let body = Body::Upstream {
         inner: rbody,
         on_end: pooled.map(|p| Box::new(p) as Box<dyn crate::body::OnEnd>),
         _guard: Some(Box::new(in_flight)),
+        watch,
     };
     Ok(Response::from_parts(rparts, body))
 }
@@ -402,7 +420,10 @@ fn rewrite_request(
 /// or token it was opened with (SPEC 6). Checked every
 /// [`LIVENESS_CHECK`]; when it is revoked or expires, the tunnel closes.
 enum Liveness {
-    Session(crate::session::SessionKey),
+    Session {
+        key: crate::session::SessionKey,
+        user: String,
+    },
     Token {
         sub: String,
         jti: Option<String>,
@@ -414,12 +435,68 @@ enum Liveness {
 
 const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// Responses above this size (or without a length) are watched.
+const LONG_RESPONSE_BYTES: u64 = 1 << 20;
+
+/// The per-frame check of a long response: a deadline (the token's `exp`,
+/// or the session's absolute cap), and, only when something was revoked
+/// somewhere (the epoch moved), the credential itself.
+struct StreamWatch {
+    gw: Arc<Gateway>,
+    liveness: Liveness,
+    seen: u64,
+    opened_ms: u64,
+    deadline_ms: Option<u64>,
+}
+
+impl StreamWatch {
+    fn new(
+        gw: Arc<Gateway>,
+        liveness: Liveness,
+        snap: &Snapshot,
+        record: Option<&crate::session::Record>,
+    ) -> StreamWatch {
+        let deadline_ms = match &liveness {
+            Liveness::Session { .. } => record
+                .map(|r| r.created_ms + snap.config.sessions.absolute_timeout.as_millis() as u64),
+            Liveness::Token { exp, .. } => exp.map(|e| e * 1000),
+        };
+        StreamWatch {
+            seen: gw.ended.epoch(),
+            gw,
+            liveness,
+            opened_ms: crate::session::now_ms(),
+            deadline_ms,
+        }
+    }
+}
+
+impl crate::body::StreamCheck for StreamWatch {
+    fn still_valid(&mut self) -> bool {
+        if self
+            .deadline_ms
+            .is_some_and(|d| crate::session::now_ms() >= d)
+        {
+            return false;
+        }
+        let e = self.gw.ended.epoch();
+        if e == self.seen {
+            return true;
+        }
+        self.seen = e;
+        self.liveness.holds_now(&self.gw, self.opened_ms)
+    }
+}
+
 impl Liveness {
     fn of(session: Option<crate::session::SessionKey>, id: Option<&Identity>) -> Option<Liveness> {
-        if let Some(k) = session {
-            return Some(Liveness::Session(k));
-        }
         let id = id?;
+        if let Some(key) = session {
+            return Some(Liveness::Session {
+                key,
+                user: id.sub.clone(),
+            });
+        }
         let claims = id.claims.as_ref();
         let text = |k: &str| {
             claims
@@ -436,14 +513,10 @@ impl Liveness {
         })
     }
 
-    async fn holds(&self, gw: &Gateway) -> bool {
+    /// Without a store round trip: what this replica knows has ended.
+    fn holds_now(&self, gw: &Gateway, opened_ms: u64) -> bool {
         match self {
-            Liveness::Session(key) => match gw.sessions.get(*key).await {
-                Ok(Some(v)) => v.is_live(&gw.snapshot().config.sessions, crate::session::now_ms()),
-                Ok(None) => false,
-                // An unreachable store says nothing about this session.
-                Err(_) => true,
-            },
+            Liveness::Session { key, user } => !gw.ended.has_ended(*key, user, opened_ms),
             Liveness::Token {
                 sub,
                 jti,
@@ -460,6 +533,18 @@ impl Liveness {
                 };
                 exp.is_none_or(|e| now < e) && !gw.revocations.is_revoked(facts, now)
             }
+        }
+    }
+
+    async fn holds(&self, gw: &Gateway) -> bool {
+        match self {
+            Liveness::Session { key, .. } => match gw.sessions.get(*key).await {
+                Ok(Some(v)) => v.is_live(&gw.snapshot().config.sessions, crate::session::now_ms()),
+                Ok(None) => false,
+                // An unreachable store says nothing about this session.
+                Err(_) => true,
+            },
+            Liveness::Token { .. } => self.holds_now(gw, 0),
         }
     }
 }

@@ -307,6 +307,7 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
             };
             match gw.sessions.delete(key).await {
                 Ok(Some(r)) => {
+                    gw.ended.session(key);
                     tracing::info!(user = %r.user, session = %&id[..12], "admin revoked a session");
                     json(StatusCode::OK, json!({ "revoked": id }).to_string())
                 }
@@ -322,6 +323,7 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
                 Ok(n) => n,
                 Err(e) => return store_error(e),
             };
+            gw.ended.user(&user);
             let snap = gw.snapshot();
             match crate::tokens::revoke_user_tokens(gw, &snap, &user).await {
                 Ok(families) => {

@@ -484,3 +484,54 @@ mod tests {
         assert_eq!(ttl(&rec, &cfg, 1_095_000), Duration::from_secs(5));
     }
 }
+
+/// Sessions that ended (logout, admin revocation, revoke-all), here or on
+/// another replica (through the Redis event feed), so long-lived streams can
+/// notice without a store round trip. Every change bumps an epoch: a stream
+/// compares one atomic per frame and looks further only when it moved.
+///
+/// Who writes: logout, the admin API, the Redis subscriber, token
+/// revocations (epoch only). Who reads: streamed responses. Entries are
+/// pruned once older than a day (no stream outlives its session's absolute
+/// cap by that much in practice).
+#[derive(Default)]
+pub struct Ended {
+    epoch: std::sync::atomic::AtomicU64,
+    sessions: dashmap::DashMap<SessionKey, u64>,
+    users: dashmap::DashMap<String, u64>,
+}
+
+const ENDED_KEEP_MS: u64 = 24 * 3600 * 1000;
+const ENDED_MAX: usize = 200_000;
+
+impl Ended {
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Something was revoked: streams should look again.
+    pub fn bump(&self) {
+        self.epoch
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn session(&self, key: SessionKey) {
+        let now = now_ms();
+        if self.sessions.len() >= ENDED_MAX {
+            self.sessions
+                .retain(|_, t| now.saturating_sub(*t) < ENDED_KEEP_MS);
+        }
+        self.sessions.insert(key, now);
+        self.bump();
+    }
+
+    /// Every session of `user` that existed until now has ended.
+    pub fn user(&self, user: &str) {
+        self.users.insert(user.to_string(), now_ms());
+        self.bump();
+    }
+
+    pub fn has_ended(&self, key: SessionKey, user: &str, opened_ms: u64) -> bool {
+        self.sessions.contains_key(&key) || self.users.get(user).is_some_and(|t| *t >= opened_ms)
+    }
+}

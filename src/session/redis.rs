@@ -47,6 +47,7 @@ pub struct RedisStore {
     conn: OnceLock<ConnectionManager>,
     pub(crate) prefix: String,
     hook: OnceLock<EventHook>,
+    ended: OnceLock<Arc<super::Ended>>,
     cache: DashMap<SessionKey, Cached>,
     cache_ttl: Duration,
     reachable: AtomicBool,
@@ -76,6 +77,7 @@ impl RedisStore {
             reachable: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             hook: OnceLock::new(),
+            ended: OnceLock::new(),
         });
         tokio::spawn(connect_loop(Arc::downgrade(&store)));
         tokio::spawn(subscribe_loop(Arc::downgrade(&store)));
@@ -104,6 +106,11 @@ impl RedisStore {
 
     fn conn(&self) -> Result<ConnectionManager, StoreError> {
         self.conn.get().cloned().ok_or(StoreError::Unavailable)
+    }
+
+    /// Where session deletions announced by other replicas are recorded.
+    pub fn set_ended(&self, ended: Arc<super::Ended>) {
+        let _ = self.ended.set(ended);
     }
 
     /// Installs the handler for events other than session deletions (set
@@ -155,9 +162,15 @@ impl RedisStore {
         if let Some(hex) = msg.strip_prefix("session:") {
             if let Some(k) = SessionKey::from_hex(hex) {
                 self.cache.remove(&k);
+                if let Some(e) = self.ended.get() {
+                    e.session(k);
+                }
             }
         } else if let Some(user) = msg.strip_prefix("user:") {
             self.cache.retain(|_, c| c.view.record.user != user);
+            if let Some(e) = self.ended.get() {
+                e.user(user);
+            }
         } else if let Some(h) = self.hook.get() {
             h(StoreEvent::Message(msg));
         }

@@ -175,6 +175,7 @@ impl Revoke {
 
     fn apply(&self, gw: &Gateway) {
         let now = unix_now();
+        gw.ended.bump();
         match self {
             Revoke::Jti { jti, exp } => gw.revocations.revoke_jti(jti, *exp, now),
             Revoke::Family { sid, until } => gw.revocations.revoke_sid(sid, *until, now),

@@ -649,3 +649,102 @@ async fn open_websockets_close_when_their_session_or_token_is_revoked() {
     );
     gw.stop().await;
 }
+
+/// Reads a streamed response until it ends; `Ok(chunks)` when it ended
+/// normally, `Err(chunks)` when it was cut off.
+async fn read_stream(
+    addr: std::net::SocketAddr,
+    path: &str,
+    auth: (&str, &str),
+    seen: tokio::sync::mpsc::Sender<()>,
+) -> Result<usize, usize> {
+    use http_body_util::BodyExt;
+    let (mut s, c) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ))
+    .await
+    .unwrap();
+    tokio::spawn(c);
+    let r = s.send_request(req("GET", path, &[auth], "")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.into_body();
+    let mut n = 0;
+    loop {
+        match body.frame().await {
+            None => return Ok(n),
+            Some(Ok(_)) => {
+                n += 1;
+                let _ = seen.try_send(());
+            }
+            Some(Err(_)) => return Err(n),
+        }
+    }
+}
+
+#[tokio::test]
+async fn streamed_responses_end_when_their_session_or_token_is_revoked() {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, "", "", tempdir()).await;
+    let c = gw.plain();
+    // A session stream: 50 chunks over 5 s; logout after the first ones.
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let addr = gw.addr();
+    let ck = cookie.clone();
+    let stream =
+        tokio::spawn(async move { read_stream(addr, "/web/stream/50", ("cookie", &ck), tx).await });
+    rx.recv().await.unwrap();
+    let start = std::time::Instant::now();
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/logout",
+            &[("cookie", &cookie), ("origin", "http://localhost")],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 204);
+    let out = stream.await.unwrap();
+    assert!(
+        out.is_err(),
+        "the stream ran to its end after logout: {out:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "cut after {:?}",
+        start.elapsed()
+    );
+
+    // A token stream: revoke-all cuts it.
+    let at = password_grant(&c).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let bearer = format!("Bearer {at}");
+    let stream = tokio::spawn(async move {
+        read_stream(addr, "/api/stream/50", ("authorization", &bearer), tx).await
+    });
+    rx.recv().await.unwrap();
+    let start = std::time::Instant::now();
+    let r = Client::plain(gw.admin())
+        .send(req("POST", "/admin/users/alice/revoke", &[ADMIN], ""))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(stream.await.unwrap().is_err());
+    assert!(start.elapsed() < Duration::from_secs(1));
+
+    // An unrevoked stream runs to its end.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let at = password_grant(&c).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (tx, _rx) = tokio::sync::mpsc::channel(64);
+    let bearer = format!("Bearer {at}");
+    assert_eq!(
+        read_stream(addr, "/api/stream/5", ("authorization", &bearer), tx).await,
+        Ok(5)
+    );
+    gw.stop().await;
+}

@@ -148,6 +148,23 @@ async fn serve(
         r.headers_mut()
             .insert("x-total", total.to_string().parse().unwrap());
         r
+    } else if let Some(n) = path.rsplit_once("/stream/").map(|(_, n)| n.to_string()) {
+        // n chunks, one every 100 ms: a long-lived streamed response.
+        let n: usize = n.parse().unwrap_or(10);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+        tokio::spawn(async move {
+            for i in 0..n {
+                if tx
+                    .send(Ok(Frame::data(Bytes::from(format!("chunk {i}\n")))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Response::new(StreamBody::new(ReceiverStream(rx)).boxed())
     } else if path == "/upload" {
         let mut body = req.into_body();
         let mut len = 0usize;
