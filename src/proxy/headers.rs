@@ -23,11 +23,12 @@ fn matches_folded(name: &str, pattern: &str) -> bool {
     if n.len() < pat.len() || (!wildcard && n.len() != pat.len()) {
         return false;
     }
-    n.iter().zip(pat.as_bytes()).all(|(&a, &b)| {
-        // HeaderName is already lowercase.
-        let a = if a == b'_' { b'-' } else { a };
-        a == b
-    })
+    // HeaderName is already lowercase; `_` and `-` are the same on both
+    // sides (a configured identity header may itself use `_`).
+    let fold = |c: u8| if c == b'_' { b'-' } else { c };
+    n.iter()
+        .zip(pat.as_bytes())
+        .all(|(&a, &b)| fold(a) == fold(b))
 }
 
 fn folded_eq(name: &str, configured: &HeaderName) -> bool {
@@ -194,6 +195,20 @@ mod tests {
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, vec!["accept", "x-authorization"]);
+    }
+
+    #[test]
+    fn identity_headers_configured_with_underscores_are_stripped_in_both_spellings() {
+        let mut cfg = identity_cfg();
+        cfg.headers = vec![(HeaderName::from_static("x_remote_login"), "sub".into())];
+        cfg.strip = vec![];
+        let mut h = HeaderMap::new();
+        h.insert("x_remote_login", "root".parse().unwrap());
+        h.insert("x-remote-login", "root".parse().unwrap());
+        h.insert("x-remote-login-hint", "kept".parse().unwrap());
+        strip_identity(&mut h, &cfg);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-remote-login-hint"]);
     }
 
     #[test]
