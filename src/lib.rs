@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod cookies;
 pub mod crypto;
 pub mod demo;
 pub mod error;

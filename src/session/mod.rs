@@ -397,37 +397,13 @@ pub fn expired_cookie(cfg: &SessionsConfig) -> String {
 
 /// The value of cookie `name` in the request's `Cookie` headers.
 pub fn cookie_value<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches('"'))
+    crate::cookies::value(headers, name)
 }
 
 /// Removes cookie `name` from the `Cookie` headers (the backend never sees
 /// the gateway's session cookie).
 pub fn strip_cookie(headers: &mut http::HeaderMap, name: &str) {
-    if cookie_value(headers, name).is_none() {
-        return;
-    }
-    let kept: Vec<String> = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(k, _)| k != name))
-        .map(str::to_string)
-        .collect();
-    headers.remove(http::header::COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = http::HeaderValue::from_str(&kept.join("; ")) {
-            headers.insert(http::header::COOKIE, v);
-        }
-    }
+    crate::cookies::remove(headers, name)
 }
 
 #[cfg(test)]

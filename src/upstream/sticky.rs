@@ -171,44 +171,13 @@ pub fn affinity_cookie(name: &str, value: &str, ttl: Duration, secure: bool) -> 
 
 /// Values of cookie `name` in the request's `Cookie` header(s), in order.
 pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k.trim() == name).then(|| {
-                let v = v.trim();
-                v.strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(v)
-            })
-        })
+    crate::cookies::values(headers, name)
 }
 
 /// Removes cookie `name` from the request, leaving one `Cookie` header with
 /// the others (RFC 9113 section 8.2.3 joins HTTP/2's split cookies so).
 pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
-    if cookie_values(headers, name).next().is_none() {
-        return;
-    }
-    let kept: Vec<String> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .filter(|p| p.split_once('=').is_none_or(|(k, _)| k.trim() != name))
-        .map(String::from)
-        .collect();
-    headers.remove(header::COOKIE);
-    if !kept.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
-            headers.insert(header::COOKIE, v);
-        }
-    }
+    crate::cookies::remove(headers, name)
 }
 
 /// What a backend's `Set-Cookie` does to cookie `name`: `Some(Some(v))`

@@ -22,15 +22,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The value of cookie `name` (RFC 6265 section 5.4; HTTP/2 may split
 /// cookies over several headers).
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v.trim().trim_matches('"'))
-        .filter(|v| !v.is_empty())
+    crate::cookies::value(headers, name).filter(|v| !v.is_empty())
 }
 
 fn percent_decode(s: &str) -> Cow<'_, str> {
