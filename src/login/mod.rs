@@ -145,7 +145,12 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| percent_decode_form(v))
 }
 
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
+fn hex_digit(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space); a
+/// `%` not followed by two hex digits stays as it is.
 pub fn percent_decode_form(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -153,18 +158,15 @@ pub fn percent_decode_form(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
+            // Exactly two hex digits (`u8::from_str_radix` would also
+            // take a sign: `%+1`).
+            b'%' if i + 2 < b.len() => match (hex_digit(b[i + 1]), hex_digit(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -480,5 +482,12 @@ mod tests {
         assert_eq!(f["empty"], "");
         assert_eq!(percent_decode_form("100%"), "100%");
         assert_eq!(percent_decode_form("%zz"), "%zz");
+        assert_eq!(
+            percent_decode_form("%+1%+F"),
+            "% 1% F",
+            "no signs: not \\x01 and \\x0f"
+        );
+        assert_eq!(percent_decode_form("%4"), "%4");
+        assert_eq!(percent_decode_form("%41%4a"), "AJ");
     }
 }
