@@ -164,8 +164,14 @@ async fn handle_inner(
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("");
     let host = route::host_without_port(host_value);
-    let (route_idx, route) =
-        route::lookup(&snap.config.routes, host, &path).ok_or(GatewayError::NoRoute)?;
+    let found = route::lookup(&snap.config.routes, host, &path);
+    // A backend that decodes `%2F`, folds case or drops `;params` could
+    // read this request as another route's path than the one matched:
+    // refused, so no route's rules can be side-stepped that way.
+    if route::is_ambiguous(&snap.config.routes, host, &path, found.map(|(i, _)| i)) {
+        return Err(GatewayError::BadRequest("ambiguous path"));
+    }
+    let (route_idx, route) = found.ok_or(GatewayError::NoRoute)?;
     ctx.route = Some(route_idx);
     let forward_path = if route.strip_prefix {
         route::strip_prefix(&route.path_prefix, &path).into_owned()
