@@ -350,10 +350,37 @@ fn parse(text: &str) -> Result<file::FileConfig, Problem> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let line = inner.span().map(|s| locate::line_col(text, s.start));
+        let mut message = inner.message().trim().to_string();
+        if message.is_empty() {
+            // The parser says nothing for some characters (a control
+            // character in a comment): name it rather than print nothing.
+            message = match inner
+                .span()
+                .and_then(|s| text.get(s.start..)?.chars().next())
+            {
+                Some(c) => format!("unexpected character {:?} (U+{:04X})", c, c as u32),
+                None => "invalid TOML".to_string(),
+            };
+        }
         Problem {
             path: if path == "." { String::new() } else { path },
             line,
-            message: inner.message().trim().to_string(),
+            message,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `config` fuzz target: the TOML parser gives no message
+    /// for a control character in a comment.
+    #[test]
+    fn a_parse_error_always_says_something() {
+        let e = load_str("# comment\u{5}\n[server]\n", Path::new("/x/g.toml")).unwrap_err();
+        let p = &e.problems()[0];
+        assert_eq!(p.line, Some((1, 10)));
+        assert!(p.message.contains("U+0005"), "{}", p.message);
+    }
 }
