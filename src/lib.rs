@@ -22,6 +22,8 @@ pub mod cookies;
 pub mod crypto;
 pub mod demo;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod login;
 pub mod metrics;

@@ -5,7 +5,7 @@
 //! binary and the tests run exactly the same code on real sockets.
 
 pub mod admin;
-mod framing;
+pub(crate) mod framing;
 pub mod tls;
 
 use crate::gateway::{BoundAddrs, Gateway};
