@@ -112,6 +112,64 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Headers whose meaning belongs to HTTP framing or to the gateway.
+const MANAGED: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+    "x-gatehouse-rehomed",
+];
+
+/// Removes headers spelled with `_` that read as a framing or gateway
+/// header once `_` is taken for `-`, as some backends (CGI-style servers)
+/// do: a `Transfer_Encoding` or `Content_Length` the gateway ignores could
+/// frame the body differently there (request smuggling), and an
+/// `X_Forwarded_For` could stand in for the address the gateway sets.
+pub fn strip_lookalikes(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| k.as_str().contains('_')) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let n = k.as_str();
+            n.contains('_')
+                && (MANAGED.iter().any(|m| matches_folded(n, m)) || matches_folded(n, "proxy-*"))
+        })
+        .cloned()
+        .collect();
+    for n in doomed {
+        headers.remove(&n);
+    }
+}
+
+/// The request's `Transfer-Encoding`, if any, is exactly `chunked`. The
+/// gateway relays bodies and applies no other coding, and `chunked`
+/// applied twice (`chunked, chunked`) is malformed (RFC 9112 section
+/// 6.1): a front end that read such a body another way would desync.
+pub fn transfer_coding_is_plain(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|c| c.trim_ascii());
+    match codings.next() {
+        None => true,
+        Some(c) => c.eq_ignore_ascii_case(b"chunked") && codings.next().is_none(),
+    }
+}
+
 /// Sets `X-Forwarded-For/Proto/Host` and `X-Real-IP`. From a trusted proxy
 /// the chain is extended and its values kept; from anyone else they are
 /// replaced, since a client could write anything there.
@@ -263,6 +321,48 @@ mod tests {
         set_forwarded(&mut h, peer, true, false, None);
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 192.0.2.7");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
+    }
+
+    #[test]
+    fn underscore_lookalikes_of_managed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        for n in [
+            "transfer_encoding",
+            "content_length",
+            "x_forwarded_for",
+            "proxy_authorization",
+            "x_request_id",
+            "x_custom_header",
+            "content-length",
+        ] {
+            h.insert(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                "1".parse().unwrap(),
+            );
+        }
+        strip_lookalikes(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["content-length", "x_custom_header"]);
+    }
+
+    #[test]
+    fn only_a_single_chunked_transfer_coding_is_plain() {
+        let te = |vals: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in vals {
+                h.append(header::TRANSFER_ENCODING, v.parse().unwrap());
+            }
+            transfer_coding_is_plain(&h)
+        };
+        assert!(te(&[]));
+        assert!(te(&["chunked"]));
+        assert!(te(&["Chunked "]));
+        assert!(!te(&["chunked, chunked"]));
+        assert!(!te(&["chunked", "chunked"]));
+        assert!(!te(&["gzip, chunked"]));
+        assert!(!te(&["xchunked"]));
+        assert!(!te(&[""]));
     }
 
     #[test]

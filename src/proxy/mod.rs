@@ -63,6 +63,7 @@ pub async fn handle(
         expire_session_cookie: false,
     };
     let method = req.method().clone();
+    let http1 = req.version() <= Version::HTTP_11;
     let path_for_log = if snap.config.log.access_log {
         Some(req.uri().path().to_string())
     } else {
@@ -74,7 +75,15 @@ pub async fn handle(
             if e.status().is_server_error() {
                 tracing::warn!(request_id = ?ctx.request_id, error = %e, source = ?std::error::Error::source(&e), "request failed");
             }
-            respond::error(&e, &ctx.request_id, ctx.html)
+            let mut r = respond::error(&e, &ctx.request_id, ctx.html);
+            // After a malformed, oversized or timed-out request the rest
+            // of the connection cannot be trusted to be framed as we read
+            // it: HTTP/1 closes it once the answer is out.
+            if http1 && matches!(e.status().as_u16(), 400 | 408 | 413 | 431) {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            r
         }
     };
     resp.headers_mut()
@@ -139,8 +148,19 @@ async fn handle_inner(
             "both Content-Length and Transfer-Encoding",
         ));
     }
-    if req.headers().get_all(header::HOST).iter().count() > 1 {
-        return Err(GatewayError::BadRequest("more than one Host header"));
+    if req.version() <= Version::HTTP_11 && !headers::transfer_coding_is_plain(req.headers()) {
+        return Err(GatewayError::BadRequest("unsupported Transfer-Encoding"));
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    if let Some(h) = hosts.next() {
+        if hosts.next().is_some() {
+            return Err(GatewayError::BadRequest("more than one Host header"));
+        }
+        // Not text: routing would see no host at all while the backend
+        // (which gets it as sent) may see one.
+        if h.to_str().is_err() {
+            return Err(GatewayError::BadRequest("malformed Host header"));
+        }
     }
 
     // 2. Normalise before anything looks at the path: routing and the
@@ -361,6 +381,7 @@ fn rewrite_request(
         Uri::try_from(pq).map_err(|_| GatewayError::BadRequest("malformed request target"))?;
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers, websocket);
+    headers::strip_lookalikes(&mut parts.headers);
     // Only the gateway says whether a client was moved (forward sets it).
     parts.headers.remove(&sticky::X_GATEHOUSE_REHOMED);
     let host = parts.headers.get(header::HOST).cloned();
