@@ -39,6 +39,8 @@ pub const DEFAULT_ENDPOINT_PREFIX: &str = "/.gatehouse";
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline for a whole request body, from the end of its head.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 25_000;
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -92,6 +94,9 @@ pub struct Server {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Deadline for receiving a whole request body (408 past it); `None`
+    /// when configured as `0s`.
+    pub request_body_timeout: Option<Duration>,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
     pub worker_threads: Option<usize>,

@@ -194,9 +194,16 @@ fn login_page(snap: &Snapshot, req: &Request<Incoming>) -> Result<Response<Body>
     Ok(render_login(snap, &rd, None, "", StatusCode::OK))
 }
 
-/// Reads a small request body, refusing more than `limit` bytes (413).
+/// Time a small body (a form, a token request, an admin call) has to
+/// arrive in full: at most 64 KiB, so a client that takes longer is
+/// holding the connection, not uploading.
+pub const SMALL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a small request body, refusing more than `limit` bytes (413) or
+/// one that takes longer than [`SMALL_BODY_TIMEOUT`] (408).
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
-    match Limited::new(body, limit).collect().await {
+    let read = tokio::time::timeout(SMALL_BODY_TIMEOUT, Limited::new(body, limit).collect());
+    match read.await.map_err(|_| GatewayError::RequestTimeout)? {
         Ok(c) => Ok(c.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

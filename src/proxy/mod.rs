@@ -37,6 +37,8 @@ struct Ctx {
     backend: Option<Arc<crate::upstream::Backend>>,
     /// A session cookie to expire on the way out (it named no live session).
     expire_session_cookie: bool,
+    /// When the request head was in: the body deadline counts from here.
+    received: tokio::time::Instant,
 }
 
 /// Serves one request from a client connection. Never fails: every error
@@ -61,6 +63,7 @@ pub async fn handle(
         route: None,
         backend: None,
         expire_session_cookie: false,
+        received: tokio::time::Instant::now(),
     };
     let method = req.method().clone();
     let http1 = req.version() <= Version::HTTP_11;
@@ -283,7 +286,15 @@ async fn handle_inner(
         .headers
         .get(&headers::X_FORWARDED_PROTO)
         .is_some_and(|v| v == "https");
-    let outbound = Request::from_parts(parts, Body::Incoming(body));
+    let body_deadline = snap
+        .config
+        .server
+        .request_body_timeout
+        .map(|t| ctx.received + t);
+    let outbound = Request::from_parts(
+        parts,
+        Body::Request(crate::body::RequestBody::new(body, body_deadline)),
+    );
 
     let fwd = forward::forward(upstream, &set, &affinity, outbound).await?;
     ctx.backend = Some(fwd.backend.clone());
