@@ -1,59 +1,90 @@
-//! Request `Cookie` headers (RFC 6265 section 5.4): finding a cookie by
-//! name and removing one before a request is forwarded. One place for the
-//! session cookie, the affinity cookie and token cookies.
+//! The request's `Cookie` header(s), read as bytes (RFC 6265 section 5.4;
+//! HTTP/2 may split cookies over several headers, RFC 9113 section 8.2.3).
+//!
+//! Bytes, not `&str`: browsers send cookie values that apps set with raw
+//! UTF-8 in them, and a header that is not visible ASCII must not hide the
+//! gateway's own cookies in it: they would neither authenticate nor be
+//! removed before the request reaches a backend. Names and values are
+//! trimmed of spaces and tabs (RFC 6265 section 5.2); a value in double
+//! quotes is returned without them.
 
 use http::header::{self, HeaderMap, HeaderValue};
 
-/// Every `(name, value)` pair across all `Cookie` fields (HTTP/2 may send
-/// several), values without surrounding quotes.
-fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+fn trim(b: &[u8]) -> &[u8] {
+    let is_ws = |c: &u8| *c == b' ' || *c == b'\t';
+    let start = b.iter().position(|c| !is_ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !is_ws(c)).map_or(start, |i| i + 1);
+    &b[start..end]
+}
+
+/// Every `name=value` pair of every `Cookie` header, in order, trimmed.
+/// A pair without `=` has an empty name (RFC 6265 section 5.2 step 3).
+pub fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&[u8], &[u8])> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
         .filter_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            let v = v.trim();
-            Some((
-                k.trim(),
-                v.strip_prefix('"')
-                    .and_then(|v| v.strip_suffix('"'))
-                    .unwrap_or(v),
-            ))
+            let pair = trim(pair);
+            if pair.is_empty() {
+                return None;
+            }
+            Some(match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (trim(&pair[..i]), trim(&pair[i + 1..])),
+                None => (&pair[..0], pair),
+            })
         })
 }
 
-/// Every value of cookie `name`.
-pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
+fn unquote(v: &[u8]) -> &[u8] {
+    match v {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => v,
+    }
+}
+
+/// Values of cookie `name`, in order; values that are not UTF-8 are
+/// skipped (no cookie the gateway issues or reads is).
+pub fn values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     pairs(headers)
-        .filter(move |(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .filter(move |(k, _)| *k == name.as_bytes())
+        .filter_map(|(_, v)| std::str::from_utf8(unquote(v)).ok())
 }
 
 /// The first value of cookie `name`.
 pub fn value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    pairs(headers).find(|(k, _)| *k == name).map(|(_, v)| v)
+    pairs(headers)
+        .filter(|(k, _)| *k == name.as_bytes())
+        .find_map(|(_, v)| std::str::from_utf8(unquote(v)).ok())
 }
 
-/// Removes cookie `name`, keeping the others in one `Cookie` field (or
-/// none when nothing is left).
+/// Removes every cookie called `name`, leaving the others (bytes as they
+/// came) in one `Cookie` header, or none when nothing is left.
 pub fn remove(headers: &mut HeaderMap, name: &str) {
-    if value(headers, name).is_none() {
+    if !pairs(headers).any(|(k, _)| k == name.as_bytes()) {
         return;
     }
-    let kept: Vec<&str> = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|p| !p.is_empty() && p.split_once('=').is_none_or(|(k, _)| k.trim() != name))
-        .collect();
-    let joined = kept.join("; ");
+    let mut kept: Vec<u8> = Vec::new();
+    for v in headers.get_all(header::COOKIE) {
+        for pair in v.as_bytes().split(|&b| b == b';') {
+            let pair = trim(pair);
+            let key = pair
+                .iter()
+                .position(|&b| b == b'=')
+                .map_or(&pair[..0], |i| trim(&pair[..i]));
+            if pair.is_empty() || key == name.as_bytes() {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
+        }
+    }
     headers.remove(header::COOKIE);
-    if !joined.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&joined) {
+    if !kept.is_empty() {
+        // Made of bytes of valid header values, trimmed and joined.
+        if let Ok(v) = HeaderValue::from_bytes(&kept) {
             headers.insert(header::COOKIE, v);
         }
     }
@@ -63,24 +94,49 @@ pub fn remove(headers: &mut HeaderMap, name: &str) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn cookies_are_found_across_fields_and_removed() {
+    fn headers(values: &[&[u8]]) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.append(
-            header::COOKIE,
-            "a=1; gatehouse_session=abc; b=\"2\"".parse().unwrap(),
+        for v in values {
+            h.append(header::COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn values_are_found_across_headers_trimmed_and_unquoted() {
+        let h = headers(&[b"a=1; s = x ; q=\"y\"", b"s=z;;b"]);
+        assert_eq!(value(&h, "a"), Some("1"));
+        assert_eq!(values(&h, "s").collect::<Vec<_>>(), vec!["x", "z"]);
+        assert_eq!(value(&h, "q"), Some("y"));
+        assert_eq!(value(&h, "b"), None, "a bare value has no name");
+        assert_eq!(value(&h, ""), Some("b"));
+    }
+
+    #[test]
+    fn a_utf8_cookie_beside_ours_hides_nothing() {
+        let h = headers(&["name=José; sid=abc".as_bytes()]);
+        assert!(h.get(header::COOKIE).unwrap().to_str().is_err());
+        assert_eq!(value(&h, "sid"), Some("abc"));
+        assert_eq!(value(&h, "name"), Some("José"));
+        let mut h = h;
+        remove(&mut h, "sid");
+        assert_eq!(
+            h.get(header::COOKIE).unwrap().as_bytes(),
+            "name=José".as_bytes()
         );
-        h.append(header::COOKIE, "c=3".parse().unwrap());
-        assert_eq!(value(&h, "gatehouse_session"), Some("abc"));
-        assert_eq!(value(&h, "b"), Some("2"));
-        assert_eq!(value(&h, "c"), Some("3"));
-        assert_eq!(value(&h, "gatehouse"), None);
-        remove(&mut h, "gatehouse_session");
+    }
+
+    #[test]
+    fn remove_takes_every_spelling_of_the_name_and_keeps_the_rest() {
+        let mut h = headers(&[b"a=1; sid=x; sid =y", b" sid=z; b=2"]);
+        remove(&mut h, "sid");
+        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
         assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
-        assert_eq!(h[header::COOKIE], "a=1; b=\"2\"; c=3");
-        let mut only = HeaderMap::new();
-        only.insert(header::COOKIE, "x=1".parse().unwrap());
-        remove(&mut only, "x");
-        assert!(!only.contains_key(header::COOKIE));
+        let mut h = headers(&[b"sid=x"]);
+        remove(&mut h, "sid");
+        assert!(!h.contains_key(header::COOKIE));
+        let mut h = headers(&[b"a=1;  b=2"]);
+        remove(&mut h, "sid");
+        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1;  b=2", "untouched");
     }
 }

@@ -89,7 +89,10 @@ pub fn write_files(dir: &Path, port: u16, backends: &[SocketAddr]) -> std::io::R
     write_private(&key, ck.signing_key.serialize_pem().as_bytes())?;
     // Signs the demo's access tokens (P-256, PKCS#8).
     let token_key = rcgen::KeyPair::generate().map_err(std::io::Error::other)?;
-    write_private(&dir.join("demo-signing.pem"), token_key.serialize_pem().as_bytes())?;
+    write_private(
+        &dir.join("demo-signing.pem"),
+        token_key.serialize_pem().as_bytes(),
+    )?;
     let fp = crate::crypto::sha256(ck.cert.der());
     let fingerprint = fp
         .iter()

@@ -14,6 +14,12 @@ pub enum GatewayError {
     HeadersTooLarge,
     #[error("request body too large")]
     BodyTooLarge,
+    /// The client did not send its whole body in time.
+    #[error("request body timed out")]
+    RequestTimeout,
+    /// The client's body broke off or was malformed while being relayed.
+    #[error("request body incomplete")]
+    ClientBody,
     #[error("no route")]
     NoRoute,
     #[error("not found")]
@@ -58,6 +64,8 @@ impl GatewayError {
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::ClientBody => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Unauthenticated(Challenge::Login { .. }) => StatusCode::FOUND,
@@ -80,6 +88,8 @@ impl GatewayError {
             GatewayError::BadRequest(m) => m,
             GatewayError::HeadersTooLarge => "request header fields too large",
             GatewayError::BodyTooLarge => "request body too large",
+            GatewayError::RequestTimeout => "request body not received in time",
+            GatewayError::ClientBody => "request body incomplete or malformed",
             GatewayError::NoRoute | GatewayError::NotFound => "not found",
             GatewayError::MethodNotAllowed => "method not allowed",
             GatewayError::Unauthenticated(Challenge::InvalidToken(_)) => "invalid credentials",
@@ -106,6 +116,8 @@ mod tests {
             (GatewayError::BadRequest("x"), 400),
             (GatewayError::HeadersTooLarge, 431),
             (GatewayError::BodyTooLarge, 413),
+            (GatewayError::RequestTimeout, 408),
+            (GatewayError::ClientBody, 400),
             (GatewayError::NoRoute, 404),
             (GatewayError::NotFound, 404),
             (GatewayError::MethodNotAllowed, 405),

@@ -23,6 +23,8 @@ pub mod crypto;
 pub mod demo;
 pub mod error;
 pub mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gateway;
 pub mod login;
 pub mod metrics;

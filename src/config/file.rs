@@ -42,6 +42,7 @@ pub struct ServerFile {
     pub max_header_bytes: Option<String>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    pub request_body_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub max_connections: Option<usize>,
     pub worker_threads: Option<usize>,

@@ -40,6 +40,8 @@ pub const DEFAULT_ENDPOINT_PREFIX: &str = "/.gatehouse";
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deadline for a whole request body, from the end of its head.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How often `[server.tls]` files are checked for changes on disk.
 pub const DEFAULT_TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(30);
@@ -99,6 +101,9 @@ pub struct Server {
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Deadline for receiving a whole request body (408 past it); `None`
+    /// when configured as `0s`.
+    pub request_body_timeout: Option<Duration>,
     pub shutdown_grace: Duration,
     pub max_connections: usize,
     pub worker_threads: Option<usize>,
@@ -362,10 +367,37 @@ fn parse(text: &str) -> Result<file::FileConfig, Problem> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let line = inner.span().map(|s| locate::line_col(text, s.start));
+        let mut message = inner.message().trim().to_string();
+        if message.is_empty() {
+            // The parser says nothing for some characters (a control
+            // character in a comment): name it rather than print nothing.
+            message = match inner
+                .span()
+                .and_then(|s| text.get(s.start..)?.chars().next())
+            {
+                Some(c) => format!("unexpected character {:?} (U+{:04X})", c, c as u32),
+                None => "invalid TOML".to_string(),
+            };
+        }
         Problem {
             path: if path == "." { String::new() } else { path },
             line,
-            message: inner.message().trim().to_string(),
+            message,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `config` fuzz target: the TOML parser gives no message
+    /// for a control character in a comment.
+    #[test]
+    fn a_parse_error_always_says_something() {
+        let e = load_str("# comment\u{5}\n[server]\n", Path::new("/x/g.toml")).unwrap_err();
+        let p = &e.problems()[0];
+        assert_eq!(p.line, Some((1, 10)));
+        assert!(p.message.contains("U+0005"), "{}", p.message);
+    }
 }

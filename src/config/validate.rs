@@ -276,6 +276,12 @@ fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
         DEFAULT_HEADER_READ_TIMEOUT,
     );
     let idle_timeout = c.duration("server.idle_timeout", &s.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    let request_body_timeout = Some(c.duration(
+        "server.request_body_timeout",
+        &s.request_body_timeout,
+        DEFAULT_REQUEST_BODY_TIMEOUT,
+    ))
+    .filter(|d| !d.is_zero());
     let shutdown_grace = c.duration(
         "server.shutdown_grace",
         &s.shutdown_grace,
@@ -344,6 +350,7 @@ fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
         max_header_bytes,
         header_read_timeout,
         idle_timeout,
+        request_body_timeout,
         shutdown_grace,
         max_connections,
         worker_threads: s.worker_threads,

@@ -160,7 +160,12 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| percent_decode_form(v))
 }
 
-/// Decodes `application/x-www-form-urlencoded` text (`+` is a space).
+fn hex_digit(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space); a
+/// `%` not followed by two hex digits stays as it is.
 pub fn percent_decode_form(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -168,18 +173,15 @@ pub fn percent_decode_form(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
+            // Exactly two hex digits (`u8::from_str_radix` would also
+            // take a sign: `%+1`).
+            b'%' if i + 2 < b.len() => match (hex_digit(b[i + 1]), hex_digit(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -207,9 +209,16 @@ fn login_page(snap: &Snapshot, req: &Request<Incoming>) -> Result<Response<Body>
     Ok(render_login(snap, &rd, None, "", StatusCode::OK))
 }
 
-/// Reads a small request body, refusing more than `limit` bytes (413).
+/// Time a small body (a form, a token request, an admin call) has to
+/// arrive in full: at most 64 KiB, so a client that takes longer is
+/// holding the connection, not uploading.
+pub const SMALL_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads a small request body, refusing more than `limit` bytes (413) or
+/// one that takes longer than [`SMALL_BODY_TIMEOUT`] (408).
 pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
-    match Limited::new(body, limit).collect().await {
+    let read = tokio::time::timeout(SMALL_BODY_TIMEOUT, Limited::new(body, limit).collect());
+    match read.await.map_err(|_| GatewayError::RequestTimeout)? {
         Ok(c) => Ok(c.to_bytes()),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -514,5 +523,12 @@ mod tests {
         assert_eq!(f["empty"], "");
         assert_eq!(percent_decode_form("100%"), "100%");
         assert_eq!(percent_decode_form("%zz"), "%zz");
+        assert_eq!(
+            percent_decode_form("%+1%+F"),
+            "% 1% F",
+            "no signs: not \\x01 and \\x0f"
+        );
+        assert_eq!(percent_decode_form("%4"), "%4");
+        assert_eq!(percent_decode_form("%41%4a"), "AJ");
     }
 }

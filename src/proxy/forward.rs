@@ -1,7 +1,7 @@
 //! Sending a request to a backend: choose, connect or reuse, send, and
 //! retry only what never reached a backend.
 
-use crate::body::Body;
+use crate::body::{Body, BodyProgress, BodyState};
 use crate::error::GatewayError;
 use crate::upstream::pool::{self, ReturnToPool};
 use crate::upstream::select::Decision;
@@ -43,6 +43,10 @@ pub async fn forward(
     aff: &Affinity,
     mut req: Request<Body>,
 ) -> Result<Forwarded, GatewayError> {
+    let progress = match req.body() {
+        Body::Request(b) => Some(b.progress()),
+        _ => None,
+    };
     let mut tried = [usize::MAX; MAX_TRIED];
     let mut n_tried = 0;
     let mut retries_left = up.retries;
@@ -100,12 +104,19 @@ pub async fn forward(
             n_tried += 1;
             continue;
         };
-        match tokio::time::timeout(up.request_timeout, sender.try_send_request(req)).await {
-            Err(_) => {
+        let exchange = tokio::select! {
+            r = sender.try_send_request(req) => Some(r),
+            _ = response_clock(progress.as_deref(), up.request_timeout) => None,
+        };
+        match exchange {
+            None => {
+                if let Some(e) = client_fault(progress.as_deref()) {
+                    return Err(e);
+                }
                 backend.record_failure(&up.health);
                 return Err(GatewayError::BackendTimeout);
             }
-            Ok(Ok(response)) => {
+            Some(Ok(response)) => {
                 if response.status().is_server_error() {
                     backend.record_failure(&up.health);
                 } else {
@@ -123,17 +134,51 @@ pub async fn forward(
                     decision,
                 });
             }
-            Ok(Err(mut e)) => match e.take_message() {
+            Some(Err(mut e)) => match e.take_message() {
                 Some(unsent) if stale_left > 0 => {
                     // The connection died before our request went out.
                     stale_left -= 1;
                     req = unsent;
                 }
                 _ => {
+                    // A body the client broke off, sent malformed or too
+                    // slowly is no fault of the backend's: no passive
+                    // ejection for it, and the client hears what it did.
+                    if let Some(fault) = client_fault(progress.as_deref()) {
+                        return Err(fault);
+                    }
                     backend.record_failure(&up.health);
                     return Err(GatewayError::BackendFailed(e.into_error()));
                 }
             },
         }
+    }
+}
+
+/// Runs out when the backend has had `request_timeout` to answer, counted
+/// from the end of the request body: a large upload is not the backend's
+/// delay. A body still arriving at its deadline starts the count then, so
+/// a backend that stops reading cannot hold the request for ever.
+async fn response_clock(progress: Option<&BodyProgress>, request_timeout: std::time::Duration) {
+    if let Some(p) = progress {
+        match p.deadline {
+            Some(d) => {
+                tokio::select! {
+                    _ = p.ended() => {}
+                    _ = tokio::time::sleep_until(d) => {}
+                }
+            }
+            None => p.ended().await,
+        }
+    }
+    tokio::time::sleep(request_timeout).await;
+}
+
+/// The client's part in a failed exchange, if its body is to blame.
+fn client_fault(progress: Option<&BodyProgress>) -> Option<GatewayError> {
+    match progress?.state() {
+        BodyState::TimedOut => Some(GatewayError::RequestTimeout),
+        BodyState::Failed => Some(GatewayError::ClientBody),
+        BodyState::Receiving | BodyState::Complete => None,
     }
 }

@@ -23,11 +23,12 @@ fn matches_folded(name: &str, pattern: &str) -> bool {
     if n.len() < pat.len() || (!wildcard && n.len() != pat.len()) {
         return false;
     }
-    n.iter().zip(pat.as_bytes()).all(|(&a, &b)| {
-        // HeaderName is already lowercase.
-        let a = if a == b'_' { b'-' } else { a };
-        a == b
-    })
+    // HeaderName is already lowercase; `_` and `-` are the same on both
+    // sides (a configured identity header may itself use `_`).
+    let fold = |c: u8| if c == b'_' { b'-' } else { c };
+    n.iter()
+        .zip(pat.as_bytes())
+        .all(|(&a, &b)| fold(a) == fold(b))
 }
 
 fn folded_eq(name: &str, configured: &HeaderName) -> bool {
@@ -108,6 +109,64 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         for n in proxy {
             headers.remove(&n);
         }
+    }
+}
+
+/// Headers whose meaning belongs to HTTP framing or to the gateway.
+const MANAGED: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "x-request-id",
+    "x-gatehouse-rehomed",
+];
+
+/// Removes headers spelled with `_` that read as a framing or gateway
+/// header once `_` is taken for `-`, as some backends (CGI-style servers)
+/// do: a `Transfer_Encoding` or `Content_Length` the gateway ignores could
+/// frame the body differently there (request smuggling), and an
+/// `X_Forwarded_For` could stand in for the address the gateway sets.
+pub fn strip_lookalikes(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| k.as_str().contains('_')) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            let n = k.as_str();
+            n.contains('_')
+                && (MANAGED.iter().any(|m| matches_folded(n, m)) || matches_folded(n, "proxy-*"))
+        })
+        .cloned()
+        .collect();
+    for n in doomed {
+        headers.remove(&n);
+    }
+}
+
+/// The request's `Transfer-Encoding`, if any, is exactly `chunked`. The
+/// gateway relays bodies and applies no other coding, and `chunked`
+/// applied twice (`chunked, chunked`) is malformed (RFC 9112 section
+/// 6.1): a front end that read such a body another way would desync.
+pub fn transfer_coding_is_plain(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|c| c.trim_ascii());
+    match codings.next() {
+        None => true,
+        Some(c) => c.eq_ignore_ascii_case(b"chunked") && codings.next().is_none(),
     }
 }
 
@@ -212,6 +271,20 @@ mod tests {
     }
 
     #[test]
+    fn identity_headers_configured_with_underscores_are_stripped_in_both_spellings() {
+        let mut cfg = identity_cfg();
+        cfg.headers = vec![(HeaderName::from_static("x_remote_login"), "sub".into())];
+        cfg.strip = vec![];
+        let mut h = HeaderMap::new();
+        h.insert("x_remote_login", "root".parse().unwrap());
+        h.insert("x-remote-login", "root".parse().unwrap());
+        h.insert("x-remote-login-hint", "kept".parse().unwrap());
+        strip_identity(&mut h, &cfg);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["x-remote-login-hint"]);
+    }
+
+    #[test]
     fn hop_by_hop_headers_and_what_connection_names_are_removed() {
         let mut h = HeaderMap::new();
         h.insert("connection", "keep-alive, x-secret".parse().unwrap());
@@ -273,6 +346,48 @@ mod tests {
         join_cookies(&mut h);
         assert_eq!(h.get_all("cookie").iter().count(), 1);
         assert_eq!(h["cookie"], "a=1; b=2");
+    }
+
+    #[test]
+    fn underscore_lookalikes_of_managed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        for n in [
+            "transfer_encoding",
+            "content_length",
+            "x_forwarded_for",
+            "proxy_authorization",
+            "x_request_id",
+            "x_custom_header",
+            "content-length",
+        ] {
+            h.insert(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                "1".parse().unwrap(),
+            );
+        }
+        strip_lookalikes(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["content-length", "x_custom_header"]);
+    }
+
+    #[test]
+    fn only_a_single_chunked_transfer_coding_is_plain() {
+        let te = |vals: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in vals {
+                h.append(header::TRANSFER_ENCODING, v.parse().unwrap());
+            }
+            transfer_coding_is_plain(&h)
+        };
+        assert!(te(&[]));
+        assert!(te(&["chunked"]));
+        assert!(te(&["Chunked "]));
+        assert!(!te(&["chunked, chunked"]));
+        assert!(!te(&["chunked", "chunked"]));
+        assert!(!te(&["gzip, chunked"]));
+        assert!(!te(&["xchunked"]));
+        assert!(!te(&[""]));
     }
 
     #[test]

@@ -37,6 +37,8 @@ struct Ctx {
     backend: Option<Arc<crate::upstream::Backend>>,
     /// A session cookie to expire on the way out (it named no live session).
     expire_session_cookie: bool,
+    /// When the request head was in: the body deadline counts from here.
+    received: tokio::time::Instant,
 }
 
 /// Serves one request from a client connection. Never fails: every error
@@ -61,8 +63,10 @@ pub async fn handle(
         route: None,
         backend: None,
         expire_session_cookie: false,
+        received: tokio::time::Instant::now(),
     };
     let method = req.method().clone();
+    let http1 = req.version() <= Version::HTTP_11;
     let path_for_log = if snap.config.log.access_log {
         Some(req.uri().path().to_string())
     } else {
@@ -74,7 +78,15 @@ pub async fn handle(
             if e.status().is_server_error() {
                 tracing::warn!(request_id = ?ctx.request_id, error = %e, source = ?std::error::Error::source(&e), "request failed");
             }
-            respond::error(&e, &ctx.request_id, ctx.html)
+            let mut r = respond::error(&e, &ctx.request_id, ctx.html);
+            // After a malformed, oversized or timed-out request the rest
+            // of the connection cannot be trusted to be framed as we read
+            // it: HTTP/1 closes it once the answer is out.
+            if http1 && matches!(e.status().as_u16(), 400 | 408 | 413 | 431) {
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            r
         }
     };
     resp.headers_mut()
@@ -139,8 +151,19 @@ async fn handle_inner(
             "both Content-Length and Transfer-Encoding",
         ));
     }
-    if req.headers().get_all(header::HOST).iter().count() > 1 {
-        return Err(GatewayError::BadRequest("more than one Host header"));
+    if req.version() <= Version::HTTP_11 && !headers::transfer_coding_is_plain(req.headers()) {
+        return Err(GatewayError::BadRequest("unsupported Transfer-Encoding"));
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    if let Some(h) = hosts.next() {
+        if hosts.next().is_some() {
+            return Err(GatewayError::BadRequest("more than one Host header"));
+        }
+        // Not text: routing would see no host at all while the backend
+        // (which gets it as sent) may see one.
+        if h.to_str().is_err() {
+            return Err(GatewayError::BadRequest("malformed Host header"));
+        }
     }
 
     // 2. Normalise before anything looks at the path: routing and the
@@ -164,8 +187,14 @@ async fn handle_inner(
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("");
     let host = route::host_without_port(host_value);
-    let (route_idx, route) =
-        route::lookup(&snap.config.routes, host, &path).ok_or(GatewayError::NoRoute)?;
+    let found = route::lookup(&snap.config.routes, host, &path);
+    // A backend that decodes `%2F`, folds case or drops `;params` could
+    // read this request as another route's path than the one matched:
+    // refused, so no route's rules can be side-stepped that way.
+    if route::is_ambiguous(&snap.config.routes, host, &path, found.map(|(i, _)| i)) {
+        return Err(GatewayError::BadRequest("ambiguous path"));
+    }
+    let (route_idx, route) = found.ok_or(GatewayError::NoRoute)?;
     ctx.route = Some(route_idx);
     let forward_path = if route.strip_prefix {
         route::strip_prefix(&route.path_prefix, &path).into_owned()
@@ -257,7 +286,15 @@ async fn handle_inner(
         .headers
         .get(&headers::X_FORWARDED_PROTO)
         .is_some_and(|v| v == "https");
-    let outbound = Request::from_parts(parts, Body::Incoming(body));
+    let body_deadline = snap
+        .config
+        .server
+        .request_body_timeout
+        .map(|t| ctx.received + t);
+    let outbound = Request::from_parts(
+        parts,
+        Body::Request(crate::body::RequestBody::new(body, body_deadline)),
+    );
 
     let fwd = forward::forward(upstream, &set, &affinity, outbound).await?;
     ctx.backend = Some(fwd.backend.clone());
@@ -378,6 +415,7 @@ fn rewrite_request(
     }
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers, websocket);
+    headers::strip_lookalikes(&mut parts.headers);
     // Only the gateway says whether a client was moved (forward sets it).
     parts.headers.remove(&sticky::X_GATEHOUSE_REHOMED);
     let host = parts.headers.get(header::HOST).cloned();

@@ -163,6 +163,114 @@ pub fn lookup<'r>(routes: &'r [Route], host: &str, path: &str) -> Option<(usize,
         .find(|(_, r)| host_matches(&r.host, host) && prefix_matches(&r.path_prefix, path))
 }
 
+/// Rounds of %-decoding a lenient reader is assumed to apply (some
+/// frameworks decode twice: `%252e` -> `%2e` -> `.`).
+const LENIENT_DECODE_ROUNDS: usize = 3;
+
+/// The (normalised) path as a lenient backend might read it, when that
+/// could differ from the text: every %-escape decoded (up to
+/// [`LENIENT_DECODE_ROUNDS`] times), `\` read as `/`, `;params` dropped
+/// from each segment (Servlet containers), ASCII case folded (Windows
+/// servers), then dot segments resolved and `//` collapsed. `None` when
+/// the path has nothing that such a reader would treat differently.
+pub fn lenient_path(path: &str) -> Option<Vec<u8>> {
+    if !path
+        .bytes()
+        .any(|b| matches!(b, b'%' | b'\\' | b';' | b'A'..=b'Z'))
+    {
+        return None;
+    }
+    let mut bytes = path.as_bytes().to_vec();
+    for _ in 0..LENIENT_DECODE_ROUNDS {
+        if !bytes.contains(&b'%') {
+            break;
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        let mut changed = false;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                if let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).and_then(|&b| hex_val(b)),
+                    bytes.get(i + 2).and_then(|&b| hex_val(b)),
+                ) {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    changed = true;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        bytes = out;
+        if !changed {
+            break;
+        }
+    }
+    let mut segs: Vec<Vec<u8>> = Vec::new();
+    let mut trailing = false;
+    for seg in bytes.split(|&b| b == b'/' || b == b'\\') {
+        let seg = seg.split(|&b| b == b';').next().unwrap_or_default();
+        trailing = matches!(seg, b"" | b"." | b"..");
+        match seg {
+            b"" | b"." => {}
+            b".." => {
+                segs.pop();
+            }
+            s => segs.push(s.to_ascii_lowercase()),
+        }
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    for s in &segs {
+        out.push(b'/');
+        out.extend_from_slice(s);
+    }
+    if segs.is_empty() || trailing {
+        out.push(b'/');
+    }
+    Some(out)
+}
+
+/// [`prefix_matches`] on bytes, ASCII case-insensitively.
+fn prefix_matches_folded(prefix: &str, path: &[u8]) -> bool {
+    let p = prefix.as_bytes();
+    if p == b"/" {
+        return true;
+    }
+    if path.len() < p.len() || !path[..p.len()].eq_ignore_ascii_case(p) {
+        return false;
+    }
+    p.ends_with(b"/") || matches!(path.get(p.len()), None | Some(b'/'))
+}
+
+/// True when a lenient reader of this request (see [`lenient_path`]; a
+/// host with a trailing dot is the same host) would pick another route
+/// than `matched`, the route the request matched as written. Forwarding
+/// such a request could let a backend serve a protected route's path
+/// under an open route's rules (`/ADMIN`, `/public/..%2Fadmin`,
+/// `/admin;x/`, `/public\..\admin`), so the gateway refuses it (400).
+pub fn is_ambiguous(routes: &[Route], host: &str, path: &str, matched: Option<usize>) -> bool {
+    let folded_host = host.strip_suffix('.').filter(|h| !h.is_empty());
+    let lenient = lenient_path(path);
+    // A prefix written in mixed case (`/Api`) is reachable in lower case
+    // (`/api`) at a case-insensitive backend, whatever the path.
+    if folded_host.is_none()
+        && lenient.is_none()
+        && !routes
+            .iter()
+            .any(|r| r.path_prefix.bytes().any(|b| b.is_ascii_uppercase()))
+    {
+        return false;
+    }
+    let host = folded_host.unwrap_or(host);
+    let path = lenient.as_deref().unwrap_or(path.as_bytes());
+    let other = routes
+        .iter()
+        .position(|r| host_matches(&r.host, host) && prefix_matches_folded(&r.path_prefix, path));
+    other != matched
+}
+
 /// The path to forward when the route strips its prefix.
 pub fn strip_prefix<'p>(prefix: &str, path: &'p str) -> Cow<'p, str> {
     if prefix == "/" {
@@ -269,6 +377,96 @@ mod tests {
         assert_eq!(host_without_port("a.example.com"), "a.example.com");
         assert_eq!(host_without_port("[::1]:8443"), "::1");
         assert_eq!(host_without_port("127.0.0.1:80"), "127.0.0.1");
+    }
+
+    fn route(host: HostMatch, prefix: &str) -> Route {
+        Route {
+            name: prefix.into(),
+            host,
+            path_prefix: prefix.into(),
+            upstream: 0,
+            auth: crate::config::AuthMode::None,
+            methods: vec![],
+            on_unauthenticated: crate::config::OnUnauthenticated::Auto,
+            strip_prefix: false,
+            websocket: false,
+            require: Default::default(),
+        }
+    }
+
+    fn lenient(p: &str) -> Option<String> {
+        lenient_path(p).map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    #[test]
+    fn the_lenient_view_decodes_splits_drops_params_and_folds_case() {
+        assert_eq!(lenient("/plain/path"), None, "nothing to read differently");
+        assert_eq!(lenient("/public/..%2Fadmin").as_deref(), Some("/admin"));
+        assert_eq!(lenient("/public/..%5Cadmin").as_deref(), Some("/admin"));
+        assert_eq!(lenient("/public\\..\\admin").as_deref(), Some("/admin"));
+        assert_eq!(lenient("/public/..;/admin").as_deref(), Some("/admin"));
+        assert_eq!(
+            lenient("/admin;jsessionid=x/y").as_deref(),
+            Some("/admin/y")
+        );
+        assert_eq!(lenient("/ADMIN/X").as_deref(), Some("/admin/x"));
+        assert_eq!(
+            lenient("/public/%252e%252e/admin").as_deref(),
+            Some("/admin")
+        );
+        assert_eq!(lenient("/a%2F").as_deref(), Some("/a/"));
+        assert_eq!(lenient("/a%2Fb%2F..").as_deref(), Some("/a/"));
+    }
+
+    #[test]
+    fn a_path_a_lenient_backend_reads_as_another_route_is_ambiguous() {
+        let routes = vec![
+            route(HostMatch::Exact("admin.example.com".into()), "/"),
+            route(HostMatch::Any, "/admin"),
+            route(HostMatch::Any, "/files"),
+            route(HostMatch::Any, "/"),
+        ];
+        let check = |host: &str, path: &str| {
+            let path = normalize_path(path).unwrap();
+            let matched = lookup(&routes, host, &path).map(|(i, _)| i);
+            is_ambiguous(&routes, host, &path, matched)
+        };
+        for p in [
+            "/ADMIN",
+            "/Admin/x",
+            "/x/..%2Fadmin",
+            "/x/..%2fadmin/y",
+            "/x\\..\\admin",
+            "/admin;a=b/x",
+            "/x/..;/admin",
+            "/admin%2Fsecret",
+            "/%2561dmin",
+            "/admin/%2E%2E%2Fx",
+        ] {
+            assert!(check("h", p), "{p} should be ambiguous");
+        }
+        for p in [
+            "/admin/x",
+            "/Administration",
+            "/files/a%2Fb",
+            "/files/A%2F..%2Fb",
+            "/x/y%2Fz",
+            "/x;y",
+            "/Static/App.css",
+        ] {
+            assert!(!check("h", p), "{p} should not be ambiguous");
+        }
+        assert!(check("admin.example.com.", "/"), "trailing dot host");
+        // A mixed-case prefix, asked for in lower case (no upper case in
+        // the path at all): found with the `path_route` fuzz target's oracle.
+        let routes = vec![route(HostMatch::Any, "/Api"), route(HostMatch::Any, "/")];
+        let path = "/api/x";
+        let matched = lookup(&routes, "h", path).map(|(i, _)| i);
+        assert_eq!(matched, Some(1));
+        assert!(is_ambiguous(&routes, "h", path, matched));
+        assert!(!is_ambiguous(&routes, "h", "/Api/x", Some(0)));
+        assert!(!check("admin.example.com", "/x"));
+        assert!(!check("other.example.com.", "/x"));
     }
 
     #[test]

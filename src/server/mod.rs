@@ -5,7 +5,7 @@
 //! binary and the tests run exactly the same code on real sockets.
 
 pub mod admin;
-mod framing;
+pub(crate) mod framing;
 pub mod tls;
 
 use crate::gateway::{BoundAddrs, Gateway};
@@ -16,7 +16,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -298,17 +298,38 @@ async fn serve_http<IO>(
         framing,
     };
     let builder = http_builder(limits);
-    let service = service_fn(move |req| crate::proxy::handle(gw.clone(), info.clone(), req));
+    let info_peer = info.peer;
+    let seen = activity.clone();
+    let service = service_fn(move |req| {
+        seen.request_started();
+        crate::proxy::handle(gw.clone(), info.clone(), req)
+    });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut closing = *shutdown.borrow();
     if closing {
         conn.as_mut().graceful_shutdown();
     }
+    // hyper's HTTP/1 header deadline starts with the first byte of a head;
+    // before it, the sniffing between HTTP/1.1 and HTTP/2 waits without
+    // one, and HTTP/2 has none. A client that connects and says nothing
+    // (or half an HTTP/2 preface) would hold its connection slot until
+    // the idle timeout. So the first request must have arrived within
+    // header_read_timeout of the connection's start.
+    let first_request_deadline = tokio::time::Instant::now() + limits.header_read_timeout;
     loop {
         let idle_deadline = activity.last() + limits.idle_timeout;
         tokio::select! {
             _ = conn.as_mut() => break,
+            _ = tokio::time::sleep_until(first_request_deadline), if !activity.has_request() => {
+                if !activity.has_request() {
+                    // Nothing in flight to finish: close at once (an
+                    // HTTP/2 goodbye would wait on a client that says
+                    // nothing).
+                    tracing::debug!(peer = %info_peer, "no request within the header deadline");
+                    break;
+                }
+            }
             r = shutdown.changed(), if !closing => {
                 if r.is_err() || *shutdown.borrow() {
                     // HTTP/1: finish the current request, then close.
@@ -327,10 +348,11 @@ async fn serve_http<IO>(
     }
 }
 
-/// When a connection last moved a byte.
+/// When a connection last moved a byte, and whether a request came in.
 struct Activity {
     epoch: Instant,
     last_ms: AtomicU64,
+    request: AtomicBool,
 }
 
 impl Activity {
@@ -338,7 +360,16 @@ impl Activity {
         Activity {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
+            request: AtomicBool::new(false),
         }
+    }
+
+    fn request_started(&self) {
+        self.request.store(true, Relaxed);
+    }
+
+    fn has_request(&self) -> bool {
+        self.request.load(Relaxed)
     }
 
     fn touch(&self) {

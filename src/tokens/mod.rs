@@ -352,7 +352,7 @@ async fn token(
     let login = snap.config.login.as_ref().ok_or(GatewayError::NotFound)?;
     let (fields, _) = match login::read_fields(req).await {
         Ok(f) => f,
-        Err(GatewayError::BodyTooLarge) => return Err(GatewayError::BodyTooLarge),
+        Err(e @ (GatewayError::BodyTooLarge | GatewayError::RequestTimeout)) => return Err(e),
         Err(_) => {
             return Ok(oauth_error(
                 StatusCode::BAD_REQUEST,

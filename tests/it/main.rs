@@ -5,6 +5,7 @@
 mod support;
 
 mod admin;
+mod adversarial;
 mod binary;
 mod browser;
 mod config;

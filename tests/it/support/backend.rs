@@ -170,7 +170,9 @@ async fn serve(
         let mut len = 0usize;
         let mut hasher = Sha256Stream::default();
         while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame.unwrap().into_data() {
+            // A body the gateway broke off (the client went away): done.
+            let Ok(frame) = frame else { break };
+            if let Ok(data) = frame.into_data() {
                 len += data.len();
                 hasher.update(&data);
             }

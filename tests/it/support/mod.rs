@@ -8,6 +8,8 @@ pub mod backend;
 pub mod client;
 pub mod dns;
 pub mod pki;
+pub mod process;
+pub mod raw_backend;
 pub mod redis;
 
 use gatehouse::Running;
