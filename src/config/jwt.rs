@@ -467,28 +467,7 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
         }
     }
 
-    let mut claims_map: Vec<(String, String)> = DEFAULT_JWT_CLAIMS_MAP
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    for (field, path) in j.claims_map.iter().flatten() {
-        let at = format!("{p}.claims_map.\"{field}\"");
-        if field == "sub" || field == "method" {
-            c.err(
-                at,
-                format!("`{field}` is set by the gateway (sub is always the token's `sub`)"),
-            );
-            continue;
-        }
-        if field.is_empty() || path.is_empty() {
-            c.err(at, "field and claim must not be empty");
-            continue;
-        }
-        match claims_map.iter_mut().find(|(f, _)| f == field) {
-            Some(entry) => entry.1 = path.clone(),
-            None => claims_map.push((field.clone(), path.clone())),
-        }
-    }
+    let claims_map = claims_map(c, p, j.claims_map.as_ref());
 
     let keys = keys?;
     if c.problems.len() > before {
@@ -581,3 +560,36 @@ fn remote(
 #[cfg(test)]
 #[path = "jwt_tests.rs"]
 mod tests;
+
+/// `claims_map` (identity field -> claim name or dotted path) over the
+/// defaults, for `[[jwt]]` and `[[oidc]]` alike; `sub` and `method` are the
+/// gateway's own and cannot be remapped.
+pub(super) fn claims_map(
+    c: &mut Check<'_>,
+    p: &str,
+    given: Option<&std::collections::BTreeMap<String, String>>,
+) -> Vec<(String, String)> {
+    let mut claims_map: Vec<(String, String)> = DEFAULT_JWT_CLAIMS_MAP
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (field, path) in given.into_iter().flatten() {
+        let at = format!("{p}.claims_map.\"{field}\"");
+        if field == "sub" || field == "method" {
+            c.err(
+                at,
+                format!("`{field}` is set by the gateway (sub is always the token's `sub`)"),
+            );
+            continue;
+        }
+        if field.is_empty() || path.is_empty() {
+            c.err(at, "field and claim must not be empty");
+            continue;
+        }
+        match claims_map.iter_mut().find(|(f, _)| f == field) {
+            Some(entry) => entry.1 = path.clone(),
+            None => claims_map.push((field.clone(), path.clone())),
+        }
+    }
+    claims_map
+}

@@ -8,7 +8,7 @@
 
 use super::Check;
 use crate::config::file::OidcFile;
-use crate::config::validate::jwt::{parse_jwks_url, JwksUrl, DEFAULT_JWT_CLAIMS_MAP};
+use crate::config::validate::jwt::{parse_jwks_url, JwksUrl};
 use crate::config::Secret;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -164,28 +164,7 @@ fn one(c: &mut Check<'_>, p: &str, o: &OidcFile) -> Option<OidcProvider> {
         }
     }
 
-    let mut claims_map: Vec<(String, String)> = DEFAULT_JWT_CLAIMS_MAP
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    for (field, path) in o.claims_map.iter().flatten() {
-        let at = format!("{p}.claims_map.\"{field}\"");
-        if field == "sub" || field == "method" {
-            c.err(
-                at,
-                format!("`{field}` is set by the gateway (sub is always the ID token's `sub`)"),
-            );
-            continue;
-        }
-        if field.is_empty() || path.is_empty() {
-            c.err(at, "field and claim must not be empty");
-            continue;
-        }
-        match claims_map.iter_mut().find(|(f, _)| f == field) {
-            Some(entry) => entry.1 = path.clone(),
-            None => claims_map.push((field.clone(), path.clone())),
-        }
-    }
+    let claims_map = super::jwt::claims_map(c, p, o.claims_map.as_ref());
 
     if let Some(r) = &o.redirect_url {
         redirect_url(c, p, r);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::DEFAULT_JWT_CLAIMS_MAP;
 use crate::config::{load_str, Config, ConfigError};
 
 fn base() -> String {
