@@ -7,13 +7,11 @@ use crate::metrics::escape;
 use crate::proxy::respond::json;
 use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -21,24 +19,13 @@ pub(crate) async fn serve(
     gw: Arc<Gateway>,
     stream: TcpStream,
     _peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let service = hyper::service::service_fn(move |req| {
         let gw = gw.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(&gw, req).await) }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
+    super::serve_http1(stream, service, shutdown).await;
 }
 
 fn error(status: StatusCode, msg: &str) -> Response<Body> {

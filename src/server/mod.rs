@@ -451,7 +451,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
 
 /// The plain-HTTP listener that sends everyone to https (SPEC 11):
 /// `308` to `https://<host><:port unless 443><path and query>`.
-async fn serve_redirect(gw: Arc<Gateway>, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+async fn serve_redirect(gw: Arc<Gateway>, stream: TcpStream, shutdown: watch::Receiver<bool>) {
     let port = gw.bound.get().map_or(443, |b| b.listen.port());
     let service = service_fn(
         move |req: http::Request<hyper::body::Incoming>| async move {
@@ -494,6 +494,24 @@ async fn serve_redirect(gw: Arc<Gateway>, stream: TcpStream, mut shutdown: watch
             Ok::<_, std::convert::Infallible>(resp)
         },
     );
+    serve_http1(stream, service, shutdown).await;
+}
+
+/// One plain HTTP/1.1 connection of a side listener (admin, redirect),
+/// served until it ends or shutdown begins (then the current request
+/// finishes).
+pub(crate) async fn serve_http1<S>(
+    stream: TcpStream,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<crate::body::Body>,
+    >,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
