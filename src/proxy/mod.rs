@@ -241,7 +241,7 @@ async fn handle_inner(
         .as_ref()
         .and_then(|r| r.backends.get(&upstream.name))
         .map(String::as_str);
-    let affinity = sticky::read(
+    let mut affinity = sticky::read(
         upstream,
         &set,
         &parts,
@@ -249,6 +249,15 @@ async fn handle_inner(
         client_ip,
         pinned,
     );
+    // Learn mode across replicas: an app cookie another replica learned.
+    if let (Some(value), crate::session::Store::Redis(r)) = (
+        sticky::learn_miss(upstream, &parts, &affinity),
+        &gw.sessions,
+    ) {
+        if let Some(addr) = r.learned_get(&upstream.name, value).await {
+            affinity.pin_learned(upstream, &set, &addr);
+        }
+    }
     if let Some(crate::config::Sticky {
         mode: crate::config::StickyMode::Cookie { cookie_name },
         ..
@@ -314,6 +323,13 @@ async fn handle_inner(
         response.headers(),
         secure,
     );
+    if let (crate::session::Store::Redis(r), Some(sticky)) = (&gw.sessions, &upstream.sticky) {
+        for (value, addr) in affinity_out.learned.iter().cloned() {
+            // Off the request path: other replicas learn it a moment later.
+            let (r, name, ttl) = (r.clone(), upstream.name.clone(), sticky.ttl);
+            tokio::spawn(async move { r.learned_put(&name, &value, &addr, ttl).await });
+        }
+    }
     if let (Some(backend), Some(key)) = (&affinity_out.record, session_key) {
         if let Err(e) = gw.sessions.pin_backend(key, &upstream.name, backend).await {
             tracing::warn!(error = %e, "could not record the sticky backend in the session");

@@ -108,6 +108,39 @@ impl RedisStore {
         self.conn.get().cloned().ok_or(StoreError::Unavailable)
     }
 
+    fn learned_key(&self, upstream: &str, value: &str) -> String {
+        format!(
+            "{}learn:{upstream}:{}",
+            self.prefix,
+            crate::crypto::hex(&crate::crypto::sha256(value.as_bytes()))
+        )
+    }
+
+    /// Sticky learn mode: which backend (`host:port`) issued app cookie
+    /// `value`, as any replica learned it. Errors read as "unknown".
+    pub async fn learned_get(&self, upstream: &str, value: &str) -> Option<String> {
+        let mut p = redis::pipe();
+        p.cmd("GET").arg(self.learned_key(upstream, value));
+        self.run::<(Option<String>,)>(&p)
+            .await
+            .ok()
+            .and_then(|(v,)| v)
+    }
+
+    /// Records a learned app cookie value for every replica, for `ttl`.
+    pub async fn learned_put(&self, upstream: &str, value: &str, backend: &str, ttl: Duration) {
+        let mut p = redis::pipe();
+        p.cmd("SET")
+            .arg(self.learned_key(upstream, value))
+            .arg(backend)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .ignore();
+        if let Err(e) = self.run::<()>(&p).await {
+            tracing::debug!(error = %e, "could not share a learned sticky mapping");
+        }
+    }
+
     /// Where session deletions announced by other replicas are recorded.
     pub fn set_ended(&self, ended: Arc<super::Ended>) {
         let _ = self.ended.set(ended);

@@ -33,10 +33,10 @@
 //! upstream and its sticky mode keeps the table, so learned mappings and
 //! counts survive it.
 //!
-//! Not here yet, by design of the hooks:
-//! - Learned mappings are per process. Sharing them through Redis (SPEC 10)
-//!   belongs to the Redis store: write through in [`Clients::touch`] for
-//!   learn mode, read through on a miss in [`read`].
+//! Shared with the rest of the gateway:
+//! - Learned mappings, with the Redis store: [`Outcome::learned`] is written
+//!   through to Redis by the proxy, and a local miss ([`learn_miss`]) reads
+//!   through once ([`Affinity::pin_learned`]).
 //! - Identity mode with a server-side session: the session layer passes the
 //!   backend recorded in the session as `session_pin` to [`read`], and
 //!   stores [`Outcome::record`] back into the session after the response.
@@ -542,6 +542,37 @@ pub fn read(
     }
 }
 
+/// Learn mode, a local miss: the request carries an app cookie this
+/// process has not seen (it was learned by another replica). The caller may
+/// look the value up in the shared store and [`Affinity::pin_learned`] it.
+pub fn learn_miss<'h>(
+    up: &Upstream,
+    parts: &'h http::request::Parts,
+    aff: &Affinity,
+) -> Option<&'h str> {
+    // `value` (not `values`): the cookie name borrows from `up`, the value from `parts`.
+    match &up.sticky.as_ref()?.mode {
+        StickyMode::Learn { app_cookie } if aff.pin == Pin::None => {
+            crate::cookies::value(&parts.headers, app_cookie)
+        }
+        _ => None,
+    }
+}
+
+impl Affinity {
+    /// Pins to the backend another replica learned (`host:port`), when it
+    /// is still a member; this process remembers it from now on.
+    pub fn pin_learned(&mut self, up: &Upstream, set: &BackendSet, addr: &str) {
+        let Some(i) = set.backends.iter().position(|b| b.addr == addr) else {
+            return;
+        };
+        self.pin = Pin::Member(i);
+        if let (Some(clients), Some(c)) = (up.clients.as_ref(), self.client) {
+            clients.touch(c, set.backends[i].id);
+        }
+    }
+}
+
 /// What to do after a sticky request was answered.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -550,6 +581,9 @@ pub struct Outcome {
     /// Identity mode: the backend (`host:port`) to record in the caller's
     /// server-side session, when it differs from the session's.
     pub record: Option<String>,
+    /// Learn mode: app cookie values now issued by a backend, `(value,
+    /// host:port)`, for the shared store.
+    pub learned: Vec<(String, String)>,
 }
 
 /// Records where the request went, once its backend answered: re-pins
@@ -611,7 +645,10 @@ pub fn write(
             for v in response.get_all(header::SET_COOKIE) {
                 let Ok(v) = v.to_str() else { continue };
                 match set_cookie_of(v, app_cookie) {
-                    Some(Some(value)) => clients.touch(clients.key(value.as_bytes()), backend.id),
+                    Some(Some(value)) => {
+                        clients.touch(clients.key(value.as_bytes()), backend.id);
+                        out.learned.push((value.to_string(), backend.addr.clone()));
+                    }
                     Some(None) => {
                         if let Some(c) = aff.client {
                             clients.forget(c);

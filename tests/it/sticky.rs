@@ -747,3 +747,50 @@ fn demo_backends_are_cookie_sticky() {
         gatehouse::config::StickyMode::Cookie { .. }
     ));
 }
+
+#[tokio::test]
+async fn learned_app_cookies_are_shared_between_replicas_through_redis() {
+    let Some(redis) = crate::support::redis::RedisServer::start("learned_app_cookies_are_shared")
+    else {
+        return;
+    };
+    let x = Backend::start("x").await;
+    let y = Backend::start("y").await;
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess_log = false\n\
+         [sessions]\nstore = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"learn-test:\"\n\
+         [[upstreams]]\nname = \"app\"\nbackends = [\"{}\", \"{}\"]\n  [upstreams.sticky]\n  mode = \"learn\"\n  app_cookie = \"JSESSIONID\"\n\
+         [[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n",
+        redis.url(),
+        x.addr,
+        y.addr
+    );
+    let a = Gw::start(&cfg).await;
+    let b = Gw::start(&cfg).await;
+    // The app issues JSESSIONID=s1 through replica A.
+    let r = a.plain().get("/setcookie/JSESSIONID=s1").await;
+    let issuer = r.header("x-backend").unwrap().to_string();
+    // Replica B never saw that response, yet sends the session home.
+    let mut homed = false;
+    for _ in 0..50 {
+        let r = b
+            .plain()
+            .get_with("/x", &[("cookie", "JSESSIONID=s1")])
+            .await;
+        if r.header("x-backend") == Some(issuer.as_str()) {
+            homed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(homed, "B did not learn where JSESSIONID=s1 lives");
+    for _ in 0..10 {
+        let r = b
+            .plain()
+            .get_with("/x", &[("cookie", "JSESSIONID=s1")])
+            .await;
+        assert_eq!(r.header("x-backend"), Some(issuer.as_str()));
+    }
+    a.stop().await;
+    b.stop().await;
+}
