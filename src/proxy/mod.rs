@@ -324,7 +324,7 @@ async fn handle_inner(
         secure,
     );
     if let (crate::session::Store::Redis(r), Some(sticky)) = (&gw.sessions, &upstream.sticky) {
-        for (value, addr) in affinity_out.learned.iter().cloned() {
+        for (value, addr) in affinity_out.learned {
             // Off the request path: other replicas learn it a moment later.
             let (r, name, ttl) = (r.clone(), upstream.name.clone(), sticky.ttl);
             tokio::spawn(async move { r.learned_put(&name, &value, &addr, ttl).await });
