@@ -8,6 +8,7 @@ mod admin;
 mod adversarial;
 mod binary;
 mod browser;
+mod bypass;
 mod config;
 mod jwt;
 mod proxy;
