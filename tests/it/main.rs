@@ -10,6 +10,7 @@ mod binary;
 mod browser;
 mod bypass;
 mod config;
+mod faults;
 mod jwt;
 mod proxy;
 mod sessions;
