@@ -30,10 +30,14 @@ const MAX_TRIED: usize = 8;
 
 /// Forwards `req` to a backend of `set` (the upstream's backends, loaded
 /// once for this request), honouring the request's affinity `aff`. A
-/// request is retried (up to `retries` times, on other backends) only when
-/// it was never sent: connect refused or timed out, or a pooled connection
-/// found closed before the request went out. Anything that may have
-/// reached a backend is not retried, since it may not be idempotent.
+/// request is retried (up to `retries` times, on other backends) when it
+/// was never sent: connect refused or timed out, or a pooled connection
+/// found closed before the request went out. A request that may have
+/// reached a backend is retried only when it is idempotent (RFC 9110
+/// section 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE), had no body,
+/// and its connection was lost before any response came: RFC 9110 allows
+/// that, and it is what keeps a backend that dies mid-request from
+/// failing the reads in flight. A timeout is never retried.
 ///
 /// A sticky client sent to another backend than its own (its backend is
 /// down, gone, or refused the connection) carries `X-Gatehouse-Rehomed: 1`.
@@ -54,8 +58,13 @@ pub async fn forward(
     // that closes everything cannot loop us.
     let mut stale_left = 3;
     let mut last_connect_error = None;
+    let mut last_lost: Option<hyper::Error> = None;
+    let replayable = is_idempotent(req.method()) && http_body::Body::is_end_stream(req.body());
     loop {
         let Some(decision) = up.choose(set, aff, &tried[..n_tried]) else {
+            if let Some(e) = last_lost {
+                return Err(GatewayError::BackendFailed(e));
+            }
             return Err(match last_connect_error {
                 Some(e) => GatewayError::BackendConnect(e),
                 None => GatewayError::NoHealthyBackend,
@@ -104,6 +113,15 @@ pub async fn forward(
             n_tried += 1;
             continue;
         };
+        // What is needed to send it again, when that may be allowed.
+        let replay = (replayable && retries_left > 0 && n_tried < MAX_TRIED).then(|| {
+            (
+                req.method().clone(),
+                req.uri().clone(),
+                req.version(),
+                req.headers().clone(),
+            )
+        });
         let exchange = tokio::select! {
             r = sender.try_send_request(req) => Some(r),
             _ = response_clock(progress.as_deref(), up.request_timeout) => None,
@@ -148,7 +166,23 @@ pub async fn forward(
                         return Err(fault);
                     }
                     backend.record_failure(&up.health);
-                    return Err(GatewayError::BackendFailed(e.into_error()));
+                    let e = e.into_error();
+                    match replay {
+                        Some((method, uri, version, headers)) if connection_lost(&e) => {
+                            tracing::debug!(backend = %backend.addr, error = %e, "connection lost; retrying an idempotent request");
+                            let mut again = Request::new(Body::Empty);
+                            *again.method_mut() = method;
+                            *again.uri_mut() = uri;
+                            *again.version_mut() = version;
+                            *again.headers_mut() = headers;
+                            req = again;
+                            retries_left -= 1;
+                            tried[n_tried] = i;
+                            n_tried += 1;
+                            last_lost = Some(e);
+                        }
+                        _ => return Err(GatewayError::BackendFailed(e)),
+                    }
                 }
             },
         }
@@ -181,4 +215,27 @@ fn client_fault(progress: Option<&BodyProgress>) -> Option<GatewayError> {
         BodyState::Failed => Some(GatewayError::ClientBody),
         BodyState::Receiving | BodyState::Complete => None,
     }
+}
+
+/// RFC 9110 section 9.2.2.
+fn is_idempotent(m: &http::Method) -> bool {
+    matches!(
+        *m,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::TRACE
+            | http::Method::PUT
+            | http::Method::DELETE
+    )
+}
+
+/// The connection broke (closed, reset) rather than the backend answering
+/// something unreadable.
+fn connection_lost(e: &hyper::Error) -> bool {
+    e.is_incomplete_message()
+        || e.is_closed()
+        || e.is_canceled()
+        || e.is_body_write_aborted()
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }

@@ -234,6 +234,32 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// Removes a backend's `Set-Cookie` for any of the gateway's own cookie
+/// `names` (its session cookie, its affinity cookie): those cookies mean
+/// what the gateway says. A backend (or a header injection in an app)
+/// setting the session cookie could otherwise plant a session of its
+/// choosing in the browser (session fixation), or log users out.
+pub fn drop_own_set_cookies(headers: &mut HeaderMap, names: &[Option<&str>]) {
+    let own = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        let name = b.split(|&c| c == b'=').next().unwrap_or(b).trim_ascii();
+        names.iter().flatten().any(|n| n.as_bytes() == name)
+    };
+    if !headers.get_all(header::SET_COOKIE).iter().any(own) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !own(v))
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for v in kept {
+        headers.append(header::SET_COOKIE, v);
+    }
+}
+
 /// A header value is safe to forward: no CR, LF or NUL (SPEC 6).
 pub fn is_safe_value(v: &str) -> bool {
     !v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
@@ -388,6 +414,26 @@ mod tests {
         assert!(!te(&["gzip, chunked"]));
         assert!(!te(&["xchunked"]));
         assert!(!te(&[""]));
+    }
+
+    #[test]
+    fn backends_cannot_set_the_gateways_cookies() {
+        let mut h = HeaderMap::new();
+        for v in [
+            "gatehouse_session=planted; Path=/",
+            "app=1; Path=/",
+            " aff =x",
+            "gatehouse_session_other=1",
+        ] {
+            h.append(header::SET_COOKIE, v.parse().unwrap());
+        }
+        drop_own_set_cookies(&mut h, &[Some("gatehouse_session"), Some("aff"), None]);
+        let left: Vec<&str> = h
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(left, vec!["app=1; Path=/", "gatehouse_session_other=1"]);
     }
 
     #[test]

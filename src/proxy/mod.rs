@@ -336,7 +336,22 @@ async fn handle_inner(
         }
     }
 
-    // 9. Respond.
+    // 9. Respond. The gateway's own cookies are set by the gateway only.
+    let affinity_cookie = match &upstream.sticky {
+        Some(crate::config::Sticky {
+            mode: crate::config::StickyMode::Cookie { cookie_name },
+            ..
+        }) => Some(cookie_name.as_str()),
+        _ => None,
+    };
+    let own_cookies = [
+        snap.config
+            .sessions
+            .enabled
+            .then_some(snap.config.sessions.cookie_name.as_str()),
+        affinity_cookie,
+    ];
+    headers::drop_own_set_cookies(response.headers_mut(), &own_cookies);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
             // A 101 we did not ask for cannot be relayed.

@@ -918,3 +918,26 @@ async fn emfile_makes_the_accept_loop_back_off_and_recover() {
     // Backing off: about one failure per 50 ms at most, not a busy loop.
     assert!(failures < 2_000, "{failures} accept failures: spinning");
 }
+
+/// A backend cannot set the gateway's own cookies (session fixation by a
+/// compromised or header-injectable app): its `Set-Cookie` for the
+/// session cookie is dropped, its other cookies pass.
+#[tokio::test]
+async fn backends_cannot_set_the_gateways_session_cookie() {
+    let b = Backend::start("b1").await;
+    let store = crate::sessions::Store::Memory;
+    let gw = crate::sessions::session_gateway(&store, &b, "", "").await;
+    let r = gw.plain().get("/setcookie/gatehouse_session=planted").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        !r.headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("planted")),
+        "{:?}",
+        r.headers
+    );
+    let r = gw.plain().get("/setcookie/app=1").await;
+    assert!(r.header("set-cookie").unwrap().starts_with("app=1"));
+    gw.stop().await;
+}
