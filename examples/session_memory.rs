@@ -3,7 +3,8 @@
 //!     cargo run --release --example session_memory [COUNT]
 //!
 //! Creates COUNT sessions (default 200000) with realistic records in the
-//! memory store and reports the growth of the process's resident memory.
+//! memory store and reports the growth of the process's resident memory,
+//! and the process's whole resident memory (what `bench/run.sh` checks).
 
 use gatehouse::config::sessions::Sessions;
 use gatehouse::metrics::Metrics;
@@ -54,5 +55,9 @@ async fn main() {
         "{count} sessions: resident memory grew {:.1} MiB, {} bytes per session",
         (after - before) as f64 / (1 << 20) as f64,
         (after - before) / count as u64
+    );
+    println!(
+        "{count} sessions: total resident memory {} KiB",
+        after / 1024
     );
 }
