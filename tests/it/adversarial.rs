@@ -815,11 +815,14 @@ async fn ten_thousand_idle_connections_against_the_binary() {
         "only {} of {n} connected",
         idle.len()
     );
-    // Each held connection is open at the gateway (give or take those
-    // the kernel had not handed over yet).
+    // Each connection the client holds is open at the gateway. With the
+    // kernel's default accept backlog of 1024 a burst overflowed it: the
+    // kernel dropped the handshake half-way, so clients either retried
+    // after a second or held a socket the gateway never saw (~2% here).
     assert!(
-        open >= idle.len() as f64 * 0.9,
-        "gateway reports {open} open"
+        open >= idle.len() as f64,
+        "gateway reports {open} open of {} connected",
+        idle.len()
     );
     drop(idle);
     let mut drained = false;
