@@ -47,7 +47,7 @@ impl Listeners {
     /// Binds every listener the config names; errors say which address.
     pub async fn bind(cfg: &crate::config::Config) -> io::Result<Listeners> {
         async fn one(addr: SocketAddr, what: &str) -> io::Result<TcpListener> {
-            TcpListener::bind(addr).await.map_err(|e| {
+            bind(addr).map_err(|e| {
                 io::Error::new(e.kind(), format!("cannot bind {what} listener {addr}: {e}"))
             })
         }
@@ -68,6 +68,25 @@ impl Listeners {
             redirect: self.redirect.as_ref().map(|l| l.local_addr()).transpose()?,
         })
     }
+}
+
+/// Accept backlog asked of the kernel (which caps it at `somaxconn`,
+/// 4096 by default since Linux 5.4). Larger than tokio's default 1024:
+/// connections that arrive in a burst, or while `max_connections` is
+/// reached, wait there; past it the kernel drops them half-open.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds like `TcpListener::bind` (with `SO_REUSEADDR`), with
+/// [`LISTEN_BACKLOG`].
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 #[derive(Clone, Copy)]

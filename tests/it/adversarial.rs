@@ -781,6 +781,7 @@ async fn the_connection_limit_holds_and_the_accept_loop_serves_again() {
 async fn ten_thousand_idle_connections_against_the_binary() {
     let want = 10_000usize;
     let soft = crate::support::process::raise_nofile(want as u64 + 512) as usize;
+    // The binary gets the same limit: 512 descriptors to spare for it.
     let n = want.min(soft.saturating_sub(512));
     if n < want {
         eprintln!("NOTE: only {n} idle connections: this process may open {soft} files");
@@ -788,7 +789,7 @@ async fn ten_thousand_idle_connections_against_the_binary() {
     let b = Backend::start("b1").await;
     let cfg = simple_proxy_config(&[&b])
         .replace("[server]\n", "[server]\nheader_read_timeout = \"60s\"\n");
-    let mut p = crate::support::process::GwProcess::spawn(&cfg, Some(n as u64 + 1024)).await;
+    let mut p = crate::support::process::GwProcess::spawn(&cfg, Some(soft as u64)).await;
     let start = Instant::now();
     let idle = idle_connections(p.listen, n).await;
     let connected = start.elapsed();
@@ -815,11 +816,14 @@ async fn ten_thousand_idle_connections_against_the_binary() {
         "only {} of {n} connected",
         idle.len()
     );
-    // Each held connection is open at the gateway (give or take those
-    // the kernel had not handed over yet).
+    // Each connection the client holds is open at the gateway. With the
+    // kernel's default accept backlog of 1024 a burst overflowed it: the
+    // kernel dropped the handshake half-way, so clients either retried
+    // after a second or held a socket the gateway never saw (~2% here).
     assert!(
-        open >= idle.len() as f64 * 0.9,
-        "gateway reports {open} open"
+        open >= idle.len() as f64,
+        "gateway reports {open} open of {} connected",
+        idle.len()
     );
     drop(idle);
     let mut drained = false;
