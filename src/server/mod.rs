@@ -34,6 +34,29 @@ pub struct ConnInfo {
     pub sni: Option<String>,
     /// ALPN chose HTTP/2.
     pub h2: bool,
+    /// `peer`'s address as header text, for `X-Forwarded-For` and
+    /// `X-Real-IP`: made once per connection, cloned (a reference count)
+    /// per request.
+    pub peer_value: http::HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+        sni: Option<String>,
+        h2: bool,
+    ) -> ConnInfo {
+        ConnInfo {
+            peer,
+            local,
+            tls,
+            sni,
+            h2,
+            peer_value: crate::proxy::headers::peer_value(peer.ip()),
+        }
+    }
 }
 
 /// The bound listening sockets.
@@ -202,13 +225,7 @@ async fn serve_main(
     drop(snap);
     match acceptor {
         None => {
-            let info = Arc::new(ConnInfo {
-                peer,
-                local,
-                tls: false,
-                sni: None,
-                h2: false,
-            });
+            let info = Arc::new(ConnInfo::new(peer, local, false, None, false));
             serve_http(gw.clone(), stream, info, limits, shutdown).await;
         }
         Some(acc) => {
@@ -228,13 +245,7 @@ async fn serve_main(
                 };
             let sni = tls.get_ref().1.server_name().map(str::to_string);
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let info = Arc::new(ConnInfo {
-                peer,
-                local,
-                tls: true,
-                sni,
-                h2,
-            });
+            let info = Arc::new(ConnInfo::new(peer, local, true, sni, h2));
             serve_http(gw.clone(), tls, info, limits, shutdown).await;
         }
     }
