@@ -88,12 +88,24 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// The async runtime: `worker_threads` workers, by default one per CPU
+/// this process may run on (its affinity mask, so `taskset` and cgroup
+/// CPU sets count). With one worker, a single-threaded runtime: every task
+/// runs on the main thread, with no cross-thread queues or wake-ups, which
+/// costs less per request than a one-worker thread pool plus a main
+/// thread. Password hashing still runs on the blocking pool either way.
 fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.enable_all();
-    if let Some(n) = worker_threads {
+    let n = worker_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let mut b = if n == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
         b.worker_threads(n);
-    }
+        b
+    };
+    b.enable_all();
     b.build().context("cannot start the async runtime")
 }
 
