@@ -83,6 +83,11 @@ impl FramingGuard {
         matches!(self.state, State::Done)
     }
 
+    /// Between two messages: no byte of a head or a body pending.
+    pub(crate) fn at_message_start(&self) -> bool {
+        matches!(self.state, State::Head { first: true }) && self.line_len == 0
+    }
+
     fn reset_line(&mut self) {
         self.line_len = 0;
         self.name_len = 0;
