@@ -1,10 +1,13 @@
 //! The one body type the gateway sends, both to clients and to backends.
 //!
 //! An enum instead of a boxed trait object: no allocation per request, and
-//! the upstream variant carries the guards that must live exactly as long
-//! as the response stream (the pooled connection goes back to its pool at
-//! end of stream; the backend's in-flight count drops when the stream does).
+//! the upstream variant carries, by value, the guards that must live
+//! exactly as long as the response stream (the pooled connection goes back
+//! to its pool at end of stream; the backend's in-flight count drops when
+//! the stream does).
 
+use crate::upstream::pool::ReturnToPool;
+use crate::upstream::InFlight;
 use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -16,11 +19,6 @@ use std::task::{Context, Poll};
 use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Called once when an upstream response body has been read to its end.
-pub trait OnEnd: Send + Sync {
-    fn finished(self: Box<Self>);
-}
 
 /// Decides, frame by frame, whether a long response may go on (its
 /// session or token still valid). Must be cheap: it runs on every frame.
@@ -38,9 +36,11 @@ pub enum Body {
     /// A response body from a backend, streamed to the client.
     Upstream {
         inner: Incoming,
-        on_end: Option<Box<dyn OnEnd>>,
-        /// Dropped with the body (counts, tickets).
-        _guard: Option<Box<dyn Send + Sync>>,
+        /// The connection, back to its pool once the body was read to its
+        /// end (`None` when it must not be reused).
+        on_end: Option<ReturnToPool>,
+        /// The backend's in-flight count, dropped with the body.
+        _in_flight: Option<InFlight>,
         /// Ends the stream when the credential it was opened with ends.
         watch: Option<Box<dyn StreamCheck>>,
     },

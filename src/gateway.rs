@@ -85,25 +85,36 @@ pub struct BoundAddrs {
     pub redirect: Option<SocketAddr>,
 }
 
-/// Unique, cheap request ids: a random per-process prefix and a counter.
-/// They need to be unique, not secret.
+/// Unique, cheap request ids: a random per-process prefix (12 hex digits)
+/// and a counter (at least 10 hex digits). They need to be unique, not
+/// secret.
 pub struct RequestIds {
-    prefix: String,
+    prefix: [u8; 12],
     counter: AtomicU64,
 }
 
 impl RequestIds {
     fn new() -> Self {
+        let mut prefix = [0u8; 12];
+        prefix.copy_from_slice(crate::crypto::hex(&crate::crypto::random_bytes::<6>()).as_bytes());
         RequestIds {
-            prefix: crate::crypto::hex(&crate::crypto::random_bytes::<6>()),
+            prefix,
             counter: AtomicU64::new(0),
         }
     }
 
     pub fn next(&self) -> http::HeaderValue {
         let n = self.counter.fetch_add(1, Relaxed);
-        let s = format!("{}{:010x}", self.prefix, n);
-        http::HeaderValue::from_str(&s).expect("hex is a valid header value")
+        // Written by hand: this runs on every request, and `format!` costs
+        // several times more than the id is worth.
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut buf = [0u8; 12 + 16];
+        buf[..12].copy_from_slice(&self.prefix);
+        let digits = ((64 - n.leading_zeros() as usize).div_ceil(4)).max(10);
+        for i in 0..digits {
+            buf[12 + digits - 1 - i] = HEX[((n >> (4 * i)) & 0xf) as usize];
+        }
+        http::HeaderValue::from_bytes(&buf[..12 + digits]).expect("hex is a valid header value")
     }
 }
 
@@ -262,5 +273,24 @@ impl Gateway {
 
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestIds;
+
+    #[test]
+    fn request_ids_are_prefix_and_zero_padded_hex_counter() {
+        let ids = RequestIds::new();
+        let prefix = std::str::from_utf8(&ids.prefix).unwrap().to_string();
+        assert_eq!(ids.next(), format!("{prefix}0000000000").as_str());
+        assert_eq!(ids.next(), format!("{prefix}0000000001").as_str());
+        ids.counter
+            .store(0xabc_def0_1234, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(ids.next(), format!("{prefix}abcdef01234").as_str());
+        ids.counter
+            .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(ids.next(), format!("{prefix}ffffffffffffffff").as_str());
     }
 }

@@ -72,11 +72,31 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
         && connection_has(headers, "upgrade")
 }
 
+/// A hop-by-hop header by name alone: one of the fixed set, or `Proxy-*`.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == KEEP_ALIVE
+        || name.as_str().starts_with("proxy-")
+}
+
 /// Removes hop-by-hop headers (RFC 9110 section 7.6.1): `Connection` and
 /// every header it names, `Keep-Alive`, `TE`, `Trailer`,
 /// `Transfer-Encoding`, `Upgrade` (kept with `Connection: upgrade` when
 /// `keep_upgrade`, for a WebSocket), and every `Proxy-*` header.
+///
+/// Most messages carry none of them, so one pass over the names decides
+/// whether anything needs removing (each removal hashes its name).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    if !headers.keys().any(is_hop_by_hop) {
+        if keep_upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -172,25 +192,30 @@ pub fn transfer_coding_is_plain(headers: &HeaderMap) -> bool {
 
 /// Sets `X-Forwarded-For/Proto/Host` and `X-Real-IP`. From a trusted proxy
 /// the chain is extended and its values kept; from anyone else they are
-/// replaced, since a client could write anything there.
+/// replaced, since a client could write anything there. `peer` is the
+/// peer's address as header text ([`peer_value`], made once per
+/// connection).
 pub fn set_forwarded(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &HeaderValue,
     trusted: bool,
     https: bool,
     host: Option<&HeaderValue>,
 ) {
-    let peer_text = peer.to_string();
-    let xff = match (
+    let extended = match (
         trusted,
         headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
     ) {
-        (true, Some(prev)) if !prev.is_empty() => format!("{prev}, {peer_text}"),
-        _ => peer_text.clone(),
+        (true, Some(prev)) if !prev.is_empty() => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + peer.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(peer.as_bytes());
+            HeaderValue::from_bytes(&v).ok()
+        }
+        _ => None,
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(&X_FORWARDED_FOR, v);
-    }
+    headers.insert(&X_FORWARDED_FOR, extended.unwrap_or_else(|| peer.clone()));
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(
             &X_FORWARDED_PROTO,
@@ -208,9 +233,7 @@ pub fn set_forwarded(
         }
     }
     if !(trusted && headers.contains_key(&X_REAL_IP)) {
-        if let Ok(v) = HeaderValue::from_str(&peer_text) {
-            headers.insert(&X_REAL_IP, v);
-        }
+        headers.insert(&X_REAL_IP, peer.clone());
     }
     if !trusted {
         // RFC 7239 `Forwarded` from an untrusted client is as forgeable as
@@ -258,6 +281,11 @@ pub fn drop_own_set_cookies(headers: &mut HeaderMap, names: &[Option<&str>]) {
     for v in kept {
         headers.append(header::SET_COOKIE, v);
     }
+}
+
+/// A peer address as header text (`192.0.2.7`, `2001:db8::1`).
+pub fn peer_value(peer: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.to_string()).expect("an IP address is valid header text")
 }
 
 /// A header value is safe to forward: no CR, LF or NUL (SPEC 6).
@@ -327,6 +355,31 @@ mod tests {
     }
 
     #[test]
+    fn each_hop_by_hop_header_alone_is_removed() {
+        for name in [
+            "connection",
+            "keep-alive",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+            "proxy-foo",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("x-kept", "1".parse().unwrap());
+            h.insert(HeaderName::from_static(name), "x".parse().unwrap());
+            remove_hop_by_hop(&mut h, false);
+            let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+            assert_eq!(left, vec!["x-kept"], "{name}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x-kept", "1".parse().unwrap());
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
     fn websocket_upgrade_keeps_upgrade_headers() {
         let mut h = HeaderMap::new();
         h.insert("connection", "Upgrade".parse().unwrap());
@@ -339,19 +392,20 @@ mod tests {
 
     #[test]
     fn untrusted_forwarded_headers_are_replaced_trusted_ones_extended() {
-        let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let peer = peer_value("192.0.2.7".parse().unwrap());
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, "1.2.3.4".parse().unwrap());
         h.insert(&X_FORWARDED_PROTO, "https".parse().unwrap());
         h.insert(&FORWARDED, "for=1.2.3.4".parse().unwrap());
         set_forwarded(
             &mut h,
-            peer,
+            &peer,
             false,
             false,
             Some(&"app.example.com".parse().unwrap()),
         );
         assert_eq!(h[&X_FORWARDED_FOR], "192.0.2.7");
+        assert_eq!(h[&X_REAL_IP], "192.0.2.7");
         assert_eq!(h[&X_FORWARDED_PROTO], "http");
         assert_eq!(h[&X_FORWARDED_HOST], "app.example.com");
         assert!(!h.contains_key(&FORWARDED));
@@ -359,7 +413,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(&X_FORWARDED_FOR, "1.2.3.4".parse().unwrap());
         h.insert(&X_FORWARDED_PROTO, "https".parse().unwrap());
-        set_forwarded(&mut h, peer, true, false, None);
+        set_forwarded(&mut h, &peer, true, false, None);
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 192.0.2.7");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
     }

@@ -196,10 +196,15 @@ async fn handle_inner(
     }
     let (route_idx, route) = found.ok_or(GatewayError::NoRoute)?;
     ctx.route = Some(route_idx);
-    let forward_path = if route.strip_prefix {
-        route::strip_prefix(&route.path_prefix, &path).into_owned()
+    // The path to forward when it is not the request's own (normalisation
+    // or strip_prefix changed it); `None`: the request's path as it came.
+    let forward_path: Option<String> = if route.strip_prefix {
+        Some(route::strip_prefix(&route.path_prefix, &path).into_owned())
     } else {
-        path.into_owned()
+        match path {
+            std::borrow::Cow::Borrowed(_) => None,
+            std::borrow::Cow::Owned(p) => Some(p),
+        }
     };
 
     let (mut parts, body) = req.into_parts();
@@ -283,7 +288,7 @@ async fn handle_inner(
         conn,
         trusted,
         &mut parts,
-        &forward_path,
+        forward_path.as_deref(),
         websocket,
         identity.as_deref(),
     )?;
@@ -398,8 +403,8 @@ async fn handle_inner(
     };
     let body = Body::Upstream {
         inner: rbody,
-        on_end: pooled.map(|p| Box::new(p) as Box<dyn crate::body::OnEnd>),
-        _guard: Some(Box::new(in_flight)),
+        on_end: pooled,
+        _in_flight: Some(in_flight),
         watch,
     };
     Ok(Response::from_parts(rparts, body))
@@ -415,19 +420,26 @@ fn rewrite_request(
     conn: &ConnInfo,
     trusted: bool,
     parts: &mut http::request::Parts,
-    path: &str,
+    path: Option<&str>,
     websocket: bool,
     identity: Option<&Identity>,
 ) -> Result<(), GatewayError> {
-    let pq = match parts.uri.query() {
-        Some(q) => {
-            let mut s = String::with_capacity(path.len() + q.len() + 1);
+    // Origin form: the path (and query) alone. When the path is the
+    // request's own, its bytes are reused as they are.
+    let pq = match (path, parts.uri.path_and_query()) {
+        (None, Some(pq)) => pq.clone(),
+        (path, _) => {
+            let path = path.unwrap_or_else(|| parts.uri.path());
+            let mut s =
+                String::with_capacity(path.len() + 1 + parts.uri.query().map_or(0, str::len));
             s.push_str(path);
-            s.push('?');
-            s.push_str(q);
-            s
+            if let Some(q) = parts.uri.query() {
+                s.push('?');
+                s.push_str(q);
+            }
+            http::uri::PathAndQuery::try_from(s)
+                .map_err(|_| GatewayError::BadRequest("malformed request target"))?
         }
-        None => path.to_string(),
     };
     // HTTP/2 requests carry the host in :authority only.
     if !parts.headers.contains_key(header::HOST) {
@@ -437,8 +449,7 @@ fn rewrite_request(
             }
         }
     }
-    parts.uri =
-        Uri::try_from(pq).map_err(|_| GatewayError::BadRequest("malformed request target"))?;
+    parts.uri = Uri::from(pq);
     // HTTP/2 may split cookies over several fields; HTTP/1.1 backends
     // expect one (RFC 9113 section 8.2.3).
     if parts.version == Version::HTTP_2 {
@@ -447,12 +458,12 @@ fn rewrite_request(
     parts.version = Version::HTTP_11;
     headers::remove_hop_by_hop(&mut parts.headers, websocket);
     headers::strip_lookalikes(&mut parts.headers);
-    // Only the gateway says whether a client was moved (forward sets it).
-    parts.headers.remove(&sticky::X_GATEHOUSE_REHOMED);
+    // Only the gateway says whether a client was moved: forward() sets or
+    // removes X-Gatehouse-Rehomed on every attempt.
     let host = parts.headers.get(header::HOST).cloned();
     headers::set_forwarded(
         &mut parts.headers,
-        conn.peer.ip(),
+        &conn.peer_value,
         trusted,
         conn.tls,
         host.as_ref(),

@@ -9,9 +9,11 @@
 //! it overwrites the `:` of the second one with a NUL. hyper's parser then
 //! refuses the head and answers 400 itself, before anything is routed.
 //!
-//! The scan is one pass over head bytes; bodies are skipped by length, and
-//! chunked bodies by their size lines. After a protocol switch (or for
-//! HTTP/2) the guard stops.
+//! The scan is one pass over head bytes that looks at each line's name
+//! only: the rest of a line (values, the request target) is skipped with
+//! `memchr`, except a `Content-Length` value, which is read. Bodies are
+//! skipped by length, and chunked bodies by their size lines. After a
+//! protocol switch (or for HTTP/2) the guard stops.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Header {
@@ -79,6 +81,11 @@ impl Default for FramingGuard {
 impl FramingGuard {
     pub(crate) fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
+    }
+
+    /// Between two messages: no byte of a head or a body pending.
+    pub(crate) fn at_message_start(&self) -> bool {
+        matches!(self.state, State::Head { first: true }) && self.line_len == 0
     }
 
     fn reset_line(&mut self) {
@@ -194,6 +201,20 @@ impl FramingGuard {
                         i += 1;
                         continue;
                     }
+                    if first && self.line_len >= self.first_line.len() {
+                        // The rest of the request line says nothing we need.
+                        i = self.skip_line(buf, i);
+                        continue;
+                    }
+                    if !first
+                        && (self.name_len == self.name.len()
+                            || (self.name_done && self.current != Header::ContentLength))
+                    {
+                        // A name longer than any we look for, or a value we
+                        // do not read: jump to the end of the line.
+                        i = self.skip_line(buf, i);
+                        continue;
+                    }
                     if first {
                         if self.line_len < self.first_line.len() {
                             self.first_line[self.line_len] = b;
@@ -228,13 +249,10 @@ impl FramingGuard {
                                 Header::Upgrade => self.saw_upgrade = true,
                                 Header::Other => {}
                             }
-                        } else if self.name_len < self.name.len() {
+                        } else {
+                            // (A full `name` was skipped above.)
                             self.name[self.name_len] = b;
                             self.name_len += 1;
-                        } else {
-                            // Longer than any name we look for.
-                            self.name_len = self.name.len();
-                            self.name[0] = 0;
                         }
                     } else if self.current == Header::ContentLength && b.is_ascii_digit() {
                         self.content_length = self
@@ -246,6 +264,14 @@ impl FramingGuard {
                 }
             }
         }
+    }
+
+    /// Moves past the current line's bytes up to (not including) its `\n`,
+    /// or to the end of `buf`; returns the new position.
+    fn skip_line(&mut self, buf: &[u8], i: usize) -> usize {
+        let skip = memchr::memchr(b'\n', &buf[i..]).unwrap_or(buf.len() - i);
+        self.line_len += skip;
+        i + skip
     }
 
     fn end_of_head(&mut self) {
@@ -327,6 +353,28 @@ mod tests {
         chunked.extend_from_slice(body);
         chunked.extend_from_slice(b"\r\n0\r\n\r\n");
         assert!(clean(&chunked));
+    }
+
+    #[test]
+    fn long_lines_and_names_are_skipped_without_missing_a_framing_header() {
+        let cookie = "c".repeat(300);
+        let long_name = "X-A-Very-Long-Header-Name-Indeed";
+        let head = format!(
+            "POST /{} HTTP/1.1\r\nCookie: {cookie}\r\n{long_name}: content-length: 9\r\nContent-Length: 4\r\n"
+        , "p".repeat(100));
+        let clean_req = format!("{head}\r\nbody");
+        assert!(clean(clean_req.as_bytes()));
+        for step in [1, 7, 64, 1000] {
+            assert_eq!(scan_all(clean_req.as_bytes(), step), clean_req.as_bytes());
+        }
+        let smuggle = format!("{head}Transfer-Encoding: chunked\r\n\r\n");
+        assert!(poisoned(smuggle.as_bytes()));
+        for step in [1, 7, 64, 1000] {
+            assert!(
+                scan_all(smuggle.as_bytes(), step).contains(&0),
+                "step {step}"
+            );
+        }
     }
 
     #[test]

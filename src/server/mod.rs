@@ -5,22 +5,22 @@
 //! binary and the tests run exactly the same code on real sockets.
 
 pub mod admin;
+mod conn;
 pub(crate) mod framing;
 pub mod tls;
 
+pub use conn::PARK_AFTER;
+use conn::{serve_http, Limits, Proto};
+
 use crate::gateway::{BoundAddrs, Gateway};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
@@ -34,6 +34,29 @@ pub struct ConnInfo {
     pub sni: Option<String>,
     /// ALPN chose HTTP/2.
     pub h2: bool,
+    /// `peer`'s address as header text, for `X-Forwarded-For` and
+    /// `X-Real-IP`: made once per connection, cloned (a reference count)
+    /// per request.
+    pub peer_value: http::HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+        sni: Option<String>,
+        h2: bool,
+    ) -> ConnInfo {
+        ConnInfo {
+            peer,
+            local,
+            tls,
+            sni,
+            h2,
+            peer_value: crate::proxy::headers::peer_value(peer.ip()),
+        }
+    }
 }
 
 /// The bound listening sockets.
@@ -181,10 +204,13 @@ async fn accept_loop(gw: Arc<Gateway>, listener: TcpListener, kind: Kind, limit:
                 let rx = gw.shutdown.subscribe();
                 tokio::spawn(async move {
                     let _permit = permit;
+                    // A task is as large as its largest future: the rare
+                    // admin and redirect connections are boxed so that
+                    // every main connection does not pay for their room.
                     match kind {
                         Kind::Main => serve_main(gw, stream, peer, rx).await,
-                        Kind::Admin => admin::serve(gw, stream, peer, rx).await,
-                        Kind::Redirect => serve_redirect(gw, stream, rx).await,
+                        Kind::Admin => Box::pin(admin::serve(gw, stream, peer, rx)).await,
+                        Kind::Redirect => Box::pin(serve_redirect(gw, stream, rx)).await,
                     }
                 });
             }
@@ -223,248 +249,36 @@ async fn serve_main(
     drop(snap);
     match acceptor {
         None => {
-            let info = Arc::new(ConnInfo {
-                peer,
-                local,
-                tls: false,
-                sni: None,
-                h2: false,
-            });
-            serve_http(gw.clone(), stream, info, limits, shutdown).await;
+            let info = Arc::new(ConnInfo::new(peer, local, false, None, false));
+            serve_http(gw.clone(), stream, info, Proto::Detect, limits, shutdown).await;
         }
         Some(acc) => {
             // The handshake shares the header deadline: a client that opens
-            // a socket and says nothing is dropped either way.
-            let tls =
-                match tokio::time::timeout(limits.header_read_timeout, acc.accept(stream)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            // a socket and says nothing is dropped either way. The TLS
+            // stream lives in a box: moved through several futures, it
+            // would otherwise take room in each of them for every
+            // connection's whole life (see conn.rs on idle memory).
+            let handshake = Box::pin(acc.accept(stream));
+            let tls = match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                Ok(Ok(s)) => Box::new(s),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
             let sni = tls.get_ref().1.server_name().map(str::to_string);
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let info = Arc::new(ConnInfo {
-                peer,
-                local,
-                tls: true,
-                sni,
-                h2,
-            });
-            serve_http(gw.clone(), tls, info, limits, shutdown).await;
+            let proto = match tls.get_ref().1.alpn_protocol() {
+                Some(b"h2") => Proto::Http2,
+                Some(b"http/1.1") => Proto::Http1,
+                _ => Proto::Detect,
+            };
+            let info = Arc::new(ConnInfo::new(peer, local, true, sni, proto == Proto::Http2));
+            serve_http(gw.clone(), tls, info, proto, limits, shutdown).await;
         }
-    }
-}
-
-/// Per-connection settings copied from the snapshot at accept time.
-#[derive(Clone, Copy)]
-struct Limits {
-    header_read_timeout: Duration,
-    idle_timeout: Duration,
-    max_header_bytes: usize,
-}
-
-impl From<&crate::config::Server> for Limits {
-    fn from(s: &crate::config::Server) -> Self {
-        Limits {
-            header_read_timeout: s.header_read_timeout,
-            idle_timeout: s.idle_timeout,
-            max_header_bytes: s.max_header_bytes,
-        }
-    }
-}
-
-fn http_builder(l: Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(l.header_read_timeout)
-        // hyper answers 431 when the head does not fit; 8 KiB is its floor.
-        .max_buf_size(l.max_header_bytes.max(8192))
-        .max_headers(100)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        // Rapid-reset (CVE-2023-44487) and reset floods: bounded.
-        .max_pending_accept_reset_streams(64)
-        .max_local_error_reset_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    b
-}
-
-async fn serve_http<IO>(
-    gw: Arc<Gateway>,
-    io: IO,
-    info: Arc<ConnInfo>,
-    limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let activity = Arc::new(Activity::new());
-    let framing = (!info.h2).then(framing::FramingGuard::default);
-    let io = Tracked {
-        inner: io,
-        activity: activity.clone(),
-        framing,
-    };
-    let builder = http_builder(limits);
-    let info_peer = info.peer;
-    let seen = activity.clone();
-    let service = service_fn(move |req| {
-        seen.request_started();
-        crate::proxy::handle(gw.clone(), info.clone(), req)
-    });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let mut closing = *shutdown.borrow();
-    if closing {
-        conn.as_mut().graceful_shutdown();
-    }
-    // hyper's HTTP/1 header deadline starts with the first byte of a head;
-    // before it, the sniffing between HTTP/1.1 and HTTP/2 waits without
-    // one, and HTTP/2 has none. A client that connects and says nothing
-    // (or half an HTTP/2 preface) would hold its connection slot until
-    // the idle timeout. So the first request must have arrived within
-    // header_read_timeout of the connection's start.
-    let first_request_deadline = tokio::time::Instant::now() + limits.header_read_timeout;
-    loop {
-        let idle_deadline = activity.last() + limits.idle_timeout;
-        tokio::select! {
-            _ = conn.as_mut() => break,
-            _ = tokio::time::sleep_until(first_request_deadline), if !activity.has_request() => {
-                if !activity.has_request() {
-                    // Nothing in flight to finish: close at once (an
-                    // HTTP/2 goodbye would wait on a client that says
-                    // nothing).
-                    tracing::debug!(peer = %info_peer, "no request within the header deadline");
-                    break;
-                }
-            }
-            r = shutdown.changed(), if !closing => {
-                if r.is_err() || *shutdown.borrow() {
-                    // HTTP/1: finish the current request, then close.
-                    // HTTP/2: GOAWAY, finish open streams.
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-            }
-            _ = tokio::time::sleep_until(idle_deadline.into()), if !closing => {
-                if activity.last() + limits.idle_timeout <= Instant::now() {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                }
-            }
-        }
-    }
-}
-
-/// When a connection last moved a byte, and whether a request came in.
-struct Activity {
-    epoch: Instant,
-    last_ms: AtomicU64,
-    request: AtomicBool,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            epoch: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            request: AtomicBool::new(false),
-        }
-    }
-
-    fn request_started(&self) {
-        self.request.store(true, Relaxed);
-    }
-
-    fn has_request(&self) -> bool {
-        self.request.load(Relaxed)
-    }
-
-    fn touch(&self) {
-        self.last_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Relaxed);
-    }
-
-    fn last(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.last_ms.load(Relaxed))
-    }
-}
-
-/// An IO that records activity (for the keep-alive idle deadline) and,
-/// for HTTP/1.1, guards request framing (`framing.rs`).
-struct Tracked<IO> {
-    inner: IO,
-    activity: Arc<Activity>,
-    framing: Option<framing::FramingGuard>,
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
-            if let Some(g) = &mut self.framing {
-                g.scan(&mut buf.filled_mut()[before..]);
-                if g.is_done() {
-                    self.framing = None;
-                }
-            }
-        }
-        r
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

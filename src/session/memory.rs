@@ -1,40 +1,239 @@
 //! The in-memory session store: the embedded default for one process.
 //!
-//! Shared state: `sessions` (DashMap, sharded locks held only for a map
-//! operation, never across an await) and a per-user index for listing and
-//! revoke-all. Readers are request tasks; writers are logins, logouts, the
-//! idle-deadline slide (an atomic store, no map write) and the sweeper,
-//! which removes expired entries so memory stays bounded by live sessions.
-//! The sweeper holds a weak reference and ends when the store is dropped.
+//! Layout, chosen for memory (a million sessions in a few hundred MB):
+//!
+//! - Sessions live in [`SHARDS`] hash tables of boxed [`Entry`]s (8 bytes
+//!   a slot), hashed by the first 4 bytes of their key (a SHA-256, so
+//!   already uniform), compared on the whole key.
+//! - An entry packs the user's name, email, display name and client
+//!   address into one string; groups, user agent and login method are
+//!   interned (shared by every session that has the same value).
+//! - The `Record` and `Identity` a request needs are built on the
+//!   session's first request and cached in the entry; the sweeper drops
+//!   the cache of sessions unused for [`VIEW_CACHE_IDLE`], so memory
+//!   follows the sessions in use, not all of them.
+//! - The per-user index (listing, revoke-all) is a flat multimap of 32-bit
+//!   user and key fingerprints; candidates are checked against the
+//!   sessions themselves.
+//!
+//! Shared state, who touches it: request tasks read (a shard read lock,
+//! held for one lookup, never across an await) and slide the idle deadline
+//! (atomics, no map write); logins, logouts, sticky pins and the sweeper
+//! write (a shard write lock for one change). The sweeper removes expired
+//! sessions so memory stays bounded by live ones; it holds a weak
+//! reference and ends when the store is dropped.
 
 use super::{now_ms, Record, SessionKey, SessionStore, SessionView, StoreError};
 use crate::auth::Identity;
 use crate::config::sessions::Sessions as SessionsConfig;
 use crate::metrics::Metrics;
-use dashmap::DashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Weak};
+use hashbrown::HashTable;
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Duration;
 
+/// Session tables; a power of two.
+pub const SHARDS: usize = 16;
+
+/// A session unused this long loses its cached `Record` and `Identity`
+/// (rebuilt on its next request).
+pub const VIEW_CACHE_IDLE: Duration = Duration::from_secs(60);
+
+/// Absent optional text in [`Entry::lens`].
+const NONE: u16 = u16::MAX;
+
+/// One session. Boxed, so a table slot is one pointer.
 struct Entry {
-    record: Arc<Record>,
-    identity: Arc<Identity>,
+    key: SessionKey,
     last_seen_ms: AtomicU64,
     /// When the store may forget it (unix ms).
     drop_at_ms: AtomicU64,
+    created_ms: u64,
+    /// user, email, name and client address, one after the other.
+    text: Box<str>,
+    /// Byte lengths of user, email and name in `text` ([`NONE`]: absent);
+    /// the client address is the rest.
+    lens: [u16; 3],
+    groups: Arc<Vec<String>>,
+    user_agent: Arc<String>,
+    login: Arc<String>,
+    /// Sticky pins: upstream name -> backend address (rare). Boxed: one
+    /// pointer when absent instead of an empty map's three words.
+    #[allow(clippy::box_collection)]
+    backends: Option<Box<BTreeMap<String, String>>>,
+    /// Identity fields of an OIDC login (claims_map) and its ID token for
+    /// logout (rare: `None` for password logins).
+    oidc: Option<Box<OidcExtra>>,
+    /// Built on first use, dropped by the sweeper when unused.
+    view: OnceLock<(Arc<Record>, Arc<Identity>)>,
+}
+
+/// What an OIDC login adds to a session.
+struct OidcExtra {
+    extra: Vec<(String, String)>,
+    id_token: Option<super::IdTokenHint>,
+}
+
+impl Entry {
+    fn field(&self, i: usize) -> Option<&str> {
+        let mut start = 0;
+        for len in &self.lens[..i] {
+            if *len != NONE {
+                start += usize::from(*len);
+            }
+        }
+        match self.lens[i] {
+            NONE => None,
+            len => self.text.get(start..start + usize::from(len)),
+        }
+    }
+
+    fn user(&self) -> &str {
+        self.field(0).unwrap_or("")
+    }
+
+    fn client_ip(&self) -> &str {
+        let used: usize = self
+            .lens
+            .iter()
+            .filter(|l| **l != NONE)
+            .map(|l| usize::from(*l))
+            .sum();
+        self.text.get(used..).unwrap_or("")
+    }
+
+    fn record(&self) -> Record {
+        Record {
+            user: self.user().to_string(),
+            email: self.field(1).map(str::to_string),
+            groups: (*self.groups).clone(),
+            name: self.field(2).map(str::to_string),
+            created_ms: self.created_ms,
+            client_ip: self.client_ip().to_string(),
+            user_agent: (*self.user_agent).clone(),
+            login: (*self.login).clone(),
+            backends: self.backends.as_deref().cloned().unwrap_or_default(),
+            extra: self
+                .oidc
+                .as_ref()
+                .map(|o| o.extra.clone())
+                .unwrap_or_default(),
+            id_token: self.oidc.as_ref().and_then(|o| o.id_token.clone()),
+        }
+    }
+
+    fn view(&self) -> SessionView {
+        let (record, identity) = self.view.get_or_init(|| {
+            let record = self.record();
+            let identity = Arc::new(record.identity());
+            (Arc::new(record), identity)
+        });
+        SessionView {
+            record: record.clone(),
+            identity: identity.clone(),
+            last_seen_ms: self.last_seen_ms.load(Relaxed),
+        }
+    }
+}
+
+/// Fits a field's length in the packed lengths; longer text is cut (at a
+/// character boundary): no user name, email or display name is 64 KiB.
+fn fit(s: &str) -> &str {
+    if s.len() < usize::from(NONE) {
+        return s;
+    }
+    let mut end = usize::from(NONE) - 1;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A 32-bit fingerprint of a session key (its first bytes: a SHA-256,
+/// so uniform). Tables are hashed and sharded by it alone, so the user
+/// index, which keeps only fingerprints, can find its sessions.
+fn key_print(key: &SessionKey) -> u32 {
+    u32::from_le_bytes(key.0[..4].try_into().expect("4 bytes"))
+}
+
+fn table_hash(key: &SessionKey) -> u64 {
+    spread(key_print(key))
+}
+
+fn shard_of_print(print: u32) -> usize {
+    (print & 0xff) as usize % SHARDS
+}
+
+fn shard_of(key: &SessionKey) -> usize {
+    shard_of_print(key_print(key))
+}
+
+/// Values many sessions share (groups lists, user agents, login methods),
+/// kept once. Unused ones are dropped by the sweeper.
+struct Interner<T: Hash + Eq>(Mutex<HashSet<Arc<T>>>);
+
+impl<T: Hash + Eq> Default for Interner<T> {
+    fn default() -> Self {
+        Interner(Mutex::new(HashSet::new()))
+    }
+}
+
+impl<T: Hash + Eq> Interner<T> {
+    fn intern(&self, v: T) -> Arc<T> {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = set.get(&v) {
+            return a.clone();
+        }
+        let a = Arc::new(v);
+        set.insert(a.clone());
+        a
+    }
+
+    fn sweep(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|a| Arc::strong_count(a) > 1);
+    }
+}
+
+/// A user-index entry: fingerprints of the user's name and of one of its
+/// session keys. Fingerprints may collide; candidates are checked against
+/// the sessions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct UserRef {
+    user: u32,
+    key: u32,
 }
 
 pub struct MemoryStore {
-    sessions: DashMap<SessionKey, Entry>,
-    by_user: DashMap<String, Vec<SessionKey>>,
+    shards: Box<[RwLock<HashTable<Box<Entry>>>]>,
+    by_user: Mutex<HashTable<UserRef>>,
+    user_hasher: RandomState,
+    groups: Interner<Vec<String>>,
+    strings: Interner<String>,
+    len: AtomicUsize,
     metrics: Arc<Metrics>,
+}
+
+/// Spreads a 32-bit fingerprint over 64 bits (hashbrown wants the top
+/// bits to vary too).
+fn spread(x: u32) -> u64 {
+    u64::from(x).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 impl MemoryStore {
     pub fn start(cfg: &SessionsConfig, metrics: Arc<Metrics>) -> Arc<MemoryStore> {
         let store = Arc::new(MemoryStore {
-            sessions: DashMap::new(),
-            by_user: DashMap::new(),
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            by_user: Mutex::default(),
+            user_hasher: RandomState::new(),
+            groups: Interner::default(),
+            strings: Interner::default(),
+            len: AtomicUsize::new(0),
             metrics,
         });
         let every =
@@ -50,48 +249,102 @@ impl MemoryStore {
         store
     }
 
-    /// Removes every session past its deadline.
-    pub fn sweep(&self, now: u64) {
-        let mut gone: Vec<(String, SessionKey)> = Vec::new();
-        self.sessions.retain(|k, e| {
-            let keep = now < e.drop_at_ms.load(Relaxed);
-            if !keep {
-                gone.push((e.record.user.clone(), *k));
-            }
-            keep
-        });
-        for (user, key) in gone {
-            self.unindex(&user, key);
-        }
+    fn user_print(&self, user: &str) -> u32 {
+        self.user_hasher.hash_one(user) as u32
+    }
+
+    fn shard(&self, key: &SessionKey) -> &RwLock<HashTable<Box<Entry>>> {
+        &self.shards[shard_of(key)]
+    }
+
+    fn update_metric(&self) {
         self.metrics
             .sessions_active
-            .store(self.sessions.len() as i64, Relaxed);
+            .store(self.len.load(Relaxed) as i64, Relaxed);
+    }
+
+    fn index(&self, user: &str, key: &SessionKey) {
+        let r = UserRef {
+            user: self.user_print(user),
+            key: key_print(key),
+        };
+        let mut idx = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
+        idx.insert_unique(spread(r.user), r, |e| spread(e.user));
+    }
+
+    /// Removes one index entry for (user, key); fingerprint twins are
+    /// interchangeable, so any matching one will do.
+    fn unindex(&self, idx: &mut HashTable<UserRef>, user: &str, key: &SessionKey) {
+        let r = UserRef {
+            user: self.user_print(user),
+            key: key_print(key),
+        };
+        if let Ok(e) = idx.find_entry(spread(r.user), |e| *e == r) {
+            e.remove();
+        }
+    }
+
+    /// Removes every session past its deadline, and the cached views of
+    /// sessions unused for [`VIEW_CACHE_IDLE`].
+    pub fn sweep(&self, now: u64) {
+        let cache_idle = VIEW_CACHE_IDLE.as_millis() as u64;
+        let mut gone: Vec<(String, SessionKey)> = Vec::new();
+        for shard in self.shards.iter() {
+            let mut t = shard.write().unwrap_or_else(|e| e.into_inner());
+            t.retain(|e| {
+                if now >= e.drop_at_ms.load(Relaxed) {
+                    gone.push((e.user().to_string(), e.key));
+                    return false;
+                }
+                if now.saturating_sub(e.last_seen_ms.load(Relaxed)) >= cache_idle {
+                    e.view.take();
+                }
+                true
+            });
+        }
+        if !gone.is_empty() {
+            self.len.fetch_sub(gone.len(), Relaxed);
+            let mut idx = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
+            for (user, key) in &gone {
+                self.unindex(&mut idx, user, key);
+            }
+        }
+        self.groups.sweep();
+        self.strings.sweep();
+        self.update_metric();
     }
 
     pub fn len(&self) -> usize {
-        self.sessions.len()
+        self.len.load(Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
+        self.len() == 0
     }
 
-    fn unindex(&self, user: &str, key: SessionKey) {
-        if let dashmap::mapref::entry::Entry::Occupied(mut e) = self.by_user.entry(user.to_string())
-        {
-            e.get_mut().retain(|k| *k != key);
-            if e.get().is_empty() {
-                e.remove();
+    /// Keys of `user`'s sessions (checked against the sessions: the index
+    /// holds fingerprints).
+    fn keys_of(&self, user: &str) -> Vec<SessionKey> {
+        let print = self.user_print(user);
+        let prints: Vec<u32> = {
+            let idx = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
+            idx.iter_hash(spread(print))
+                .filter(|e| e.user == print)
+                .map(|e| e.key)
+                .collect()
+        };
+        let mut keys = Vec::new();
+        for kp in prints {
+            let t = self.shards[shard_of_print(kp)]
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            for e in t.iter_hash(spread(kp)) {
+                if key_print(&e.key) == kp && e.user() == user && !keys.contains(&e.key) {
+                    keys.push(e.key);
+                }
             }
         }
-    }
-
-    fn view(e: &Entry) -> SessionView {
-        SessionView {
-            record: e.record.clone(),
-            identity: e.identity.clone(),
-            last_seen_ms: e.last_seen_ms.load(Relaxed),
-        }
+        keys
     }
 }
 
@@ -103,35 +356,78 @@ impl SessionStore for MemoryStore {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        let user = record.user.clone();
-        let identity = Arc::new(record.identity());
-        self.sessions.insert(
+        let mut lens = [NONE; 3];
+        let mut text = String::new();
+        for (i, v) in [
+            Some(record.user.as_str()),
+            record.email.as_deref(),
+            record.name.as_deref(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if let Some(v) = v {
+                let v = fit(v);
+                lens[i] = v.len() as u16;
+                text.push_str(v);
+            }
+        }
+        text.push_str(&record.client_ip);
+        let entry = Box::new(Entry {
             key,
-            Entry {
-                record: Arc::new(record),
-                identity,
-                last_seen_ms: AtomicU64::new(now),
-                drop_at_ms: AtomicU64::new(now + ttl.as_millis() as u64),
-            },
-        );
-        self.by_user.entry(user).or_default().push(key);
-        self.metrics
-            .sessions_active
-            .store(self.sessions.len() as i64, Relaxed);
+            last_seen_ms: AtomicU64::new(now),
+            drop_at_ms: AtomicU64::new(now + ttl.as_millis() as u64),
+            created_ms: record.created_ms,
+            text: text.into_boxed_str(),
+            lens,
+            groups: self.groups.intern(record.groups),
+            user_agent: self.strings.intern(record.user_agent),
+            login: self.strings.intern(record.login),
+            backends: (!record.backends.is_empty()).then(|| Box::new(record.backends)),
+            oidc: (!record.extra.is_empty() || record.id_token.is_some()).then(|| {
+                Box::new(OidcExtra {
+                    extra: record.extra,
+                    id_token: record.id_token,
+                })
+            }),
+            view: OnceLock::new(),
+        });
+        let user = entry.user().to_string();
+        let replaced = {
+            let mut t = self.shard(&key).write().unwrap_or_else(|e| e.into_inner());
+            match t.find_entry(table_hash(&key), |e| e.key == key) {
+                Ok(mut old) => Some(std::mem::replace(old.get_mut(), entry)),
+                Err(_) => {
+                    t.insert_unique(table_hash(&key), entry, |e| table_hash(&e.key));
+                    None
+                }
+            }
+        };
+        match replaced {
+            Some(old) => {
+                let mut idx = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
+                self.unindex(&mut idx, old.user(), &key);
+            }
+            None => {
+                self.len.fetch_add(1, Relaxed);
+            }
+        }
+        self.index(&user, &key);
+        self.update_metric();
         Ok(())
     }
 
     async fn get(&self, key: SessionKey) -> Result<Option<SessionView>, StoreError> {
         let now = now_ms();
-        Ok(self
-            .sessions
-            .get(&key)
+        let t = self.shard(&key).read().unwrap_or_else(|e| e.into_inner());
+        Ok(t.find(table_hash(&key), |e| e.key == key)
             .filter(|e| now < e.drop_at_ms.load(Relaxed))
-            .map(|e| Self::view(&e)))
+            .map(|e| e.view()))
     }
 
     async fn touch(&self, key: SessionKey, now: u64, ttl: Duration) -> Result<(), StoreError> {
-        if let Some(e) = self.sessions.get(&key) {
+        let t = self.shard(&key).read().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = t.find(table_hash(&key), |e| e.key == key) {
             e.last_seen_ms.store(now, Relaxed);
             e.drop_at_ms.store(now + ttl.as_millis() as u64, Relaxed);
         }
@@ -139,47 +435,45 @@ impl SessionStore for MemoryStore {
     }
 
     async fn delete(&self, key: SessionKey) -> Result<Option<Arc<Record>>, StoreError> {
-        let removed = self.sessions.remove(&key).map(|(_, e)| e.record);
-        if let Some(r) = &removed {
-            self.unindex(&r.user, key);
+        let removed = {
+            let mut t = self.shard(&key).write().unwrap_or_else(|e| e.into_inner());
+            t.find_entry(table_hash(&key), |e| e.key == key)
+                .ok()
+                .map(|e| e.remove().0)
+        };
+        let Some(entry) = removed else {
+            return Ok(None);
+        };
+        self.len.fetch_sub(1, Relaxed);
+        {
+            let mut idx = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
+            self.unindex(&mut idx, entry.user(), &key);
         }
-        self.metrics
-            .sessions_active
-            .store(self.sessions.len() as i64, Relaxed);
-        Ok(removed)
+        self.update_metric();
+        Ok(Some(entry.view().record))
     }
 
     async fn list_user(&self, user: &str) -> Result<Vec<(SessionKey, SessionView)>, StoreError> {
-        let keys = self
-            .by_user
-            .get(user)
-            .map(|v| v.clone())
-            .unwrap_or_default();
         let now = now_ms();
-        Ok(keys
+        Ok(self
+            .keys_of(user)
             .into_iter()
             .filter_map(|k| {
-                self.sessions
-                    .get(&k)
+                let t = self.shard(&k).read().unwrap_or_else(|e| e.into_inner());
+                t.find(table_hash(&k), |e| e.key == k)
                     .filter(|e| now < e.drop_at_ms.load(Relaxed))
-                    .map(|e| (k, Self::view(&e)))
+                    .map(|e| (k, e.view()))
             })
             .collect())
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
-        let keys = self
-            .by_user
-            .remove(user)
-            .map(|(_, v)| v)
-            .unwrap_or_default();
-        let n = keys
-            .iter()
-            .filter(|k| self.sessions.remove(k).is_some())
-            .count();
-        self.metrics
-            .sessions_active
-            .store(self.sessions.len() as i64, Relaxed);
+        let mut n = 0;
+        for key in self.keys_of(user) {
+            if self.delete(key).await?.is_some() {
+                n += 1;
+            }
+        }
         Ok(n)
     }
 
@@ -193,11 +487,156 @@ impl SessionStore for MemoryStore {
         upstream: &str,
         backend: &str,
     ) -> Result<(), StoreError> {
-        if let Some(mut e) = self.sessions.get_mut(&key) {
-            let mut r = (*e.record).clone();
-            r.backends.insert(upstream.to_string(), backend.to_string());
-            e.record = Arc::new(r);
+        let mut t = self.shard(&key).write().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = t.find_mut(table_hash(&key), |e| e.key == key) {
+            e.backends
+                .get_or_insert_with(Default::default)
+                .insert(upstream.to_string(), backend.to_string());
+            // The cached record names the old pins.
+            e.view.take();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(user: &str, ip: &str) -> Record {
+        Record {
+            user: user.into(),
+            email: Some(format!("{user}@example.com")),
+            groups: vec!["staff".into(), "ops".into()],
+            name: None,
+            created_ms: 1_000,
+            client_ip: ip.into(),
+            user_agent: "curl/8".into(),
+            login: "password".into(),
+            backends: Default::default(),
+            extra: Vec::new(),
+            id_token: None,
+        }
+    }
+
+    fn key(n: u8) -> SessionKey {
+        SessionKey(crate::crypto::sha256(&[n]))
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn records_come_back_as_stored_and_users_are_indexed() {
+        block_on(async {
+            let s = MemoryStore::start(&SessionsConfig::default(), Arc::default());
+            let ttl = Duration::from_secs(60);
+            let mut a = record("alice", "192.0.2.1");
+            a.name = Some("Alice É.".into());
+            // An OIDC login's extra fields and ID token come back too.
+            a.extra = vec![("X-Auth-Tenant".into(), "blue".into())];
+            a.id_token = Some(crate::session::IdTokenHint("eyJ.x.y".into()));
+            s.create(key(1), a.clone(), ttl).await.unwrap();
+            s.create(key(2), record("alice", "192.0.2.2"), ttl)
+                .await
+                .unwrap();
+            s.create(key(3), record("bob", ""), ttl).await.unwrap();
+            assert_eq!(s.len(), 3);
+            let v = s.get(key(1)).await.unwrap().unwrap();
+            assert_eq!(*v.record, a);
+            assert_eq!(v.identity.sub, "alice");
+            assert_eq!(v.identity.groups, vec!["staff", "ops"]);
+            assert_eq!(v.identity.name.as_deref(), Some("Alice É."));
+            let bob = s.get(key(3)).await.unwrap().unwrap();
+            assert_eq!(bob.record.client_ip, "");
+            assert_eq!(bob.record.name, None);
+            // Shared values are stored once.
+            let (e1, e3) = {
+                let t1 = s.shard(&key(1)).read().unwrap();
+                let t3 = s.shard(&key(3)).read().unwrap();
+                let e1 = t1.find(table_hash(&key(1)), |e| e.key == key(1)).unwrap();
+                let e3 = t3.find(table_hash(&key(3)), |e| e.key == key(3)).unwrap();
+                (e1.groups.clone(), e3.groups.clone())
+            };
+            assert!(Arc::ptr_eq(&e1, &e3));
+
+            let mut listed: Vec<_> = s
+                .list_user("alice")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, v)| (k, v.record.client_ip.clone()))
+                .collect();
+            listed.sort_by(|a, b| a.1.cmp(&b.1));
+            assert_eq!(
+                listed,
+                vec![(key(1), "192.0.2.1".into()), (key(2), "192.0.2.2".into())]
+            );
+            assert_eq!(s.delete_user("alice").await.unwrap(), 2);
+            assert!(s.get(key(1)).await.unwrap().is_none());
+            assert!(s.list_user("alice").await.unwrap().is_empty());
+            assert_eq!(s.len(), 1);
+            assert_eq!(s.delete(key(3)).await.unwrap().unwrap().user, "bob");
+            assert!(s.is_empty());
+        });
+    }
+
+    #[test]
+    fn pins_sliding_and_sweeping() {
+        block_on(async {
+            let s = MemoryStore::start(&SessionsConfig::default(), Arc::default());
+            s.create(key(1), record("carol", "::1"), Duration::from_secs(10))
+                .await
+                .unwrap();
+            let before = s.get(key(1)).await.unwrap().unwrap();
+            assert!(before.record.backends.is_empty());
+            s.pin_backend(key(1), "app", "10.0.0.1:80").await.unwrap();
+            let after = s.get(key(1)).await.unwrap().unwrap();
+            assert_eq!(after.record.backends["app"], "10.0.0.1:80");
+            let now = now_ms();
+            s.touch(key(1), now + 5_000, Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert_eq!(
+                s.get(key(1)).await.unwrap().unwrap().last_seen_ms,
+                now + 5_000
+            );
+            s.sweep(now + 14_000);
+            assert_eq!(s.len(), 1, "the slide kept it");
+            s.sweep(now + 15_001);
+            assert!(s.is_empty());
+            assert!(s.list_user("carol").await.unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn the_view_cache_is_dropped_when_unused_and_rebuilt() {
+        block_on(async {
+            let s = MemoryStore::start(&SessionsConfig::default(), Arc::default());
+            s.create(key(1), record("dave", "::1"), Duration::from_secs(600))
+                .await
+                .unwrap();
+            let cached = |s: &MemoryStore| {
+                let t = s.shard(&key(1)).read().unwrap();
+                t.find(table_hash(&key(1)), |e| e.key == key(1))
+                    .unwrap()
+                    .view
+                    .get()
+                    .is_some()
+            };
+            assert!(!cached(&s));
+            let first = s.get(key(1)).await.unwrap().unwrap();
+            assert!(cached(&s));
+            let again = s.get(key(1)).await.unwrap().unwrap();
+            assert!(Arc::ptr_eq(&first.identity, &again.identity));
+            s.sweep(now_ms() + VIEW_CACHE_IDLE.as_millis() as u64 + 1);
+            assert!(!cached(&s));
+            assert_eq!(s.get(key(1)).await.unwrap().unwrap().record, first.record);
+        });
     }
 }

@@ -6,7 +6,7 @@
 //! That makes retries safe for every method, bodies included.
 
 use super::{Backend, Upstream};
-use crate::body::{Body, OnEnd};
+use crate::body::Body;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::sync::{Arc, Mutex};
@@ -74,10 +74,11 @@ pub struct ReturnToPool {
     pub sender: SendRequest<Body>,
 }
 
-impl OnEnd for ReturnToPool {
-    fn finished(self: Box<Self>) {
-        let this = *self;
-        this.backend.pool.checkin(this.sender);
+impl ReturnToPool {
+    /// The response body was read to its end: the connection may carry
+    /// the next request.
+    pub fn finished(self) {
+        self.backend.pool.checkin(self.sender);
     }
 }
 

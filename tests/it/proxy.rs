@@ -423,6 +423,102 @@ async fn idle_keep_alive_connections_are_closed() {
     gw.stop().await;
 }
 
+/// Long enough for a quiet keep-alive connection to be parked (hyper's
+/// side dropped, the socket kept) before the next bytes arrive.
+fn quiet_spell() -> Duration {
+    gatehouse::server::PARK_AFTER * 5
+}
+
+#[tokio::test]
+async fn a_quiet_keep_alive_connection_serves_what_comes_next() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = Backend::start("b1").await;
+    let gw = Gw::start(&simple_proxy_config(&[&b])).await;
+    let (mut conn, _) = gw.plain().connect().await.unwrap();
+    for i in 0..3 {
+        let r = conn.send(req("GET", &format!("/q/{i}"), &[], "")).await;
+        assert_eq!(r.unwrap().status, 200, "request {i} on the same connection");
+        tokio::time::sleep(quiet_spell()).await;
+    }
+
+    // Pipelined requests after a quiet spell, and a WebSocket upgrade.
+    let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(b"GET /p/1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(quiet_spell()).await;
+    s.write_all(
+        b"GET /p/2 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /p/3 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("all three answered")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 3, "{out}");
+    for p in ["/p/1", "/p/2", "/p/3"] {
+        assert!(out.contains(p), "{p} in {out}");
+    }
+
+    let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(quiet_spell()).await;
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("HTTP/1.1 101") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("upgrade answered")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop((s, conn));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn quiet_spells_inside_a_request_or_a_response_cut_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = Backend::start("b1").await;
+    let gw = Gw::start(&simple_proxy_config(&[&b])).await;
+    // A request body that pauses half-way.
+    let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello")
+        .await
+        .unwrap();
+    tokio::time::sleep(quiet_spell()).await;
+    s.write_all(b"world").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("answered")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\r\n\r\n10 "), "the whole body arrived: {out}");
+
+    // A backend that answers after a quiet spell.
+    let (mut conn, _) = gw.plain().connect().await.unwrap();
+    let slow = format!("/slow/{}", quiet_spell().as_millis());
+    let r = conn.send(req("GET", &slow, &[], "")).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[..], b"slow done");
+    assert_eq!(
+        conn.send(req("GET", "/", &[], "")).await.unwrap().status,
+        200
+    );
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn gateway_endpoint_prefix_is_reserved() {
     let b = Backend::start("b1").await;

@@ -30,6 +30,24 @@ async fn peer_cert_names(gw: &Gw, pki: &Pki, sni: &str) -> Result<Vec<u8>, std::
 }
 
 #[tokio::test]
+async fn quiet_tls_connections_serve_their_next_requests() {
+    let b = Backend::start("b1").await;
+    let (gw, pki) = tls_gateway("", &b).await;
+    for alpn in [&["http/1.1"][..], &["h2"][..]] {
+        let c = Client::tls(gw.addr(), pki.client_config(alpn), "localhost");
+        let (mut conn, _) = c.connect().await.unwrap();
+        for i in 0..3 {
+            let r = conn
+                .send(client::req("GET", &format!("/q/{i}"), &[], ""))
+                .await;
+            assert_eq!(r.unwrap().status, 200, "{alpn:?} request {i}");
+            tokio::time::sleep(gatehouse::server::PARK_AFTER * 5).await;
+        }
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn https_with_http1_and_http2_by_alpn() {
     let b = Backend::start("b1").await;
     let (gw, pki) = tls_gateway("", &b).await;

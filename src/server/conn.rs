@@ -1,0 +1,594 @@
+//! Serving one client connection with hyper: HTTP/1.1 or HTTP/2, the
+//! keep-alive idle deadline, graceful shutdown, and parking of quiet
+//! HTTP/1.1 connections.
+//!
+//! Parking: hyper keeps about 16 KiB of buffers per HTTP/1.1 connection
+//! (an 8 KiB read buffer it reserves before every read, an 8 KiB write
+//! buffer) plus its connection state for as long as the connection lives,
+//! quiet or not. A keep-alive connection that stays quiet for
+//! [`PARK_AFTER`] between two requests is parked: its socket (with its TLS
+//! session) is taken back from hyper, hyper's connection is dropped with
+//! its buffers, and this task waits for the client's next bytes; then a
+//! new hyper connection picks the socket up. Parked, a connection costs its
+//! socket, its TLS state and a small task (about 12 KiB with TLS, 9 KiB
+//! without, against some 30 KiB unparked), so many idle clients cost little
+//! memory. Coming back from parking costs a new hyper connection and a
+//! peek at the socket, a few microseconds, only for requests that follow
+//! a quiet spell.
+//!
+//! A connection is parked only after its first request (one that never
+//! sends one meets hyper's header deadline), and only at a message
+//! boundary: no request in flight (the count drops when hyper drops the
+//! response body), the framing guard between two heads (so hyper holds no
+//! unparsed bytes), and no write waiting on the socket (so hyper has
+//! flushed everything). The hand-over is `Tracked::poll_read` answering
+//! end-of-stream to hyper after moving the socket into a slot this task
+//! reads once hyper's connection ends.
+//!
+//! A parked connection also sidesteps a hyper behaviour: hyper runs its
+//! header-read timer while waiting for the next request on a keep-alive
+//! connection, so it closed quiet connections after `header_read_timeout`
+//! whatever `idle_timeout` said. Parked, they live until `idle_timeout`.
+
+use super::{framing, ConnInfo};
+use crate::body::Body;
+use crate::gateway::Gateway;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A quiet HTTP/1.1 keep-alive connection is parked after this long.
+pub const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// Per-connection settings copied from the snapshot at accept time.
+#[derive(Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) header_read_timeout: Duration,
+    pub(super) idle_timeout: Duration,
+    pub(super) max_header_bytes: usize,
+}
+
+impl From<&crate::config::Server> for Limits {
+    fn from(s: &crate::config::Server) -> Self {
+        Limits {
+            header_read_timeout: s.header_read_timeout,
+            idle_timeout: s.idle_timeout,
+            max_header_bytes: s.max_header_bytes,
+        }
+    }
+}
+
+/// Which HTTP a connection speaks, as far as known before reading it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Proto {
+    /// HTTP/1.1: ALPN said so, or the first bytes are no HTTP/2 preface.
+    Http1,
+    /// HTTP/2: ALPN said so.
+    Http2,
+    /// Not known yet: hyper's auto-detection reads the first bytes.
+    Detect,
+}
+
+fn http1_builder(l: Limits) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(l.header_read_timeout)
+        // hyper answers 431 when the head does not fit; 8 KiB is its floor.
+        .max_buf_size(l.max_header_bytes.max(8192))
+        .max_headers(100)
+        .keep_alive(true);
+    b
+}
+
+fn http2_builder(l: Limits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        // Rapid-reset (CVE-2023-44487) and reset floods: bounded.
+        .max_pending_accept_reset_streams(64)
+        .max_local_error_reset_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Both, for connections whose protocol hyper detects. Its settings are
+/// those of [`http1_builder`] and [`http2_builder`].
+fn auto_builder(l: Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(l.header_read_timeout)
+        .max_buf_size(l.max_header_bytes.max(8192))
+        .max_headers(100)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .max_pending_accept_reset_streams(64)
+        .max_local_error_reset_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// The HTTP/2 connection preface (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Plain TCP: a peek at the bytes already there tells HTTP/1.1 from an
+/// HTTP/2 preface (prior knowledge) without consuming them. Anything not
+/// yet decided by what arrived is left to hyper's detection.
+async fn sniff(tcp: &TcpStream) -> Proto {
+    let mut buf = [0u8; H2_PREFACE.len()];
+    match tcp.peek(&mut buf).await {
+        Ok(n) if n > 0 && !H2_PREFACE.starts_with(&buf[..n]) => Proto::Http1,
+        _ => Proto::Detect,
+    }
+}
+
+/// A client socket: plain TCP or TLS over TCP.
+pub(super) trait ClientIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Resolves when the client sent something (or closed): data is
+    /// waiting in the socket, or already decrypted in the TLS session.
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_;
+
+    /// Settles [`Proto::Detect`] where the socket allows it.
+    fn sniff(&self) -> impl Future<Output = Proto> + Send + '_;
+}
+
+/// Waits for a byte (or the end of the stream) in the socket. A peek, not
+/// `readable()`: readiness can be left over from the last read.
+async fn peek_one(tcp: &TcpStream) -> io::Result<()> {
+    tcp.peek(&mut [0u8; 1]).await.map(|_| ())
+}
+
+impl ClientIo for TcpStream {
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send + '_ {
+        peek_one(self)
+    }
+
+    fn sniff(&self) -> impl Future<Output = Proto> + Send + '_ {
+        sniff(self)
+    }
+}
+
+impl ClientIo for Box<tokio_rustls::server::TlsStream<TcpStream>> {
+    async fn readable(&mut self) -> io::Result<()> {
+        let (tcp, tls) = self.get_mut();
+        let buffered = tls
+            .process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
+            .plaintext_bytes_to_read();
+        if buffered > 0 {
+            return Ok(());
+        }
+        peek_one(tcp).await
+    }
+
+    fn sniff(&self) -> impl Future<Output = Proto> + Send + '_ {
+        // Decrypted bytes cannot be peeked at: hyper detects.
+        std::future::ready(Proto::Detect)
+    }
+}
+
+/// What a connection's IO wrapper and its serving loop share.
+#[derive(Default)]
+struct ConnState {
+    /// Reads and writes that moved bytes. Only the connection's own task
+    /// writes it (a load and a store: no clock read, no locked
+    /// instruction); the idle check reads it.
+    events: AtomicU64,
+    /// Requests whose response hyper has not finished with.
+    in_flight: AtomicU32,
+    /// A request was served: until then the connection is not parked, so
+    /// a client that connects and says nothing still meets hyper's header
+    /// deadline.
+    served: AtomicBool,
+    /// Set by the loop: park at the next read at a message boundary.
+    park: AtomicBool,
+}
+
+impl ConnState {
+    fn touch(&self) {
+        self.events
+            .store(self.events.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+
+    fn events(&self) -> u64 {
+        self.events.load(Relaxed)
+    }
+}
+
+/// Counts a request as in flight on its connection while alive.
+struct Busy(Arc<ConnState>);
+
+impl Busy {
+    fn new(state: &Arc<ConnState>) -> Busy {
+        state.in_flight.fetch_add(1, Relaxed);
+        state.served.store(true, Relaxed);
+        Busy(state.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A response body that keeps its request in flight until hyper drops it
+/// (written out, or the connection is gone).
+pub(super) struct CountedBody {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Serves `io` until the client leaves, the connection idles out, or
+/// shutdown has drained it.
+pub(super) async fn serve_http<IO: ClientIo>(
+    gw: Arc<Gateway>,
+    io: IO,
+    info: Arc<ConnInfo>,
+    proto: Proto,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let state = Arc::new(ConnState::default());
+    // hyper's HTTP/1 header deadline starts with the first byte of a head;
+    // before it, hyper's HTTP/1.1-or-HTTP/2 detection waits without one,
+    // and HTTP/2 has none. A client that connects and says nothing (or
+    // half an HTTP/2 preface) would hold its connection slot until the
+    // idle timeout. So the first request must have arrived within
+    // header_read_timeout of the connection's start.
+    let first_request_by = Instant::now() + limits.header_read_timeout;
+    let mut idle = Idle {
+        seen: state.events(),
+        quiet_since: Instant::now(),
+    };
+    let mut io = io;
+    let mut proto = proto;
+    loop {
+        if proto == Proto::Detect {
+            // A client that says nothing meets the header deadline here.
+            proto = tokio::select! {
+                p = io.sniff() => p,
+                _ = tokio::time::sleep(limits.header_read_timeout) => return,
+                _ = shutdown.changed() => return,
+            };
+        }
+        // Boxed: while parked, this task keeps only the socket and a few
+        // pointers, not room for hyper's connection and its builder.
+        let served = Box::pin(serve_active(
+            &gw,
+            io,
+            proto,
+            &info,
+            limits,
+            &mut shutdown,
+            &state,
+            &mut idle,
+            first_request_by,
+        ))
+        .await;
+        let Some(mut parked) = served else {
+            return; // closed, or upgraded (the tunnel owns the socket now)
+        };
+        let close = *shutdown.borrow()
+            || tokio::select! {
+                r = parked.readable() => r.is_err(),
+                _ = shutdown.changed() => true,
+                _ = tokio::time::sleep_until(idle.quiet_since + limits.idle_timeout) => true,
+            };
+        if close {
+            let _ = tokio::time::timeout(Duration::from_secs(1), parked.shutdown()).await;
+            return;
+        }
+        io = parked;
+        // Only HTTP/1.1 connections park.
+        proto = Proto::Http1;
+    }
+}
+
+/// When a connection was last seen moving bytes.
+struct Idle {
+    seen: u64,
+    quiet_since: Instant,
+}
+
+/// Serves `io` with hyper until the connection ends (`None`) or parks
+/// (`Some`: the socket, at a message boundary, hyper's side dropped).
+#[allow(clippy::too_many_arguments)]
+async fn serve_active<IO: ClientIo>(
+    gw: &Arc<Gateway>,
+    io: IO,
+    proto: Proto,
+    info: &Arc<ConnInfo>,
+    limits: Limits,
+    shutdown: &mut watch::Receiver<bool>,
+    state: &Arc<ConnState>,
+    idle: &mut Idle,
+    first_request_by: Instant,
+) -> Option<IO> {
+    let (gw, info, counted) = (gw.clone(), info.clone(), state.clone());
+    // The request's future is boxed: hyper keeps the service future inside
+    // the connection's state, so an unboxed one would make every
+    // connection as large as the largest request state (several KiB).
+    let service = service_fn(move |req| {
+        let busy = Busy::new(&counted);
+        let handled = crate::proxy::handle(gw.clone(), info.clone(), req);
+        Box::pin(async move {
+            let Ok(resp) = handled.await;
+            Ok::<_, Infallible>(resp.map(|body| CountedBody { body, _busy: busy }))
+        })
+    });
+    let slot = Arc::new(Mutex::new(None));
+    let io = TokioIo::new(Tracked {
+        inner: Some(io),
+        state: state.clone(),
+        framing: (proto != Proto::Http2).then(framing::FramingGuard::default),
+        slot: slot.clone(),
+        write_blocked: false,
+    });
+    let watch = Watch {
+        shutdown,
+        state,
+        idle,
+        limits,
+        may_park: proto != Proto::Http2,
+        first_request_by,
+    };
+    // One builder per protocol: hyper's auto-detection costs a read of
+    // the first bytes on every connection and, through them, doubles
+    // hyper's read buffer (16 KiB instead of 8).
+    match proto {
+        Proto::Http1 => {
+            let builder = http1_builder(limits);
+            let conn = builder.serve_connection(io, service).with_upgrades();
+            tokio::pin!(conn);
+            watch.drive(conn, |c| c.graceful_shutdown()).await;
+        }
+        Proto::Http2 => {
+            let builder = http2_builder(limits);
+            let conn = builder.serve_connection(io, service);
+            tokio::pin!(conn);
+            watch.drive(conn, |c| c.graceful_shutdown()).await;
+        }
+        Proto::Detect => {
+            let builder = auto_builder(limits);
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            tokio::pin!(conn);
+            watch.drive(conn, |c| c.graceful_shutdown()).await;
+        }
+    }
+    state.park.store(false, Relaxed);
+    let parked = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    parked
+}
+
+/// What drives a hyper connection besides hyper: shutdown, the idle
+/// deadline and parking.
+struct Watch<'a> {
+    shutdown: &'a mut watch::Receiver<bool>,
+    state: &'a ConnState,
+    idle: &'a mut Idle,
+    limits: Limits,
+    may_park: bool,
+    first_request_by: Instant,
+}
+
+impl Watch<'_> {
+    /// Polls `conn` to its end, starting its graceful shutdown on the
+    /// gateway's shutdown or at the idle deadline, and asking the IO to park
+    /// a quiet HTTP/1.1 connection.
+    async fn drive<C: Future>(self, mut conn: Pin<&mut C>, graceful: fn(Pin<&mut C>)) {
+        let Watch {
+            shutdown,
+            state,
+            idle,
+            limits,
+            may_park,
+            first_request_by,
+        } = self;
+        let mut closing = *shutdown.borrow();
+        if closing {
+            graceful(conn.as_mut());
+        }
+        // Idle deadline: the connection is looked at every quarter of
+        // `idle_timeout` (at most every PARK_AFTER); one that moved no byte
+        // since `quiet_since` for a whole `idle_timeout` is closed, so
+        // between 1x and 1.25x the timeout after its last byte.
+        let check_every = (limits.idle_timeout / 4)
+            .min(PARK_AFTER)
+            .max(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = tokio::time::sleep_until(first_request_by), if !state.served.load(Relaxed) => {
+                    if !state.served.load(Relaxed) {
+                        // Nothing in flight to finish: close at once (an
+                        // HTTP/2 goodbye would wait on a client that says
+                        // nothing).
+                        return;
+                    }
+                }
+                r = shutdown.changed(), if !closing => {
+                    if r.is_err() || *shutdown.borrow() {
+                        // HTTP/1: finish the current request, then close.
+                        // HTTP/2: GOAWAY, finish open streams.
+                        graceful(conn.as_mut());
+                        closing = true;
+                    }
+                }
+                _ = tokio::time::sleep(check_every), if !closing => {
+                    let now = state.events();
+                    if now != idle.seen {
+                        idle.seen = now;
+                        idle.quiet_since = Instant::now();
+                        state.park.store(false, Relaxed);
+                    } else if idle.quiet_since.elapsed() >= limits.idle_timeout {
+                        graceful(conn.as_mut());
+                        closing = true;
+                    } else if may_park
+                        && state.served.load(Relaxed)
+                        && idle.quiet_since.elapsed() >= PARK_AFTER
+                    {
+                        // Taken up by Tracked::poll_read when hyper next
+                        // reads, which the next poll of `conn` makes it do.
+                        state.park.store(true, Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The client socket as hyper sees it: records activity (for the idle
+/// deadline), guards HTTP/1.1 request framing (`framing.rs`), and hands
+/// the socket back to the loop when asked to park.
+struct Tracked<IO> {
+    /// `None` once handed over to `slot`.
+    inner: Option<IO>,
+    state: Arc<ConnState>,
+    framing: Option<framing::FramingGuard>,
+    slot: Arc<Mutex<Option<IO>>>,
+    /// The last write or flush waited on the socket.
+    write_blocked: bool,
+}
+
+impl<IO> Tracked<IO> {
+    fn parkable(&self) -> bool {
+        self.state.in_flight.load(Relaxed) == 0
+            && !self.write_blocked
+            && self.framing.as_ref().is_some_and(|g| g.at_message_start())
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.state.park.load(Relaxed) && self.parkable() {
+            // Park: the socket goes to the loop, and hyper reads the end of
+            // the stream at a message boundary, so it ends the connection.
+            if let Some(io) = self.inner.take() {
+                *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
+            }
+        }
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let before = buf.filled().len();
+        let r = Pin::new(inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.state.touch();
+            if let Some(g) = &mut this.framing {
+                g.scan(&mut buf.filled_mut()[before..]);
+                if g.is_done() {
+                    this.framing = None;
+                }
+            }
+        }
+        r
+    }
+}
+
+fn parked_write_error() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "connection parked")
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(parked_write_error()));
+        };
+        let r = Pin::new(inner).poll_write(cx, buf);
+        this.write_blocked = r.is_pending();
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(parked_write_error()));
+        };
+        let r = Pin::new(inner).poll_write_vectored(cx, bufs);
+        this.write_blocked = r.is_pending();
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.state.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let r = Pin::new(inner).poll_flush(cx);
+        this.write_blocked = r.is_pending();
+        r
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner.as_mut() {
+            // Parked: the socket stays open for the loop.
+            None => Poll::Ready(Ok(())),
+            Some(inner) => Pin::new(inner).poll_shutdown(cx),
+        }
+    }
+}
