@@ -37,9 +37,17 @@ impl Mac {
     }
 
     pub fn sign(&self, data: &[u8]) -> [u8; 32] {
-        let t = hmac::sign(&self.0, data);
+        self.sign_parts(&[data])
+    }
+
+    /// Signs the concatenation of `parts` without building it.
+    pub fn sign_parts(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        for p in parts {
+            ctx.update(p);
+        }
         let mut out = [0u8; 32];
-        out.copy_from_slice(t.as_ref());
+        out.copy_from_slice(ctx.sign().as_ref());
         out
     }
 

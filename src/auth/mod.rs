@@ -136,11 +136,11 @@ async fn lookup_session(
     let Some(raw) = session::cookie_value(headers, &cfg.cookie_name) else {
         return Ok(SessionLookup::Absent);
     };
-    let Some(id) = SessionId::parse(raw) else {
+    let Some(key) = SessionId::key_of(raw) else {
         gw.metrics.auth("session", AuthResult::Invalid);
         return Ok(SessionLookup::Dead);
     };
-    match gw.sessions.authenticate(&id, cfg).await {
+    match gw.sessions.authenticate(key, cfg).await {
         Ok(Some((key, view))) => Ok(SessionLookup::Live(key, view)),
         Ok(None) => {
             gw.metrics.auth("session", AuthResult::Invalid);

@@ -39,10 +39,19 @@ impl SessionId {
     /// Accepts only the shape we issue (43 base64url characters), so junk
     /// never reaches a store.
     pub fn parse(s: &str) -> Option<SessionId> {
-        (s.len() == 43
+        Self::well_formed(s).then(|| SessionId(s.to_string()))
+    }
+
+    /// The store key of a cookie value, checked and hashed in place (no
+    /// copy: this runs on every request with a session cookie).
+    pub fn key_of(s: &str) -> Option<SessionKey> {
+        Self::well_formed(s).then(|| SessionKey(crate::crypto::sha256(s.as_bytes())))
+    }
+
+    fn well_formed(s: &str) -> bool {
+        s.len() == 43
             && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .then(|| SessionId(s.to_string()))
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }
 
     pub fn as_str(&self) -> &str {
@@ -353,15 +362,14 @@ impl Store {
         }
     }
 
-    /// Looks up a live session by the id in a cookie, sliding its idle
+    /// Looks up a live session by its key (from the cookie's id), sliding its idle
     /// deadline (writes coalesced to one per 1% of `idle_timeout`).
     /// `Ok(None)`: no such live session (unknown, forged, expired).
     pub async fn authenticate(
         &self,
-        id: &SessionId,
+        key: SessionKey,
         cfg: &SessionsConfig,
     ) -> Result<Option<(SessionKey, SessionView)>, StoreError> {
-        let key = id.key();
         let Some(view) = self.get(key).await? else {
             return Ok(None);
         };
@@ -438,6 +446,8 @@ mod tests {
         assert_eq!(SessionId::parse(id.as_str()), Some(id.clone()));
         assert_eq!(id.key().0, crate::crypto::sha256(id.as_str().as_bytes()));
         assert!(SessionId::parse("short").is_none());
+        assert!(SessionId::key_of(id.as_str()) == Some(id.key()));
+        assert!(SessionId::key_of("short").is_none());
         assert!(SessionId::parse(&"a".repeat(42).replace('a', "!")).is_none());
         assert_eq!(format!("{id:?}"), "SessionId(..)");
         let k = id.key();

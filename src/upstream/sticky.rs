@@ -81,12 +81,7 @@ pub type BackendTag = [u8; TAG_LEN];
 
 /// The affinity tag of backend `addr` of upstream `upstream`.
 pub fn backend_tag(key: &Mac, upstream: &str, addr: &str) -> BackendTag {
-    let mut data = Vec::with_capacity(8 + upstream.len() + addr.len());
-    data.extend_from_slice(b"tag\0");
-    data.extend_from_slice(upstream.as_bytes());
-    data.push(0);
-    data.extend_from_slice(addr.as_bytes());
-    let mac = key.sign(&data);
+    let mac = key.sign_parts(&[b"tag\0", upstream.as_bytes(), b"\0", addr.as_bytes()]);
     let mut tag = [0u8; TAG_LEN];
     tag.copy_from_slice(&mac[..TAG_LEN]);
     tag
@@ -100,12 +95,7 @@ pub struct Token {
 }
 
 fn token_mac(key: &Mac, upstream: &str, body: &[u8]) -> [u8; 32] {
-    let mut data = Vec::with_capacity(8 + upstream.len() + body.len());
-    data.extend_from_slice(b"mac\0");
-    data.extend_from_slice(upstream.as_bytes());
-    data.push(0);
-    data.extend_from_slice(body);
-    key.sign(&data)
+    key.sign_parts(&[b"mac\0", upstream.as_bytes(), b"\0", body])
 }
 
 impl Token {
@@ -133,9 +123,12 @@ impl Token {
         if value.len() > 64 {
             return None;
         }
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(value)
+        // Decoded on the stack: 64 base64 characters are at most 48 bytes.
+        let mut buf = [0u8; 48];
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode_slice(value, &mut buf)
             .ok()?;
+        let raw = &buf[..n];
         if raw.len() != TOKEN_LEN || raw[0] != VERSION {
             return None;
         }
