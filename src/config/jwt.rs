@@ -521,19 +521,7 @@ fn remote(
             None
         }
     };
-    let ca = j.ca_file.as_ref().map(|f| c.file_path(f));
-    if let Some(ca) = &ca {
-        if let Ok(bytes) = std::fs::read(ca) {
-            material.update(&bytes);
-        }
-    }
-    let tls = match crate::server::tls::load_client_config_extra_ca(ca.as_deref()) {
-        Ok(t) => Some(t),
-        Err(m) => {
-            c.err(format!("{p}.ca_file"), m);
-            None
-        }
-    };
+    let tls = c.client_tls(p, j.ca_file.as_ref(), material);
     let refresh = c.duration(
         &format!("{p}.jwks_refresh"),
         &j.jwks_refresh,

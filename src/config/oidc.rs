@@ -170,19 +170,7 @@ fn one(c: &mut Check<'_>, p: &str, o: &OidcFile) -> Option<OidcProvider> {
         redirect_url(c, p, r);
     }
 
-    let ca = o.ca_file.as_ref().map(|f| c.file_path(f));
-    if let Some(ca) = &ca {
-        if let Ok(bytes) = std::fs::read(ca) {
-            material.update(&bytes);
-        }
-    }
-    let tls = match crate::server::tls::load_client_config_extra_ca(ca.as_deref()) {
-        Ok(t) => Some(t),
-        Err(m) => {
-            c.err(format!("{p}.ca_file"), m);
-            None
-        }
-    };
+    let tls = c.client_tls(p, o.ca_file.as_ref(), &mut material);
 
     if c.problems.len() > before {
         return None;

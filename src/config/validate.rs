@@ -69,6 +69,30 @@ impl Check<'_> {
         })
     }
 
+    /// The TLS client config for a fetch from `<path>` (JWKS, OIDC
+    /// provider): the public roots plus `ca_file` when given, whose bytes
+    /// also go into `material` (a changed CA file is a changed entry).
+    fn client_tls(
+        &mut self,
+        path: &str,
+        ca_file: Option<&String>,
+        material: &mut aws_lc_rs::digest::Context,
+    ) -> Option<Arc<rustls::ClientConfig>> {
+        let ca = ca_file.map(|f| self.file_path(f));
+        if let Some(ca) = &ca {
+            if let Ok(bytes) = std::fs::read(ca) {
+                material.update(&bytes);
+            }
+        }
+        match crate::server::tls::load_client_config_extra_ca(ca.as_deref()) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                self.err(format!("{path}.ca_file"), m);
+                None
+            }
+        }
+    }
+
     fn file_path(&self, p: &str) -> PathBuf {
         self.base.join(p)
     }

@@ -83,48 +83,50 @@ pub(super) enum Proto {
     Detect,
 }
 
+/// The HTTP/1.1 settings, for hyper's own builder and for the one inside
+/// hyper-util's auto builder (two types with the same methods).
+macro_rules! http1_settings {
+    ($b:expr, $l:expr) => {
+        $b.timer(TokioTimer::new())
+            .header_read_timeout($l.header_read_timeout)
+            // hyper answers 431 when the head does not fit; 8 KiB is its floor.
+            .max_buf_size($l.max_header_bytes.max(8192))
+            .max_headers(100)
+            .keep_alive(true)
+    };
+}
+
+/// The HTTP/2 settings, likewise.
+macro_rules! http2_settings {
+    ($b:expr, $l:expr) => {
+        $b.timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from($l.max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(256)
+            // Rapid-reset (CVE-2023-44487) and reset floods: bounded.
+            .max_pending_accept_reset_streams(64)
+            .max_local_error_reset_streams(256)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20))
+    };
+}
+
 fn http1_builder(l: Limits) -> hyper::server::conn::http1::Builder {
     let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new())
-        .header_read_timeout(l.header_read_timeout)
-        // hyper answers 431 when the head does not fit; 8 KiB is its floor.
-        .max_buf_size(l.max_header_bytes.max(8192))
-        .max_headers(100)
-        .keep_alive(true);
+    http1_settings!(b, l);
     b
 }
 
 fn http2_builder(l: Limits) -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    b.timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        // Rapid-reset (CVE-2023-44487) and reset floods: bounded.
-        .max_pending_accept_reset_streams(64)
-        .max_local_error_reset_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+    http2_settings!(b, l);
     b
 }
 
-/// Both, for connections whose protocol hyper detects. Its settings are
-/// those of [`http1_builder`] and [`http2_builder`].
+/// Both, for connections whose protocol hyper detects.
 fn auto_builder(l: Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(l.header_read_timeout)
-        .max_buf_size(l.max_header_bytes.max(8192))
-        .max_headers(100)
-        .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(l.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(256)
-        .max_pending_accept_reset_streams(64)
-        .max_local_error_reset_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
+    http1_settings!(b.http1(), l);
+    http2_settings!(b.http2(), l);
     b
 }
 
@@ -531,43 +533,45 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
     }
 }
 
-fn parked_write_error() -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, "connection parked")
+impl<IO: AsyncWrite + Unpin> Tracked<IO> {
+    /// One write to the socket: remembers whether it had to wait (a parked
+    /// connection must have nothing pending) and counts it as activity.
+    fn write_with(
+        &mut self,
+        write: impl FnOnce(&mut IO) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "connection parked",
+            )));
+        };
+        let r = write(inner);
+        self.write_blocked = r.is_pending();
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.state.touch();
+        }
+        r
+    }
 }
 
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(Err(parked_write_error()));
-        };
-        let r = Pin::new(inner).poll_write(cx, buf);
-        this.write_blocked = r.is_pending();
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.state.touch();
-        }
-        r
+        self.get_mut()
+            .write_with(|io| Pin::new(io).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(Err(parked_write_error()));
-        };
-        let r = Pin::new(inner).poll_write_vectored(cx, bufs);
-        this.write_blocked = r.is_pending();
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.state.touch();
-        }
-        r
+        self.get_mut()
+            .write_with(|io| Pin::new(io).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
