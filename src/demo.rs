@@ -1,5 +1,5 @@
 //! `gatehouse demo`: a working gateway with nothing to set up. A
-//! self-signed certificate, two built-in echo backends, and the curl
+//! throw-away certificate (its own CA), two built-in echo backends, and the curl
 //! commands to try it, printed on start.
 
 use crate::body::Body;
@@ -73,27 +73,31 @@ pub struct DemoFiles {
     pub fingerprint: String,
 }
 
-/// Writes a self-signed certificate for localhost/127.0.0.1 and a config
-/// that serves `port` over TLS in front of `backends`.
+/// Writes a throw-away CA (`demo.crt`, what clients trust), a server
+/// certificate for localhost/127.0.0.1 signed by it, and a config that
+/// serves `port` over TLS in front of `backends`.
 pub fn write_files(dir: &Path, port: u16, backends: &[SocketAddr]) -> std::io::Result<DemoFiles> {
     std::fs::create_dir_all(dir)?;
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .map_err(std::io::Error::other)?;
+    // A CA and a certificate it signed, not one self-signed certificate:
+    // OpenSSL (curl --cacert) takes only a CA as a trust anchor, and
+    // rustls refuses a CA certificate as a server's own.
+    let server = demo_certificate().map_err(std::io::Error::other)?;
     let cert = dir.join("demo.crt");
     let key = dir.join("demo.key");
-    std::fs::write(&cert, ck.cert.pem())?;
+    std::fs::write(&cert, server.ca.pem())?;
+    std::fs::write(dir.join("demo-server.crt"), server.cert.pem())?;
     write_private(
         &dir.join("demo.secret"),
         crate::crypto::hex(&crate::crypto::random_bytes::<32>()).as_bytes(),
     )?;
-    write_private(&key, ck.signing_key.serialize_pem().as_bytes())?;
+    write_private(&key, server.key.serialize_pem().as_bytes())?;
     // Signs the demo's access tokens (P-256, PKCS#8).
     let token_key = rcgen::KeyPair::generate().map_err(std::io::Error::other)?;
     write_private(
         &dir.join("demo-signing.pem"),
         token_key.serialize_pem().as_bytes(),
     )?;
-    let fp = crate::crypto::sha256(ck.cert.der());
+    let fp = crate::crypto::sha256(server.cert.der());
     let fingerprint = fp
         .iter()
         .map(|b| format!("{b:02X}"))
@@ -116,13 +120,13 @@ pub fn write_files(dir: &Path, port: u16, backends: &[SocketAddr]) -> std::io::R
     std::fs::write(
         &config,
         format!(
-            r#"# Written by `gatehouse demo`. A DEMO: self-signed certificate, no real users.
+            r#"# Written by `gatehouse demo`. A DEMO: throw-away certificate authority, no real users.
 [server]
 listen = "127.0.0.1:{port}"
 secret_file = "demo.secret"
 
 [server.tls]
-cert = "demo.crt"
+cert = "demo-server.crt"
 key = "demo.key"
 
 [admin]
@@ -166,6 +170,31 @@ auth = "none"
     })
 }
 
+/// The demo's server certificate, the CA that signed it, and its key.
+struct DemoCertificate {
+    ca: rcgen::Certificate,
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+fn demo_certificate() -> Result<DemoCertificate, rcgen::Error> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "gatehouse DEMO CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let cert = params.signed_by(&key, &Issuer::from_params(&ca_params, &ca_key))?;
+    Ok(DemoCertificate { ca, cert, key })
+}
+
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -192,7 +221,7 @@ pub async fn run(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Syn
     println!(
         r#"
   ================================================================
-   gatehouse DEMO -- not for production: self-signed certificate,
+   gatehouse DEMO -- not for production: throw-away certificate,
    built-in echo backends. Files in {dir}
   ================================================================
 
@@ -213,7 +242,7 @@ pub async fn run(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Syn
     curl -k -b /tmp/gh.jar https://127.0.0.1:{p}/private/    # the backend sees X-Auth-User: demo
 
   Browser: https://localhost:{p}/private/  -> login page, demo / demo
-           (accept the self-signed certificate)
+           (accept the certificate, or import demo.crt as a CA)
   Config used: {config}
   Ctrl-C stops.
 "#,
@@ -222,7 +251,7 @@ pub async fn run(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Syn
         cert = files.cert.display(),
         config = files.config.display(),
     );
-    tracing::warn!("this is a DEMO: self-signed certificate and built-in backends");
+    tracing::warn!("this is a DEMO: throw-away certificate and built-in backends");
     tokio::signal::ctrl_c().await?;
     running.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);
