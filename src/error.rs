@@ -32,6 +32,9 @@ pub enum GatewayError {
     Forbidden,
     #[error("too many attempts")]
     Locked { retry_after: Duration },
+    /// A login or token request naming a user over 256 bytes (SPEC 16).
+    #[error("username too long")]
+    UsernameTooLong,
     #[error("no healthy backend")]
     NoHealthyBackend,
     #[error("session store unavailable")]
@@ -72,6 +75,7 @@ impl GatewayError {
             GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden => StatusCode::FORBIDDEN,
             GatewayError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::UsernameTooLong => StatusCode::BAD_REQUEST,
             GatewayError::NoHealthyBackend
             | GatewayError::StoreUnavailable(_)
             | GatewayError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -96,6 +100,7 @@ impl GatewayError {
             GatewayError::Unauthenticated(_) => "authentication required",
             GatewayError::Forbidden => "forbidden",
             GatewayError::Locked { .. } => "too many attempts, try again later",
+            GatewayError::UsernameTooLong => "username too long",
             GatewayError::NoHealthyBackend => "no healthy backend",
             GatewayError::StoreUnavailable(_) => "service unavailable",
             GatewayError::ProviderUnavailable => "sign-in provider unavailable, try again shortly",
@@ -139,6 +144,7 @@ mod tests {
                 },
                 429,
             ),
+            (GatewayError::UsernameTooLong, 400),
             (GatewayError::NoHealthyBackend, 503),
             (GatewayError::StoreUnavailable(Box::new(io())), 503),
             (GatewayError::ProviderUnavailable, 503),

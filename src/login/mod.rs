@@ -281,11 +281,24 @@ pub async fn check_password(
     password: &str,
 ) -> Result<users::User, GatewayError> {
     let login = snap.config.login.as_ref().ok_or(GatewayError::NotFound)?;
-    let ip = conn.peer.ip();
-    if let Err(retry_after) = gw.throttle.check(username, ip) {
-        gw.metrics.auth("login", AuthResult::Locked);
-        return Err(GatewayError::Locked { retry_after });
+    if username.len() > throttle::MAX_USERNAME_BYTES {
+        return Err(GatewayError::UsernameTooLong);
     }
+    let ip = conn.peer.ip();
+    let policy = throttle::Policy {
+        max_failures: login.max_failures,
+        window: login.failure_window,
+        lockout: login.lockout,
+    };
+    // The place is reserved before the hash, so simultaneous attempts
+    // cannot all pass a check that still counts none of them.
+    let attempt = match gw.throttle.begin(username, ip, policy) {
+        Ok(a) => a,
+        Err(retry_after) => {
+            gw.metrics.auth("login", AuthResult::Locked);
+            return Err(GatewayError::Locked { retry_after });
+        }
+    };
     match users::verify(
         login.users.clone(),
         username.to_string(),
@@ -294,17 +307,12 @@ pub async fn check_password(
     .await
     {
         Some(u) => {
-            gw.throttle.succeeded(username, ip);
+            attempt.succeeded();
             gw.metrics.auth("login", AuthResult::Ok);
             Ok(u)
         }
         None => {
-            let policy = throttle::Policy {
-                max_failures: login.max_failures,
-                window: login.failure_window,
-                lockout: login.lockout,
-            };
-            gw.throttle.failed(username, ip, policy);
+            attempt.failed();
             gw.metrics.auth("login", AuthResult::Invalid);
             tracing::info!(user = %username.escape_debug(), peer = %ip, "login failed");
             Err(GatewayError::Unauthenticated(

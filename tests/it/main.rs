@@ -13,6 +13,7 @@ mod config;
 mod deploy;
 mod faults;
 mod jwt;
+mod lockout;
 mod oidc;
 mod ops;
 mod proxy;
