@@ -123,6 +123,7 @@ pub struct LoginFile {
     pub previous_keys: Option<Vec<String>>,
     pub access_token_ttl: Option<String>,
     pub refresh_token_ttl: Option<String>,
+    pub refresh_token_max_age: Option<String>,
     pub refresh_reuse_grace: Option<String>,
     pub max_failures: Option<u32>,
     pub failure_window: Option<String>,
@@ -260,6 +261,7 @@ pub struct RouteFile {
     pub on_unauthenticated: Option<String>,
     pub strip_prefix: Option<bool>,
     pub websocket: Option<bool>,
+    pub issuers: Option<Vec<String>>,
     pub require: Option<RequireFile>,
 }
 

@@ -20,6 +20,8 @@ pub const DEFAULT_LOCKOUT: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_ISSUER: &str = "gatehouse";
 pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(14 * 86400);
+/// No refresh family outlives its login by more than this (SPEC 16).
+pub const DEFAULT_REFRESH_TOKEN_MAX_AGE: Duration = Duration::from_secs(30 * 86400);
 pub const DEFAULT_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,8 @@ pub struct Login {
     pub issuer: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// A family ends this long after the login that started it.
+    pub refresh_token_max_age: Duration,
     pub refresh_reuse_grace: Duration,
     pub max_failures: u32,
     pub failure_window: Duration,
@@ -318,6 +322,12 @@ pub(super) fn login(
             "login.refresh_token_ttl",
             &l.refresh_token_ttl,
             DEFAULT_REFRESH_TOKEN_TTL,
+        ),
+        refresh_token_max_age: duration(
+            problems,
+            "login.refresh_token_max_age",
+            &l.refresh_token_max_age,
+            DEFAULT_REFRESH_TOKEN_MAX_AGE,
         ),
         refresh_reuse_grace: duration(
             problems,

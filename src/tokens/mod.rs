@@ -32,7 +32,7 @@ use base64::Engine;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use refresh::{memory::MemoryRefresh, Grant, Pair, Rotation};
+use refresh::{memory::MemoryRefresh, Grant, NewFamily, Pair, Presented, Rotation};
 use serde_json::{json, Value};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -56,53 +56,48 @@ impl RefreshStore {
         }
     }
 
-    async fn insert(
-        &self,
-        hash: [u8; 32],
-        family: &str,
-        grant: &Grant,
-        expires_ms: u64,
-    ) -> Result<(), GatewayError> {
+    async fn create(&self, f: &NewFamily<'_>) -> Result<(), GatewayError> {
         match self {
             RefreshStore::Memory(m) => {
-                m.insert(hash, family, grant, expires_ms);
+                m.create(f);
                 Ok(())
             }
-            RefreshStore::Redis(r) => redis::insert(r, hash, family, grant, expires_ms)
-                .await
-                .map_err(store_err),
+            RefreshStore::Redis(r) => redis::create(r, f).await.map_err(store_err),
         }
     }
 
     async fn rotate(
         &self,
-        hash: &[u8; 32],
+        t: &Presented,
         now: u64,
         grace_ms: u64,
     ) -> Result<Rotation, GatewayError> {
         match self {
-            RefreshStore::Memory(m) => Ok(m.rotate(hash, now, grace_ms)),
-            RefreshStore::Redis(r) => redis::rotate(r, hash, now, grace_ms)
-                .await
-                .map_err(store_err),
+            RefreshStore::Memory(m) => Ok(m.rotate(t, now, grace_ms)),
+            RefreshStore::Redis(r) => redis::rotate(r, t, now, grace_ms).await.map_err(store_err),
         }
     }
 
     async fn complete(
         &self,
-        hash: &[u8; 32],
+        old: &Presented,
+        next: [u8; 32],
+        expires_ms: u64,
         pair: &Pair,
-        now: u64,
         grace_ms: u64,
     ) -> Result<(), GatewayError> {
+        let now = session::now_ms();
+        let pair = (grace_ms > 0).then_some(pair);
         match self {
             RefreshStore::Memory(m) => {
-                m.complete(hash, pair, now);
+                m.complete(old, next, expires_ms, pair, now);
                 Ok(())
             }
-            RefreshStore::Redis(r) => redis::complete(r, hash, pair, grace_ms)
-                .await
-                .map_err(store_err),
+            RefreshStore::Redis(r) => {
+                redis::complete(r, old, next, expires_ms, pair, now, grace_ms)
+                    .await
+                    .map_err(store_err)
+            }
         }
     }
 
@@ -252,7 +247,8 @@ pub fn install_revocation_sync(gw: &Arc<Gateway>) {
     }));
 }
 
-/// Mints an access token and a refresh token for `grant` in `family`.
+/// Mints an access token and a refresh token for `grant` in `family`;
+/// returns them and the refresh token's hash.
 fn mint(snap: &Snapshot, grant: &Grant, family: &str) -> Result<(Pair, [u8; 32]), GatewayError> {
     let login = snap.config.login.as_ref().ok_or(GatewayError::NotFound)?;
     let now = unix_now();
@@ -277,7 +273,9 @@ fn mint(snap: &Snapshot, grant: &Grant, family: &str) -> Result<(Pair, [u8; 32])
     }
     // RFC 9068: access tokens are typed `at+jwt`.
     let access_token = login.keys.current.sign("at+jwt", &claims);
-    let refresh_token = random_token();
+    // `<family>.<secret>`: the store keeps one record per family and can
+    // tell any older token of it (reuse) from a stranger's guess.
+    let refresh_token = format!("{family}.{}", random_token());
     let hash = crate::crypto::sha256(refresh_token.as_bytes());
     Ok((
         Pair {
@@ -287,6 +285,19 @@ fn mint(snap: &Snapshot, grant: &Grant, family: &str) -> Result<(Pair, [u8; 32])
         },
         hash,
     ))
+}
+
+/// What a user's access tokens say about them now: read from the users
+/// file on every refresh (SPEC 16), `None` once they are unknown or
+/// disabled.
+fn current_grant(login: &crate::config::sessions::Login, user: &str) -> Option<Grant> {
+    let u = login.users.get(user).filter(|u| !u.disabled)?;
+    Some(Grant {
+        user: u.username.clone(),
+        email: u.email.clone(),
+        groups: u.groups.clone(),
+        name: u.name.clone(),
+    })
 }
 
 /// An RFC 6749 section 5.2 error response.
@@ -385,6 +396,28 @@ async fn token(
                         "invalid username or password",
                     ));
                 }
+                Err(GatewayError::UsernameTooLong) => {
+                    return Ok(oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "username too long",
+                    ));
+                }
+                // RFC 6749 has no code for "slow down" on this grant: a
+                // registered code a client library understands, with the
+                // status and Retry-After saying when to come back (SPEC 11).
+                Err(GatewayError::Locked { retry_after }) => {
+                    let mut r = oauth_error(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "invalid_grant",
+                        "too many attempts, try again later",
+                    );
+                    r.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from(retry_after.as_secs().max(1)),
+                    );
+                    return Ok(r);
+                }
                 Err(e) => return Err(e),
             };
             let grant = Grant {
@@ -395,8 +428,16 @@ async fn token(
             };
             let family = crate::crypto::hex(&crate::crypto::random_bytes::<16>());
             let (pair, hash) = mint(snap, &grant, &family)?;
-            let expires = session::now_ms() + login.refresh_token_ttl.as_millis() as u64;
-            gw.tokens.insert(hash, &family, &grant, expires).await?;
+            let now = session::now_ms();
+            gw.tokens
+                .create(&NewFamily {
+                    family: &family,
+                    user: &grant.user,
+                    hash,
+                    expires_ms: now + login.refresh_token_ttl.as_millis() as u64,
+                    ends_ms: now + login.refresh_token_max_age.as_millis() as u64,
+                })
+                .await?;
             gw.metrics.auth("token", crate::metrics::AuthResult::Ok);
             tracing::info!(user = %grant.user, family = %&family[..8], "tokens issued (password grant)");
             Ok(token_response(&pair))
@@ -425,7 +466,6 @@ async fn refresh(
     presented: &str,
 ) -> Result<Response<Body>, GatewayError> {
     let login = snap.config.login.as_ref().ok_or(GatewayError::NotFound)?;
-    let hash = crate::crypto::sha256(presented.as_bytes());
     let grace = login.refresh_reuse_grace.as_millis() as u64;
     let invalid = || {
         oauth_error(
@@ -434,16 +474,33 @@ async fn refresh(
             "the refresh token is invalid, expired or revoked",
         )
     };
+    let Some(token) = Presented::parse(presented) else {
+        gw.metrics
+            .auth("token", crate::metrics::AuthResult::Invalid);
+        return Ok(invalid());
+    };
     // A concurrent refresh of the same token is minting right now: wait for
     // its pair (bounded), rather than fail a legitimate second tab.
     for _ in 0..100 {
-        match gw.tokens.rotate(&hash, session::now_ms(), grace).await? {
-            Rotation::Won { family, grant } => {
+        match gw.tokens.rotate(&token, session::now_ms(), grace).await? {
+            Rotation::Won {
+                family,
+                user,
+                ends_ms,
+            } => {
+                let Some(grant) = current_grant(login, &user) else {
+                    // Deleted or disabled since the login: the family ends
+                    // here, with every access token minted from it.
+                    tracing::info!(user = %user, family = %&family[..8], "refresh refused: user unknown or disabled; family revoked");
+                    revoke_family_everywhere(gw, login, &family).await?;
+                    gw.metrics
+                        .auth("token", crate::metrics::AuthResult::Revoked);
+                    return Ok(invalid());
+                };
                 let (pair, next) = mint(snap, &grant, &family)?;
                 let expires = session::now_ms() + login.refresh_token_ttl.as_millis() as u64;
-                gw.tokens.insert(next, &family, &grant, expires).await?;
                 gw.tokens
-                    .complete(&hash, &pair, session::now_ms(), grace)
+                    .complete(&token, next, expires.min(ends_ms), &pair, grace)
                     .await?;
                 gw.metrics.auth("token", crate::metrics::AuthResult::Ok);
                 return Ok(token_response(&pair));
@@ -453,7 +510,7 @@ async fn refresh(
             Rotation::Reused { family, user } => {
                 // A used token came back: it leaked. Kill its family and
                 // every access token minted from it.
-                tracing::warn!(user = %user, family = %&family[..family.len().min(8)], "refresh token reused: family revoked");
+                tracing::warn!(user = %user, family = %&family[..8], "refresh token reused: family revoked");
                 let until = unix_now() + login.access_token_ttl.as_secs() + 60;
                 revoke(gw, Revoke::Family { sid: family, until }).await?;
                 gw.metrics
@@ -472,6 +529,25 @@ async fn refresh(
         "temporarily_unavailable",
         "try again",
     ))
+}
+
+/// Ends refresh family `family` in the store and denies its access tokens
+/// on every replica.
+async fn revoke_family_everywhere(
+    gw: &Gateway,
+    login: &crate::config::sessions::Login,
+    family: &str,
+) -> Result<(), GatewayError> {
+    gw.tokens.revoke_family(family).await?;
+    let until = unix_now() + login.access_token_ttl.as_secs() + 60;
+    revoke(
+        gw,
+        Revoke::Family {
+            sid: family.to_string(),
+            until,
+        },
+    )
+    .await
 }
 
 /// `POST /logout` with `Authorization: Bearer <access token>`: denies that
@@ -510,16 +586,7 @@ pub async fn logout_bearer(
         .await?;
     }
     if let Some(sid) = claims["sid"].as_str() {
-        gw.tokens.revoke_family(sid).await?;
-        let until = unix_now() + login.access_token_ttl.as_secs() + 60;
-        revoke(
-            gw,
-            Revoke::Family {
-                sid: sid.to_string(),
-                until,
-            },
-        )
-        .await?;
+        revoke_family_everywhere(gw, login, sid).await?;
     }
     tracing::info!(user = %claims["sub"].as_str().unwrap_or(""), "access token logged out");
     Ok(true)

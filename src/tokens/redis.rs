@@ -1,110 +1,107 @@
 //! Refresh-token families and revocations in Redis (the replicas' shared
 //! store). Keys, under `key_prefix`:
-//! - `rt:<sha256 hex>`: a refresh token (family, grant, expiry, state),
-//!   expiring with the token; `rtr:<hex>`: its replayable successor pair,
-//!   kept only for `refresh_reuse_grace`.
-//! - `fam:<id>`: a family (`user`, `revoked`); `ufam:<user>`: its families.
+//! - `fam:<id>`: a family, one hash however often it rotates: `user`,
+//!   `cur` (hex SHA-256 of the current token), `state` (`fresh`/`pending`),
+//!   `at` (when pending began), `prev` and `prev_at` (the token rotated
+//!   last, for the grace window), `exp` (the current token's expiry),
+//!   `ends` (login + `refresh_token_max_age`), `revoked`; expiring with the
+//!   current token. `famr:<id>`: the successor pair handed out again for
+//!   `prev`, kept only for `refresh_reuse_grace`.
+//! - `ufam:<user>`: the user's families, for revoke-all.
 //! - `revoked:<kind>:<name>`: revocations, expiring when they stop
 //!   mattering; also announced on `<key_prefix>events`.
 
-use super::refresh::{Grant, Pair, Rotation};
+use super::refresh::{NewFamily, Pair, Presented, Rotation};
 use crate::session::redis::RedisStore;
 use crate::session::StoreError;
 
-/// Decides a rotation atomically. Returns `{"won", family, grant}`,
-/// `{"replay", pair}`, `{"pending"}`, `{"reused", family, user}` or
-/// `{"invalid"}`.
+/// Decides a rotation atomically. KEYS: family, replay pair. ARGV: the
+/// presented token's hash, now, grace. Returns `{"won", user, ends}`,
+/// `{"replay", pair}`, `{"pending"}`, `{"reused", user}` or `{"invalid"}`.
 const ROTATE: &str = r#"
-local t = redis.call('HMGET', KEYS[1], 'fam', 'state', 'exp', 'at', 'grant', 'user')
-if not t[1] then return {'invalid'} end
-local now, grace = tonumber(ARGV[1]), tonumber(ARGV[2])
-if tonumber(t[3]) <= now then return {'invalid'} end
-local famk = ARGV[3] .. 'fam:' .. t[1]
-if redis.call('HGET', famk, 'revoked') ~= '0' then return {'invalid'} end
-if t[2] == 'fresh' then
-  redis.call('HSET', KEYS[1], 'state', 'pending', 'at', ARGV[1])
-  return {'won', t[1], t[5]}
-end
-local within = grace > 0 and (now - tonumber(t[4])) <= grace
-if within then
+local f = redis.call('HMGET', KEYS[1], 'revoked', 'exp', 'cur', 'state', 'at', 'prev', 'prev_at', 'user', 'ends')
+if f[1] ~= '0' then return {'invalid'} end
+local now, grace = tonumber(ARGV[2]), tonumber(ARGV[3])
+if tonumber(f[2]) <= now then return {'invalid'} end
+local function within(at) return grace > 0 and at and (now - tonumber(at)) <= grace end
+if ARGV[1] == f[3] then
+  if f[4] == 'fresh' then
+    redis.call('HSET', KEYS[1], 'state', 'pending', 'at', ARGV[2])
+    return {'won', f[8], f[9]}
+  end
+  if within(f[5]) then return {'pending'} end
+elseif ARGV[1] == f[6] and within(f[7]) then
   local replay = redis.call('GET', KEYS[2])
   if replay then return {'replay', replay} end
-  if t[2] == 'pending' then return {'pending'} end
 end
-redis.call('HSET', famk, 'revoked', '1')
-return {'reused', t[1], t[6]}
+redis.call('HSET', KEYS[1], 'revoked', '1')
+redis.call('DEL', KEYS[2])
+return {'reused', f[8]}
+"#;
+
+/// Moves a family to its next token, if `old` is still its current one.
+/// KEYS: family, replay pair. ARGV: old hash, new hash, now, expiry,
+/// pair JSON (empty: none), grace.
+const COMPLETE: &str = r#"
+if redis.call('HGET', KEYS[1], 'cur') ~= ARGV[1] then return 0 end
+local exp = math.min(tonumber(ARGV[4]), tonumber(redis.call('HGET', KEYS[1], 'ends')))
+redis.call('HSET', KEYS[1], 'cur', ARGV[2], 'state', 'fresh', 'at', '0', 'prev', ARGV[1], 'prev_at', ARGV[3], 'exp', exp)
+redis.call('PEXPIREAT', KEYS[1], exp)
+if ARGV[5] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[6])
+end
+return 1
 "#;
 
 fn hex(h: &[u8; 32]) -> String {
     crate::crypto::hex(h)
 }
 
-pub async fn insert(
-    s: &RedisStore,
-    hash: [u8; 32],
-    family: &str,
-    grant: &Grant,
-    expires_ms: u64,
-) -> Result<(), StoreError> {
+fn keys(s: &RedisStore, family: &str) -> (String, String) {
     let p = &s.prefix;
-    let (rt, fam, ufam) = (
-        format!("{p}rt:{}", hex(&hash)),
-        format!("{p}fam:{family}"),
-        format!("{p}ufam:{}", grant.user),
-    );
-    let json = serde_json::to_string(grant).map_err(StoreError::Corrupt)?;
+    (format!("{p}fam:{family}"), format!("{p}famr:{family}"))
+}
+
+pub async fn create(s: &RedisStore, f: &NewFamily<'_>) -> Result<(), StoreError> {
+    let (fam, _) = keys(s, f.family);
+    let ufam = format!("{}ufam:{}", s.prefix, f.user);
+    let exp = f.expires_ms.min(f.ends_ms);
     let mut pipe = redis::pipe();
     pipe.cmd("HSET")
-        .arg(&rt)
-        .arg("fam")
-        .arg(family)
+        .arg(&fam)
+        .arg("user")
+        .arg(f.user)
+        .arg("cur")
+        .arg(hex(&f.hash))
         .arg("state")
         .arg("fresh")
-        .arg("exp")
-        .arg(expires_ms)
         .arg("at")
         .arg(0)
-        .arg("grant")
-        .arg(&json)
-        .arg("user")
-        .arg(&grant.user)
-        .ignore()
-        .cmd("PEXPIREAT")
-        .arg(&rt)
-        .arg(expires_ms)
-        .ignore()
-        .cmd("HSETNX")
-        .arg(&fam)
+        .arg("exp")
+        .arg(exp)
+        .arg("ends")
+        .arg(f.ends_ms)
         .arg("revoked")
         .arg("0")
         .ignore()
-        .cmd("HSET")
-        .arg(&fam)
-        .arg("user")
-        .arg(&grant.user)
-        .ignore()
         .cmd("PEXPIREAT")
         .arg(&fam)
-        .arg(expires_ms)
-        .arg("GT")
-        .ignore()
-        .cmd("PEXPIREAT")
-        .arg(&fam)
-        .arg(expires_ms)
-        .arg("NX")
+        .arg(exp)
         .ignore()
         .cmd("SADD")
         .arg(&ufam)
-        .arg(family)
+        .arg(f.family)
         .ignore()
+        // The index lives as long as the longest family could: rotations
+        // extend a family up to its end, never past it.
         .cmd("PEXPIREAT")
         .arg(&ufam)
-        .arg(expires_ms)
+        .arg(f.ends_ms)
         .arg("GT")
         .ignore()
         .cmd("PEXPIREAT")
         .arg(&ufam)
-        .arg(expires_ms)
+        .arg(f.ends_ms)
         .arg("NX")
         .ignore();
     s.run::<()>(&pipe).await
@@ -112,33 +109,34 @@ pub async fn insert(
 
 pub async fn rotate(
     s: &RedisStore,
-    hash: &[u8; 32],
+    t: &Presented,
     now_ms: u64,
     grace_ms: u64,
 ) -> Result<Rotation, StoreError> {
-    let p = &s.prefix;
+    let (fam, replay) = keys(s, &t.family);
     let mut pipe = redis::pipe();
     pipe.cmd("EVAL")
         .arg(ROTATE)
         .arg(2)
-        .arg(format!("{p}rt:{}", hex(hash)))
-        .arg(format!("{p}rtr:{}", hex(hash)))
+        .arg(fam)
+        .arg(replay)
+        .arg(hex(&t.hash))
         .arg(now_ms)
-        .arg(grace_ms)
-        .arg(p);
+        .arg(grace_ms);
     let (r,): (Vec<String>,) = s.run(&pipe).await?;
     Ok(match r.first().map(String::as_str) {
         Some("won") if r.len() == 3 => Rotation::Won {
-            family: r[1].clone(),
-            grant: serde_json::from_str(&r[2]).map_err(StoreError::Corrupt)?,
+            family: t.family.clone(),
+            user: r[1].clone(),
+            ends_ms: r[2].parse().unwrap_or(0),
         },
         Some("replay") if r.len() == 2 => {
             Rotation::Replay(serde_json::from_str(&r[1]).map_err(StoreError::Corrupt)?)
         }
         Some("pending") => Rotation::Pending,
-        Some("reused") if r.len() == 3 => Rotation::Reused {
-            family: r[1].clone(),
-            user: r[2].clone(),
+        Some("reused") if r.len() == 2 => Rotation::Reused {
+            family: t.family.clone(),
+            user: r[1].clone(),
         },
         _ => Rotation::Invalid,
     })
@@ -146,35 +144,42 @@ pub async fn rotate(
 
 pub async fn complete(
     s: &RedisStore,
-    hash: &[u8; 32],
-    pair: &Pair,
+    old: &Presented,
+    next: [u8; 32],
+    expires_ms: u64,
+    pair: Option<&Pair>,
+    now_ms: u64,
     grace_ms: u64,
 ) -> Result<(), StoreError> {
-    let p = &s.prefix;
+    let (fam, replay) = keys(s, &old.family);
+    let json = match pair {
+        Some(p) if grace_ms > 0 => serde_json::to_string(p).map_err(StoreError::Corrupt)?,
+        _ => String::new(),
+    };
     let mut pipe = redis::pipe();
-    if grace_ms > 0 {
-        let json = serde_json::to_string(pair).map_err(StoreError::Corrupt)?;
-        pipe.cmd("SET")
-            .arg(format!("{p}rtr:{}", hex(hash)))
-            .arg(json)
-            .arg("PX")
-            .arg(grace_ms)
-            .ignore();
-    }
-    pipe.cmd("HSET")
-        .arg(format!("{p}rt:{}", hex(hash)))
-        .arg("state")
-        .arg("rotated")
+    pipe.cmd("EVAL")
+        .arg(COMPLETE)
+        .arg(2)
+        .arg(fam)
+        .arg(replay)
+        .arg(hex(&old.hash))
+        .arg(hex(&next))
+        .arg(now_ms)
+        .arg(expires_ms)
+        .arg(json)
+        .arg(grace_ms.max(1))
         .ignore();
     s.run::<()>(&pipe).await
 }
 
 pub async fn revoke_family(s: &RedisStore, family: &str) -> Result<(), StoreError> {
+    let (fam, replay) = keys(s, family);
     let mut pipe = redis::pipe();
     pipe.cmd("EVAL")
-        .arg("if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'revoked', '1') end return 0")
-        .arg(1)
-        .arg(format!("{}fam:{family}", s.prefix))
+        .arg("if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'revoked', '1') end redis.call('DEL', KEYS[2]) return 0")
+        .arg(2)
+        .arg(fam)
+        .arg(replay)
         .ignore();
     s.run::<()>(&pipe).await
 }
@@ -187,6 +192,15 @@ pub async fn revoke_user(s: &RedisStore, user: &str) -> Result<Vec<String>, Stor
         revoke_family(s, f).await?;
     }
     Ok(families)
+}
+
+/// Keys a family holds (for tests: bounded per login, not per rotation).
+pub async fn family_keys(s: &RedisStore, family: &str) -> Result<usize, StoreError> {
+    let (fam, replay) = keys(s, family);
+    let mut pipe = redis::pipe();
+    pipe.cmd("EXISTS").arg(fam).arg(replay);
+    let (n,): (usize,) = s.run(&pipe).await?;
+    Ok(n)
 }
 
 /// Persists a revocation until `until` (unix seconds) and announces it.

@@ -5,14 +5,23 @@
 //! its rotation, where the same new pair is handed out again, so two tabs
 //! refreshing at once never log a user out.
 //!
-//! Tokens are stored by SHA-256, never in clear. A rotation is decided
-//! atomically (one shard lock here; one Lua script in Redis), so concurrent
-//! refreshes of one token, on one replica or several, produce exactly one
-//! new pair: the winner mints it, the others wait for it.
+//! A refresh token reads `<family>.<secret>`. The family is the one record
+//! kept per login, whatever the number of rotations (SPEC 16: a family's
+//! state stays bounded): the SHA-256 of its one current token, the previous
+//! token's hash for the grace window, the login time that bounds the whole
+//! family (`refresh_token_max_age`), and `revoked`. Any other token naming
+//! the family is an old one coming back: reuse. Tokens are stored by hash,
+//! never in clear; the replayable pair lives only for the grace window.
+//!
+//! A rotation is decided atomically (the family's shard lock here; one Lua
+//! script in Redis), so concurrent refreshes of one token, on one replica
+//! or several, produce exactly one new pair: the winner mints it, the
+//! others wait for it. The family names only its user: every refresh
+//! re-reads the user and mints from what the users file says now.
 
 use serde::{Deserialize, Serialize};
 
-/// Who the family was issued to, as the access tokens will say.
+/// Who a new family is issued to, as the access tokens will say.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Grant {
     pub user: String,
@@ -38,11 +47,49 @@ impl std::fmt::Debug for Pair {
     }
 }
 
+/// A presented refresh token, split into its family and the hash of the
+/// whole token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    pub family: String,
+    pub hash: [u8; 32],
+}
+
+impl Presented {
+    /// `None` unless the token has the shape the gateway mints:
+    /// 32 hex digits, `.`, the secret.
+    pub fn parse(token: &str) -> Option<Presented> {
+        let (family, secret) = token.split_once('.')?;
+        let hex_ok = family.len() == 32 && family.bytes().all(|b| b.is_ascii_hexdigit());
+        (hex_ok && !secret.is_empty()).then(|| Presented {
+            family: family.to_ascii_lowercase(),
+            hash: crate::crypto::sha256(token.as_bytes()),
+        })
+    }
+}
+
+/// A new family's first token.
+#[derive(Debug, Clone)]
+pub struct NewFamily<'a> {
+    pub family: &'a str,
+    pub user: &'a str,
+    pub hash: [u8; 32],
+    /// The token's expiry (unix ms).
+    pub expires_ms: u64,
+    /// No token of the family outlives this (login + max age; unix ms).
+    pub ends_ms: u64,
+}
+
 /// What presenting a refresh token leads to.
 #[derive(Debug)]
 pub enum Rotation {
     /// First use: the caller mints the successor and calls `complete`.
-    Won { family: String, grant: Grant },
+    Won {
+        family: String,
+        user: String,
+        /// The family's end (unix ms): the successor expires by then.
+        ends_ms: u64,
+    },
     /// Used moments ago: the same successor again.
     Replay(Pair),
     /// Another request is minting the successor right now: ask again.
@@ -54,37 +101,42 @@ pub enum Rotation {
 }
 
 pub mod memory {
-    //! Refresh tokens in process memory (the memory store's companion).
-    //! Shared state: DashMaps written by token requests, read by token
-    //! requests and the sweeper (weak reference; ends with the store).
+    //! Refresh families in process memory (the memory store's companion).
+    //! Shared state: one DashMap entry per family, written by token
+    //! requests, read by token requests and the sweeper (weak reference;
+    //! ends with the store); an index of families per user for revoke-all.
 
-    use super::{Grant, Pair, Rotation};
+    use super::{NewFamily, Pair, Presented, Rotation};
     use dashmap::DashMap;
     use std::sync::{Arc, Weak};
     use std::time::Duration;
 
     enum State {
+        /// The current token is unused.
         Fresh,
+        /// Its successor is being minted since this time (ms).
         Pending(u64),
-        Rotated(u64, Option<Pair>),
     }
 
-    struct Token {
-        family: String,
-        grant: Arc<Grant>,
-        expires_ms: u64,
-        state: State,
+    struct Previous {
+        hash: [u8; 32],
+        rotated_ms: u64,
+        /// Handed out again within the grace window, dropped after it.
+        pair: Option<Pair>,
     }
 
     struct Family {
         user: String,
-        revoked: bool,
+        current: [u8; 32],
+        state: State,
+        previous: Option<Previous>,
         expires_ms: u64,
+        ends_ms: u64,
+        revoked: bool,
     }
 
     #[derive(Default)]
     pub struct MemoryRefresh {
-        tokens: DashMap<[u8; 32], Token>,
         families: DashMap<String, Family>,
         by_user: DashMap<String, Vec<String>>,
     }
@@ -104,7 +156,6 @@ pub mod memory {
         }
 
         pub fn sweep(&self, now: u64) {
-            self.tokens.retain(|_, t| t.expires_ms > now);
             let mut gone = Vec::new();
             self.families.retain(|id, f| {
                 let keep = f.expires_ms > now;
@@ -118,66 +169,94 @@ pub mod memory {
                     v.retain(|f| *f != id);
                 }
             }
+            self.by_user.retain(|_, v| !v.is_empty());
         }
 
-        pub fn insert(&self, hash: [u8; 32], family: &str, grant: &Grant, expires_ms: u64) {
-            let is_new = !self.families.contains_key(family);
-            self.families
-                .entry(family.to_string())
-                .and_modify(|f| f.expires_ms = f.expires_ms.max(expires_ms))
-                .or_insert(Family {
-                    user: grant.user.clone(),
-                    revoked: false,
-                    expires_ms,
-                });
-            if is_new {
-                self.by_user
-                    .entry(grant.user.clone())
-                    .or_default()
-                    .push(family.to_string());
-            }
-            self.tokens.insert(
-                hash,
-                Token {
-                    family: family.to_string(),
-                    grant: Arc::new(grant.clone()),
-                    expires_ms,
+        /// Families held (for tests: bounded per login, not per rotation).
+        pub fn len(&self) -> usize {
+            self.families.len()
+        }
+
+        pub fn is_empty(&self) -> bool {
+            self.families.is_empty()
+        }
+
+        pub fn create(&self, f: &NewFamily<'_>) {
+            self.families.insert(
+                f.family.to_string(),
+                Family {
+                    user: f.user.to_string(),
+                    current: f.hash,
                     state: State::Fresh,
+                    previous: None,
+                    expires_ms: f.expires_ms.min(f.ends_ms),
+                    ends_ms: f.ends_ms,
+                    revoked: false,
                 },
             );
+            self.by_user
+                .entry(f.user.to_string())
+                .or_default()
+                .push(f.family.to_string());
         }
 
-        pub fn rotate(&self, hash: &[u8; 32], now: u64, grace_ms: u64) -> Rotation {
-            let Some(mut t) = self.tokens.get_mut(hash) else {
+        pub fn rotate(&self, t: &Presented, now: u64, grace_ms: u64) -> Rotation {
+            let Some(mut f) = self.families.get_mut(&t.family) else {
                 return Rotation::Invalid;
             };
-            if t.expires_ms <= now || self.families.get(&t.family).is_none_or(|f| f.revoked) {
+            if f.revoked || f.expires_ms <= now {
                 return Rotation::Invalid;
             }
             let within = |at: u64| grace_ms > 0 && now.saturating_sub(at) <= grace_ms;
-            match &t.state {
-                State::Fresh => {
-                    t.state = State::Pending(now);
-                    Rotation::Won {
-                        family: t.family.clone(),
-                        grant: (*t.grant).clone(),
+            if crate::crypto::ct_eq(&t.hash, &f.current) {
+                match f.state {
+                    State::Fresh => {
+                        f.state = State::Pending(now);
+                        return Rotation::Won {
+                            family: t.family.clone(),
+                            user: f.user.clone(),
+                            ends_ms: f.ends_ms,
+                        };
+                    }
+                    State::Pending(at) if within(at) => return Rotation::Pending,
+                    State::Pending(_) => {}
+                }
+            } else if let Some(p) = &f.previous {
+                if crate::crypto::ct_eq(&t.hash, &p.hash) && within(p.rotated_ms) {
+                    if let Some(pair) = &p.pair {
+                        return Rotation::Replay(pair.clone());
                     }
                 }
-                State::Pending(at) if within(*at) => Rotation::Pending,
-                State::Rotated(at, Some(p)) if within(*at) => Rotation::Replay(p.clone()),
-                _ => {
-                    let family = t.family.clone();
-                    let user = t.grant.user.clone();
-                    drop(t);
-                    self.revoke_family(&family);
-                    Rotation::Reused { family, user }
-                }
+            }
+            f.revoked = true;
+            Rotation::Reused {
+                family: t.family.clone(),
+                user: f.user.clone(),
             }
         }
 
-        pub fn complete(&self, hash: &[u8; 32], pair: &Pair, now: u64) {
-            if let Some(mut t) = self.tokens.get_mut(hash) {
-                t.state = State::Rotated(now, Some(pair.clone()));
+        /// The successor of `old` is `next` (expiring at `expires_ms`);
+        /// `pair` is replayed for `old` within the grace window.
+        pub fn complete(
+            &self,
+            old: &Presented,
+            next: [u8; 32],
+            expires_ms: u64,
+            pair: Option<&Pair>,
+            now: u64,
+        ) {
+            if let Some(mut f) = self.families.get_mut(&old.family) {
+                if f.current != old.hash {
+                    return;
+                }
+                f.previous = Some(Previous {
+                    hash: old.hash,
+                    rotated_ms: now,
+                    pair: pair.cloned(),
+                });
+                f.current = next;
+                f.state = State::Fresh;
+                f.expires_ms = expires_ms.min(f.ends_ms);
             }
         }
 
@@ -185,6 +264,8 @@ pub mod memory {
             match self.families.get_mut(family) {
                 Some(mut f) => {
                     f.revoked = true;
+                    // Nothing to replay from a dead family.
+                    f.previous = None;
                     true
                 }
                 None => false,
@@ -211,12 +292,19 @@ mod tests {
     use super::memory::MemoryRefresh;
     use super::*;
 
-    fn grant() -> Grant {
-        Grant {
-            user: "alice".into(),
-            email: None,
-            groups: vec![],
-            name: None,
+    const FAM: &str = "0123456789abcdef0123456789abcdef";
+
+    fn token(n: u8) -> Presented {
+        Presented::parse(&format!("{FAM}.secret{n}")).unwrap()
+    }
+
+    fn family(first: &Presented, ends_ms: u64) -> NewFamily<'static> {
+        NewFamily {
+            family: FAM,
+            user: "alice",
+            hash: first.hash,
+            expires_ms: 10_000,
+            ends_ms,
         }
     }
 
@@ -228,52 +316,101 @@ mod tests {
         }
     }
 
+    #[test]
+    fn only_tokens_of_the_minted_shape_parse() {
+        assert!(Presented::parse("abc").is_none());
+        assert!(Presented::parse(&format!("{FAM}.")).is_none());
+        assert!(Presented::parse("0123456789abcdef0123456789abcdeg.x").is_none());
+        assert_eq!(token(1).family, FAM);
+        assert_ne!(token(1).hash, token(2).hash);
+    }
+
     #[tokio::test]
     async fn rotation_is_single_use_with_a_grace_window_then_reuse_kills_the_family() {
         let s = MemoryRefresh::start();
-        let (h1, h2) = ([1u8; 32], [2u8; 32]);
-        s.insert(h1, "fam", &grant(), 10_000);
-        assert!(matches!(s.rotate(&h1, 1000, 100), Rotation::Won { .. }));
+        let (t1, t2) = (token(1), token(2));
+        s.create(&family(&t1, u64::MAX));
+        assert!(matches!(s.rotate(&t1, 1000, 100), Rotation::Won { .. }));
         assert!(
-            matches!(s.rotate(&h1, 1001, 100), Rotation::Pending),
+            matches!(s.rotate(&t1, 1001, 100), Rotation::Pending),
             "second caller waits for the winner"
         );
-        s.complete(&h1, &pair("2"), 1002);
-        s.insert(h2, "fam", &grant(), 10_000);
-        assert!(matches!(s.rotate(&h1, 1050, 100), Rotation::Replay(p) if p == pair("2")));
+        s.complete(&t1, t2.hash, 20_000, Some(&pair("2")), 1002);
+        assert!(matches!(s.rotate(&t1, 1050, 100), Rotation::Replay(p) if p == pair("2")));
         // Outside the grace window: reuse, and the whole family dies.
-        assert!(matches!(s.rotate(&h1, 1200, 100), Rotation::Reused { .. }));
+        assert!(matches!(s.rotate(&t1, 1200, 100), Rotation::Reused { .. }));
         assert!(
-            matches!(s.rotate(&h2, 1201, 100), Rotation::Invalid),
+            matches!(s.rotate(&t2, 1201, 100), Rotation::Invalid),
             "the successor died with its family"
         );
     }
 
     #[tokio::test]
-    async fn zero_grace_disables_replays_and_expired_tokens_are_invalid() {
+    async fn any_older_token_of_the_family_is_reuse_and_state_stays_one_record() {
         let s = MemoryRefresh::start();
-        s.insert([3u8; 32], "f", &grant(), 5_000);
+        let mut current = token(0);
+        s.create(&family(&current, u64::MAX));
+        for n in 1..=200u8 {
+            let next = token(n);
+            assert!(matches!(
+                s.rotate(&current, 1000 * n as u64, 10),
+                Rotation::Won { .. }
+            ));
+            s.complete(
+                &current,
+                next.hash,
+                u64::MAX,
+                Some(&pair("x")),
+                1000 * n as u64,
+            );
+            current = next;
+        }
+        assert_eq!(s.len(), 1, "one record however often it rotated");
         assert!(matches!(
-            s.rotate(&[3u8; 32], 1000, 0),
-            Rotation::Won { .. }
-        ));
-        s.complete(&[3u8; 32], &pair("x"), 1000);
-        assert!(matches!(
-            s.rotate(&[3u8; 32], 1000, 0),
+            s.rotate(&token(7), 500_000, 10),
             Rotation::Reused { .. }
         ));
-        s.insert([4u8; 32], "g", &grant(), 5_000);
-        assert!(matches!(s.rotate(&[4u8; 32], 5_000, 0), Rotation::Invalid));
-        assert!(matches!(s.rotate(&[9u8; 32], 1, 0), Rotation::Invalid));
+        assert!(matches!(s.rotate(&current, 500_001, 10), Rotation::Invalid));
+    }
+
+    #[tokio::test]
+    async fn the_family_ends_at_its_max_age_whatever_the_rotations() {
+        let s = MemoryRefresh::start();
+        let (t1, t2) = (token(1), token(2));
+        s.create(&family(&t1, 5_000));
+        assert!(matches!(
+            s.rotate(&t1, 1000, 0),
+            Rotation::Won { ends_ms: 5_000, .. }
+        ));
+        // A successor asked to live past the family's end is cut to it.
+        s.complete(&t1, t2.hash, 90_000, None, 1000);
+        assert!(matches!(s.rotate(&t2, 5_000, 0), Rotation::Invalid));
+    }
+
+    #[tokio::test]
+    async fn zero_grace_disables_replays_and_expired_tokens_are_invalid() {
+        let s = MemoryRefresh::start();
+        let (t1, t2) = (token(1), token(2));
+        s.create(&family(&t1, u64::MAX));
+        assert!(matches!(s.rotate(&t1, 1000, 0), Rotation::Won { .. }));
+        s.complete(&t1, t2.hash, 5_000, None, 1000);
+        assert!(matches!(s.rotate(&t1, 1000, 0), Rotation::Reused { .. }));
+        let other = Presented::parse("ffffffffffffffffffffffffffffffff.x").unwrap();
+        assert!(matches!(s.rotate(&other, 1, 0), Rotation::Invalid));
     }
 
     #[tokio::test]
     async fn revoke_user_revokes_every_family() {
         let s = MemoryRefresh::start();
-        s.insert([5u8; 32], "f1", &grant(), 9_000);
-        s.insert([6u8; 32], "f2", &grant(), 9_000);
+        let t1 = token(1);
+        s.create(&family(&t1, u64::MAX));
+        let t2 = Presented::parse("11111111111111111111111111111111.y").unwrap();
+        s.create(&NewFamily {
+            family: "11111111111111111111111111111111",
+            ..family(&t2, u64::MAX)
+        });
         assert_eq!(s.revoke_user("alice").len(), 2);
-        assert!(matches!(s.rotate(&[5u8; 32], 1, 10), Rotation::Invalid));
-        assert!(matches!(s.rotate(&[6u8; 32], 1, 10), Rotation::Invalid));
+        assert!(matches!(s.rotate(&t1, 1, 10), Rotation::Invalid));
+        assert!(matches!(s.rotate(&t2, 1, 10), Rotation::Invalid));
     }
 }

@@ -90,7 +90,13 @@ async fn password_grant_issues_tokens_that_verify_against_jwks_and_open_jwt_rout
     assert_eq!(j["token_type"], "Bearer");
     assert_eq!(j["expires_in"], 300);
     let at = j["access_token"].as_str().unwrap();
-    assert_eq!(j["refresh_token"].as_str().unwrap().len(), 43);
+    // `<family>.<secret>`: 32 hex digits, then 256 random bits.
+    let (family, secret) = j["refresh_token"]
+        .as_str()
+        .unwrap()
+        .split_once('.')
+        .unwrap();
+    assert_eq!((family.len(), secret.len()), (32, 43));
 
     // A standard JWT library verifies it with the published keys.
     let jwks_resp = c.get("/.gatehouse/jwks.json").await;
@@ -746,5 +752,158 @@ async fn streamed_responses_end_when_their_session_or_token_is_revoked() {
         read_stream(addr, "/api/stream/5", ("authorization", &bearer), tx).await,
         Ok(5)
     );
+    gw.stop().await;
+}
+
+fn claims_of(at: &str) -> Value {
+    serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            at.split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn reload(gw: &Gw) {
+    let r = Client::plain(gw.admin())
+        .send(req("POST", "/admin/reload", &[ADMIN], ""))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn every_refresh_rereads_the_user_and_a_deleted_or_disabled_user_loses_the_family() {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, "", "", tempdir()).await;
+    let c = gw.plain();
+    let users = gw.dir.path().join("users.toml");
+    let first = password_grant(&c).await;
+
+    // New groups reach the next access token, not the ones from the login.
+    std::fs::write(
+        &users,
+        alice_users().replace("[\"staff\"]", "[\"staff\", \"admins\"]"),
+    )
+    .unwrap();
+    reload(&gw).await;
+    let (s, second) = refresh(&c, first["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(s, 200, "{second}");
+    let at2 = second["access_token"].as_str().unwrap();
+    assert_eq!(
+        claims_of(at2)["groups"],
+        serde_json::json!(["staff", "admins"])
+    );
+    assert_eq!(api(&c, at2).await, 200);
+
+    // Disabled: the refresh fails and the family's access tokens die too.
+    std::fs::write(
+        &users,
+        alice_users().replace("groups =", "disabled = true\ngroups ="),
+    )
+    .unwrap();
+    reload(&gw).await;
+    let rt2 = second["refresh_token"].as_str().unwrap();
+    assert_eq!(refresh(&c, rt2).await.1["error"], "invalid_grant");
+    assert_eq!(api(&c, at2).await, 401, "the family is revoked");
+
+    // Enabled again: that family stays dead; a deleted user likewise.
+    std::fs::write(&users, alice_users()).unwrap();
+    reload(&gw).await;
+    assert_eq!(refresh(&c, rt2).await.1["error"], "invalid_grant");
+    let third = password_grant(&c).await;
+    std::fs::write(&users, "").unwrap();
+    reload(&gw).await;
+    assert_eq!(
+        refresh(&c, third["refresh_token"].as_str().unwrap())
+            .await
+            .1["error"],
+        "invalid_grant"
+    );
+    assert_eq!(api(&c, third["access_token"].as_str().unwrap()).await, 401);
+    gw.stop().await;
+}
+
+async fn max_age(store: &str) {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(
+        &b,
+        store,
+        "refresh_token_ttl = \"1h\"\nrefresh_token_max_age = \"3s\"\n",
+        tempdir(),
+    )
+    .await;
+    let c = gw.plain();
+    let started = std::time::Instant::now();
+    let mut rt = password_grant(&c).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Each rotation used to renew the token for another refresh_token_ttl.
+    while started.elapsed() < Duration::from_millis(2000) {
+        let (s, j) = refresh(&c, &rt).await;
+        assert_eq!(s, 200, "{j}");
+        rt = j["refresh_token"].as_str().unwrap().to_string();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Past the family's end, the freshest token is dead.
+    let end = started + Duration::from_millis(3100);
+    tokio::time::sleep(end.saturating_duration_since(std::time::Instant::now())).await;
+    assert_eq!(refresh(&c, &rt).await.1["error"], "invalid_grant");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_refresh_family_ends_at_its_max_age_whatever_the_rotations_memory() {
+    max_age("").await;
+}
+
+#[tokio::test]
+async fn a_refresh_family_ends_at_its_max_age_whatever_the_rotations_redis() {
+    let Some(r) = RedisServer::start("refresh_max_age_redis") else {
+        return;
+    };
+    max_age(&format!("store = \"redis\"\nredis_url = \"{}\"\n", r.url())).await;
+}
+
+#[tokio::test]
+async fn a_familys_stored_state_stays_bounded_however_often_it_rotates_redis() {
+    let Some(r) = RedisServer::start("refresh_bounded_redis") else {
+        return;
+    };
+    let b = Backend::start("app").await;
+    let gw = token_gateway(
+        &b,
+        &format!("store = \"redis\"\nredis_url = \"{}\"\n", r.url()),
+        "refresh_reuse_grace = \"1m\"\n",
+        tempdir(),
+    )
+    .await;
+    let c = gw.plain();
+    let mut rt = password_grant(&c).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, j) = refresh(&c, &rt).await;
+    rt = j["refresh_token"].as_str().unwrap().to_string();
+    let after_one = r.dbsize();
+    let first_rotated = rt.clone();
+    for _ in 0..50 {
+        let (s, j) = refresh(&c, &rt).await;
+        assert_eq!(s, 200, "{j}");
+        rt = j["refresh_token"].as_str().unwrap().to_string();
+    }
+    assert_eq!(
+        r.dbsize(),
+        after_one,
+        "50 more rotations stored nothing more"
+    );
+    // An old token of the family still gives its reuse away.
+    assert_eq!(
+        refresh(&c, &first_rotated).await.1["error"],
+        "invalid_grant"
+    );
+    assert_eq!(refresh(&c, &rt).await.1["error"], "invalid_grant");
     gw.stop().await;
 }

@@ -96,6 +96,20 @@ impl RedisServer {
         s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
+    /// Keys in database 0 (`DBSIZE`).
+    pub fn dbsize(&self) -> u64 {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(b"DBSIZE\r\n").unwrap();
+        let mut buf = [0u8; 32];
+        let n = s.read(&mut buf).unwrap();
+        let text = std::str::from_utf8(&buf[..n]).unwrap();
+        text.trim()
+            .trim_start_matches(':')
+            .parse()
+            .unwrap_or_else(|_| panic!("DBSIZE answered {text:?}"))
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
