@@ -85,6 +85,9 @@ mod tests {
             extra: vec![("department".into(), "ops".into())],
             claims: claims.as_object().cloned().map(Arc::new),
             expires_at: None,
+            iss: None,
+            issuer: None,
+            login: None,
         }
     }
 

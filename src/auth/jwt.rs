@@ -65,6 +65,8 @@ pub enum Reject {
     MissingClaim,
     BadClaims,
     Revoked,
+    /// Valid, but from an issuer the route does not accept.
+    IssuerNotAccepted,
 }
 
 impl Reject {
@@ -87,6 +89,7 @@ impl Reject {
             Reject::MissingClaim => "missing required claim",
             Reject::BadClaims => "invalid claims",
             Reject::Revoked => "token revoked",
+            Reject::IssuerNotAccepted => "issuer not accepted on this route",
         }
     }
 
@@ -382,7 +385,7 @@ impl Verifier<'_> {
             sid,
             iat: times.iat,
         };
-        if self.revocations.is_revoked(facts, now) {
+        if self.revocations.is_revoked(facts, now, revoke_leeway(cfg)) {
             return Err(Reject::Revoked);
         }
         let jti: Option<Box<str>> = jti.map(Into::into);
@@ -431,12 +434,47 @@ impl Verifier<'_> {
             sid: e.sid.as_deref(),
             iat: e.iat,
         };
-        if self.revocations.is_revoked(facts, now) {
+        if self
+            .revocations
+            .is_revoked(facts, now, revoke_leeway(&issuer.cfg))
+        {
             return Some(Err(Reject::Revoked));
         }
         Some(Ok(e.identity.clone()))
     }
 }
+
+/// How far after a revoke-all mark a token's `iat` may lie and still be
+/// revoked (SPEC 16): an issuer's `leeway`, since its clock may run that
+/// far ahead. Not for the gateway's own tokens: every one carries its
+/// refresh family (`sid`), and revoke-all revokes the user's families
+/// too, so a token minted before the mark by a replica whose clock runs
+/// ahead is refused through its family; and a user revoked by mistake can
+/// sign in again at once (SPEC 11: `iat <= mark`).
+fn revoke_leeway(cfg: &JwtIssuer) -> u64 {
+    if cfg.name == crate::config::OWN_ISSUER_NAME {
+        OWN_REVOKE_LEEWAY
+    } else {
+        cfg.leeway.as_secs()
+    }
+}
+
+/// [`revoke_leeway`] of the issuer named `name` in `cfg`; the largest
+/// when it is gone from the config (fail closed).
+pub fn revoke_leeway_of(cfg: &crate::config::Config, name: &str) -> u64 {
+    match cfg.jwt.iter().find(|j| j.name == name) {
+        Some(j) => revoke_leeway(j),
+        None => cfg
+            .jwt
+            .iter()
+            .map(|j| revoke_leeway(j))
+            .max()
+            .unwrap_or(OWN_REVOKE_LEEWAY),
+    }
+}
+
+/// See [`revoke_leeway`] (seconds).
+pub const OWN_REVOKE_LEEWAY: u64 = 0;
 
 /// Every check once the issuer is chosen: algorithm allowlist, key,
 /// signature, registered claims. Returns the key set used (cache entries
@@ -513,10 +551,15 @@ fn unix_now() -> u64 {
 /// The `jwt` method for one request. Query-parameter tokens are removed
 /// from the URL whatever happens next; with `identity.strip_authorization`
 /// a validated `Authorization` header is removed too.
+///
+/// `accepted` is the route's `issuers` (empty: any): a valid token from an
+/// issuer the route does not name is refused like an invalid one (SPEC 16),
+/// since `sub: alice` from one issuer is not alice of another.
 pub(crate) async fn authenticate(
     gw: &Gateway,
     snap: &Snapshot,
     parts: &mut http::request::Parts,
+    accepted: &[String],
 ) -> Attempt {
     let issuers = &snap.jwt;
     if issuers.is_empty() {
@@ -532,7 +575,17 @@ pub(crate) async fn authenticate(
         revocations: &gw.revocations,
         metrics: &gw.metrics,
     };
-    let result = verifier.verify(src, token, unix_now()).await;
+    let result = verifier
+        .verify(src, token, unix_now())
+        .await
+        .and_then(|identity| {
+            let name = identity.issuer.as_deref().unwrap_or("");
+            if accepted.is_empty() || accepted.iter().any(|a| a == name) {
+                Ok(identity)
+            } else {
+                Err(Reject::IssuerNotAccepted)
+            }
+        });
     match result {
         Ok(identity) => {
             gw.metrics.auth("jwt", AuthResult::Ok);

@@ -49,6 +49,14 @@ pub struct Identity {
     pub claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
     /// Unix seconds.
     pub expires_at: Option<u64>,
+    /// A token's `iss` (the `iss` identity field; sessions derive theirs
+    /// from `login`, see [`Identity::iss`]).
+    pub iss: Option<Arc<str>>,
+    /// The `[[jwt]]` name that verified a token (`gatehouse` for the
+    /// gateway's own), for route `issuers`.
+    pub issuer: Option<Arc<str>>,
+    /// How a session was started (`password`, `oidc:<provider>`).
+    pub login: Option<Box<str>>,
 }
 
 impl Found {
@@ -69,6 +77,24 @@ impl Found {
 }
 
 impl Identity {
+    /// The `iss` identity field (SPEC 16): the token's issuer; for a session,
+    /// its OIDC provider's issuer, or `login.issuer` for a local login.
+    pub fn iss<'a>(&'a self, cfg: &'a crate::config::Config) -> Option<&'a str> {
+        if let Some(iss) = &self.iss {
+            return Some(iss);
+        }
+        match self.login.as_deref()? {
+            "password" => cfg.login.as_ref().map(|l| l.issuer.as_str()),
+            other => {
+                let name = other.strip_prefix("oidc:")?;
+                cfg.oidc
+                    .iter()
+                    .find(|p| p.name == name)
+                    .map(|p| p.issuer.as_str())
+            }
+        }
+    }
+
     /// An identity field by name, as a header value would carry it.
     pub fn field(&self, name: &str) -> Option<Cow<'_, str>> {
         match name {
@@ -226,7 +252,7 @@ pub async fn identify(
         SessionLookup::Dead => found.expire_session_cookie = true,
         SessionLookup::Absent => {}
     }
-    match jwt::authenticate(gw, snap, parts).await {
+    match jwt::authenticate(gw, snap, parts, &[]).await {
         Attempt::Accepted(identity) => {
             found.authenticated = Some(Authenticated::token(identity));
         }
@@ -284,7 +310,7 @@ pub async fn authenticate(
     let mut invalid: Option<&'static str> = None;
     for &method in &route.methods {
         let attempt = match method {
-            AuthMethod::Jwt => jwt::authenticate(gw, snap, parts).await,
+            AuthMethod::Jwt => jwt::authenticate(gw, snap, parts, &route.issuers).await,
             AuthMethod::Session => match lookup_session(gw, snap, &parts.headers).await? {
                 SessionLookup::Live(key, view) => {
                     // A cookie rides along on cross-site requests; an unsafe

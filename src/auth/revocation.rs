@@ -76,8 +76,10 @@ impl Revocations {
     }
 
     /// The token is revoked. A token without `iat` cannot show it was
-    /// issued after its subject's mark, so a mark revokes it too.
-    pub fn is_revoked(&self, t: TokenFacts<'_>, now: u64) -> bool {
+    /// issued after its subject's mark, so a mark revokes it too; one whose
+    /// `iat` is up to `leeway` seconds after the mark is revoked as well
+    /// (SPEC 16): its issuer's clock may run ahead of ours.
+    pub fn is_revoked(&self, t: TokenFacts<'_>, now: u64, leeway: u64) -> bool {
         if self.added.load(Relaxed) == 0 {
             return false;
         }
@@ -92,7 +94,7 @@ impl Revocations {
             }
         }
         match self.subjects.get(t.sub) {
-            Some(mark) => t.iat.is_none_or(|iat| iat <= *mark),
+            Some(mark) => t.iat.is_none_or(|iat| iat <= mark.saturating_add(leeway)),
             None => false,
         }
     }
@@ -124,19 +126,19 @@ mod tests {
     #[test]
     fn nothing_revoked_by_default() {
         let r = Revocations::default();
-        assert!(!r.is_revoked(t("alice", Some("j1"), Some(10)), 100));
+        assert!(!r.is_revoked(t("alice", Some("j1"), Some(10)), 100, 0));
     }
 
     #[test]
     fn a_revoked_jti_is_denied_until_its_exp() {
         let r = Revocations::default();
         r.revoke_jti("j1", 200, 100);
-        assert!(r.is_revoked(t("alice", Some("j1"), Some(10)), 100));
-        assert!(r.is_revoked(t("bob", Some("j1"), None), 199));
-        assert!(!r.is_revoked(t("alice", Some("j2"), Some(10)), 100));
-        assert!(!r.is_revoked(t("alice", None, Some(10)), 100));
+        assert!(r.is_revoked(t("alice", Some("j1"), Some(10)), 100, 0));
+        assert!(r.is_revoked(t("bob", Some("j1"), None), 199, 0));
+        assert!(!r.is_revoked(t("alice", Some("j2"), Some(10)), 100, 0));
+        assert!(!r.is_revoked(t("alice", None, Some(10)), 100, 0));
         // Past its exp the token is dead by expiry; the entry may go.
-        assert!(!r.is_revoked(t("alice", Some("j1"), Some(10)), 200));
+        assert!(!r.is_revoked(t("alice", Some("j1"), Some(10)), 200, 0));
         r.sweep(200);
         assert_eq!(r.denied_jtis(), 0);
         // Revoking an already expired token stores nothing.
@@ -148,14 +150,17 @@ mod tests {
     fn revoke_all_kills_tokens_issued_at_or_before_the_mark() {
         let r = Revocations::default();
         r.revoke_subject("alice", 1000);
-        assert!(r.is_revoked(t("alice", None, Some(999)), 2000));
-        assert!(r.is_revoked(t("alice", None, Some(1000)), 2000));
-        assert!(!r.is_revoked(t("alice", None, Some(1001)), 2000));
-        assert!(r.is_revoked(t("alice", Some("x"), None), 2000));
-        assert!(!r.is_revoked(t("bob", None, Some(1)), 2000));
+        assert!(r.is_revoked(t("alice", None, Some(999)), 2000, 0));
+        assert!(r.is_revoked(t("alice", None, Some(1000)), 2000, 0));
+        assert!(!r.is_revoked(t("alice", None, Some(1001)), 2000, 0));
+        assert!(r.is_revoked(t("alice", Some("x"), None), 2000, 0));
+        assert!(!r.is_revoked(t("bob", None, Some(1)), 2000, 0));
+        // An issuer whose clock runs ahead: iat up to leeway after the mark.
+        assert!(r.is_revoked(t("alice", None, Some(1030)), 2000, 30));
+        assert!(!r.is_revoked(t("alice", None, Some(1031)), 2000, 30));
         // Marks never move back.
         r.revoke_subject("alice", 500);
-        assert!(r.is_revoked(t("alice", None, Some(800)), 2000));
+        assert!(r.is_revoked(t("alice", None, Some(800)), 2000, 0));
     }
 
     #[test]

@@ -212,6 +212,11 @@ pub(super) fn issuers(
         let p = format!("jwt[{i}]");
         if j.name.trim().is_empty() {
             c.err(format!("{p}.name"), "must not be empty");
+        } else if j.name == super::OWN_ISSUER_NAME {
+            c.err(
+                format!("{p}.name"),
+                "`gatehouse` names the gateway's own tokens (route `issuers`); pick another name",
+            );
         } else if !names.insert(j.name.clone()) {
             c.err(
                 format!("{p}.name"),

@@ -31,6 +31,7 @@ pub use validate::jwt::{
 };
 pub use validate::oidc::{OidcProvider, DEFAULT_OIDC_SCOPES, DISCOVERY_PATH, MAX_PROVIDER_NAME};
 pub use validate::validate;
+pub use validate::OWN_ISSUER_NAME;
 
 /// Defaults for keys the file leaves out (SPEC sections 2 and 11).
 pub const DEFAULT_CONFIG_PATH: &str = "config/gatehouse.toml";
@@ -259,6 +260,9 @@ pub struct Route {
     pub on_unauthenticated: OnUnauthenticated,
     pub strip_prefix: bool,
     pub websocket: bool,
+    /// `issuers`: the `[[jwt]]` names (and `gatehouse`, the gateway's own
+    /// tokens) whose tokens this route accepts; empty accepts every one.
+    pub issuers: Vec<String>,
     pub require: Require,
 }
 

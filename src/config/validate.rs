@@ -218,7 +218,14 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
 
     let upstreams = upstreams(&mut c, &f.upstreams, &server.secret);
     let sessions_creatable = login.is_some() || !f.oidc.is_empty();
-    let routes = routes(&mut c, &f.routes, &upstreams, sessions_creatable);
+    let issuer_names: Vec<&str> = jwt.iter().map(|j| j.name.as_str()).collect();
+    let routes = routes(
+        &mut c,
+        &f.routes,
+        &upstreams,
+        sessions_creatable,
+        &issuer_names,
+    );
 
     let signing = match &login {
         Some(l) => l.keys.clone(),
@@ -398,6 +405,9 @@ fn admin(c: &mut Check<'_>, a: &AdminFile) -> Admin {
     Admin { listen, token }
 }
 
+/// The `[[jwt]]`-style name of the gateway's own tokens (route `issuers`).
+pub const OWN_ISSUER_NAME: &str = "gatehouse";
+
 /// The verifier's view of the gateway's own access tokens: its issuer as
 /// both `iss` and `aud` (identity tokens minted for backends carry another
 /// audience, so they are not accepted back at the edge).
@@ -406,7 +416,7 @@ fn own_issuer(l: &super::sessions::Login) -> Arc<super::JwtIssuer> {
     let mut material = l.issuer.as_bytes().to_vec();
     material.extend_from_slice(l.keys.jwks.as_bytes());
     Arc::new(super::JwtIssuer {
-        name: "gatehouse".into(),
+        name: OWN_ISSUER_NAME.into(),
         issuer: l.issuer.clone(),
         audiences: vec![l.issuer.clone()],
         algorithms: vec![Algorithm::ES256, Algorithm::EdDSA],
@@ -693,6 +703,7 @@ fn routes(
     list: &[RouteFile],
     upstreams: &[Upstream],
     sessions_creatable: bool,
+    issuer_names: &[&str],
 ) -> Vec<Route> {
     let mut names = HashSet::new();
     let mut out = Vec::new();
@@ -826,6 +837,28 @@ fn routes(
                 r.name
             ));
         }
+        let issuers = r.issuers.clone().unwrap_or_default();
+        for (j, name) in issuers.iter().enumerate() {
+            if !issuer_names.contains(&name.as_str()) {
+                c.err(
+                    format!("{p}.issuers[{j}]"),
+                    format!(
+                        "`{name}` is not a [[jwt]] name{}",
+                        if issuer_names.contains(&OWN_ISSUER_NAME) {
+                            " (or `gatehouse`, the gateway's own tokens)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+        }
+        if r.issuers.as_ref().is_some_and(Vec::is_empty) {
+            c.err(
+                format!("{p}.issuers"),
+                "an empty list would accept no token; leave it out to accept every issuer",
+            );
+        }
         out.push(Route {
             name: r.name.clone(),
             host,
@@ -836,6 +869,7 @@ fn routes(
             on_unauthenticated,
             strip_prefix: r.strip_prefix.unwrap_or(false),
             websocket: r.websocket.unwrap_or(true),
+            issuers,
             require,
         });
     }

@@ -470,7 +470,11 @@ fn rewrite_request(
     );
     if let Some(id) = identity {
         for (name, field) in &snap.config.identity.headers {
-            if let Some(v) = id.field(field) {
+            let value = match field.as_str() {
+                "iss" => id.iss(&snap.config).map(std::borrow::Cow::Borrowed),
+                _ => id.field(field),
+            };
+            if let Some(v) = value {
                 if !headers::is_safe_value(&v) {
                     return Err(GatewayError::BadRequest(
                         "identity value not allowed in a header",
@@ -510,6 +514,8 @@ enum Liveness {
         sid: Option<String>,
         iat: Option<u64>,
         exp: Option<u64>,
+        /// The `[[jwt]]` name that verified it (revoke-all leeway).
+        issuer: Option<std::sync::Arc<str>>,
     },
 }
 
@@ -590,6 +596,7 @@ impl Liveness {
             sid: text("sid"),
             iat: claims.and_then(|c| c.get("iat")).and_then(|v| v.as_u64()),
             exp: id.expires_at,
+            issuer: id.issuer.clone(),
         })
     }
 
@@ -603,6 +610,7 @@ impl Liveness {
                 sid,
                 iat,
                 exp,
+                issuer,
             } => {
                 let now = crate::session::now_ms() / 1000;
                 let facts = crate::auth::revocation::TokenFacts {
@@ -611,7 +619,11 @@ impl Liveness {
                     sid: sid.as_deref(),
                     iat: *iat,
                 };
-                exp.is_none_or(|e| now < e) && !gw.revocations.is_revoked(facts, now)
+                let leeway = crate::auth::jwt::revoke_leeway_of(
+                    &gw.snapshot().config,
+                    issuer.as_deref().unwrap_or(""),
+                );
+                exp.is_none_or(|e| now < e) && !gw.revocations.is_revoked(facts, now, leeway)
             }
         }
     }

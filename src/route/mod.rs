@@ -390,6 +390,7 @@ mod tests {
             on_unauthenticated: crate::config::OnUnauthenticated::Auto,
             strip_prefix: false,
             websocket: false,
+            issuers: Vec::new(),
             require: Default::default(),
         }
     }

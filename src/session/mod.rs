@@ -146,6 +146,9 @@ impl Record {
             extra: self.extra.clone(),
             claims: None,
             expires_at: None,
+            iss: None,
+            issuer: None,
+            login: Some(self.login.as_str().into()),
         }
     }
 }

@@ -145,6 +145,9 @@ pub fn identity(cfg: &JwtIssuer, claims: Claims, times: Times) -> Identity {
         extra: Vec::new(),
         claims: None,
         expires_at: times.exp,
+        iss: Some(cfg.issuer.as_str().into()),
+        issuer: Some(cfg.name.as_str().into()),
+        login: None,
     };
     for (field, path) in &cfg.claims_map {
         let Some(v) = claim_at(&claims, path) else {

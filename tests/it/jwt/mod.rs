@@ -4,6 +4,7 @@
 mod algorithms;
 mod examples;
 mod identity;
+mod issuers;
 mod jwks;
 pub mod jwks_server;
 pub mod keys;
