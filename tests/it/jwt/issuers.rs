@@ -104,3 +104,25 @@ async fn revoke_all_also_refuses_tokens_stamped_up_to_leeway_after_the_mark() {
     assert_eq!(get_bearer(&gw, "/x", &later, &[]).await.status, 401);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_local_login_session_names_the_gateways_issuer() {
+    use crate::sessions::{login, session_gateway, Store, ALICE_PW};
+    let b = Backend::start("b1").await;
+    let gw = session_gateway(
+        &Store::Memory,
+        &b,
+        "",
+        "issuer = \"https://gate.example.test\"\n\
+         [identity]\nheaders = { \"X-Auth-User\" = \"sub\", \"X-Auth-Issuer\" = \"iss\" }\n",
+    )
+    .await;
+    let c = gw.plain();
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    let r = c
+        .get_with("/app/x", &[("cookie", &cookie), ("x-auth-issuer", "forged")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(b.last().headers["x-auth-issuer"], "https://gate.example.test");
+    gw.stop().await;
+}
