@@ -252,7 +252,13 @@ pub async fn run(port: u16) -> Result<(), Box<dyn std::error::Error + Send + Syn
         config = files.config.display(),
     );
     tracing::warn!("this is a DEMO: throw-away certificate and built-in backends");
-    tokio::signal::ctrl_c().await?;
+    // SIGTERM (a supervisor, `timeout`, `docker stop`) ends it as cleanly
+    // as Ctrl-C, with exit status 0, like `run` (SPEC 16).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     running.stop().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -24,8 +24,9 @@ pub enum GatewayError {
     NoRoute,
     #[error("not found")]
     NotFound,
+    /// With the methods the resource takes, for `Allow` (RFC 9110 15.5.6).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed { allow: &'static str },
     #[error("authentication required")]
     Unauthenticated(Challenge),
     #[error("forbidden")]
@@ -70,7 +71,7 @@ impl GatewayError {
             GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::ClientBody => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute | GatewayError::NotFound => StatusCode::NOT_FOUND,
-            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Unauthenticated(Challenge::Login { .. }) => StatusCode::FOUND,
             GatewayError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden => StatusCode::FORBIDDEN,
@@ -95,7 +96,7 @@ impl GatewayError {
             GatewayError::RequestTimeout => "request body not received in time",
             GatewayError::ClientBody => "request body incomplete or malformed",
             GatewayError::NoRoute | GatewayError::NotFound => "not found",
-            GatewayError::MethodNotAllowed => "method not allowed",
+            GatewayError::MethodNotAllowed { .. } => "method not allowed",
             GatewayError::Unauthenticated(Challenge::InvalidToken(_)) => "invalid credentials",
             GatewayError::Unauthenticated(_) => "authentication required",
             GatewayError::Forbidden => "forbidden",
@@ -125,7 +126,7 @@ mod tests {
             (GatewayError::ClientBody, 400),
             (GatewayError::NoRoute, 404),
             (GatewayError::NotFound, 404),
-            (GatewayError::MethodNotAllowed, 405),
+            (GatewayError::MethodNotAllowed { allow: "GET" }, 405),
             (GatewayError::Unauthenticated(Challenge::Missing), 401),
             (
                 GatewayError::Unauthenticated(Challenge::InvalidToken("expired")),

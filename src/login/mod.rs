@@ -44,11 +44,11 @@ pub async fn handle(
         (&Method::GET, p) if p.starts_with("/start/") => {
             oidc::start(snap, conn, &req, &p["/start/".len()..])
         }
-        (_, "/login" | "/logout" | "/userinfo" | "/callback") => {
-            Err(GatewayError::MethodNotAllowed)
-        }
+        (_, "/login") => Err(GatewayError::MethodNotAllowed { allow: "GET, POST" }),
+        (_, "/logout") => Err(GatewayError::MethodNotAllowed { allow: "POST" }),
+        (_, "/userinfo" | "/callback") => Err(GatewayError::MethodNotAllowed { allow: "GET" }),
         (_, p) if p.starts_with("/start/") && snap.oidc.get(&p["/start/".len()..]).is_some() => {
-            Err(GatewayError::MethodNotAllowed)
+            Err(GatewayError::MethodNotAllowed { allow: "GET" })
         }
         _ => Err(GatewayError::NotFound),
     }
@@ -189,7 +189,9 @@ pub fn percent_decode_form(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
+/// The decoded `(name, value)` pairs of a form body, in order, repeats
+/// included.
+pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(body)
         .split('&')
         .filter(|kv| !kv.is_empty())
@@ -198,6 +200,10 @@ pub fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
             (percent_decode_form(k), percent_decode_form(v))
         })
         .collect()
+}
+
+pub fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
+    form_pairs(body).into_iter().collect()
 }
 
 fn login_page(snap: &Snapshot, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {

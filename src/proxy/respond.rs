@@ -93,6 +93,9 @@ small{{color:#777}}</style></head><body><h1>{code} {reason}</h1><p>{msg}.</p>\
                 HeaderValue::from(retry_after.as_secs().max(1)),
             );
         }
+        GatewayError::MethodNotAllowed { allow } => {
+            h.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
         _ => {}
     }
     resp

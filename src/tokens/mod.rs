@@ -350,8 +350,63 @@ pub async fn handle(
             Ok(r)
         }
         (&Method::POST, "/token") => token(gw, snap, conn, req).await,
-        _ => Err(GatewayError::MethodNotAllowed),
+        (_, "/token") => Err(GatewayError::MethodNotAllowed { allow: "POST" }),
+        _ => Err(GatewayError::MethodNotAllowed { allow: "GET" }),
     }
+}
+
+/// The parameters of a token request (RFC 6749 section 3.2): a form, or
+/// (SPEC 4) a JSON object. `Err` with the reason for `invalid_request`:
+/// another media type, a malformed body, or a parameter given twice. Any
+/// `client_id` or client credentials are ignored: the endpoint serves the
+/// gateway's own first-party clients and authenticates none.
+async fn token_fields(
+    req: Request<Incoming>,
+) -> Result<Result<std::collections::BTreeMap<String, String>, &'static str>, GatewayError> {
+    let media = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let form = match media.as_deref() {
+        Some("application/x-www-form-urlencoded") => true,
+        Some("application/json") => false,
+        _ => {
+            return Ok(Err(
+                "the body must be application/x-www-form-urlencoded (or application/json)",
+            ))
+        }
+    };
+    if !form {
+        return Ok(match login::read_fields(req).await {
+            Ok((f, _)) => Ok(f),
+            Err(e @ (GatewayError::BodyTooLarge | GatewayError::RequestTimeout)) => return Err(e),
+            Err(_) => Err("malformed request body"),
+        });
+    }
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if len > login::MAX_FORM_BYTES {
+            return Err(GatewayError::BodyTooLarge);
+        }
+    }
+    let body = match login::read_body(req.into_body(), login::MAX_FORM_BYTES).await {
+        Ok(b) => b,
+        Err(e @ (GatewayError::BodyTooLarge | GatewayError::RequestTimeout)) => return Err(e),
+        Err(_) => return Ok(Err("malformed request body")),
+    };
+    let mut fields = std::collections::BTreeMap::new();
+    for (k, v) in login::form_pairs(&body) {
+        if fields.insert(k, v).is_some() {
+            return Ok(Err("a parameter is repeated"));
+        }
+    }
+    Ok(Ok(fields))
 }
 
 async fn token(
@@ -361,16 +416,9 @@ async fn token(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, GatewayError> {
     let login = snap.config.login.as_ref().ok_or(GatewayError::NotFound)?;
-    let (fields, _) = match login::read_fields(req).await {
+    let fields = match token_fields(req).await? {
         Ok(f) => f,
-        Err(e @ (GatewayError::BodyTooLarge | GatewayError::RequestTimeout)) => return Err(e),
-        Err(_) => {
-            return Ok(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "malformed request body",
-            ))
-        }
+        Err(why) => return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why)),
     };
     let field = |k: &str| fields.get(k).map(String::as_str).filter(|v| !v.is_empty());
     match field("grant_type") {

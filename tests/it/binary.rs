@@ -221,3 +221,35 @@ async fn access_log_lines_are_json_with_the_request_facts() {
     assert_eq!(access["request_id"], rid);
     assert!(access["duration_ms"].as_f64().is_some());
 }
+
+#[tokio::test]
+async fn demo_exits_zero_on_sigterm_like_run() {
+    let port = dead_addr().port();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = eventually(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    assert!(up, "the demo never listened on {port}");
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let mut status = None;
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        })
+        .await,
+        "the demo kept running after SIGTERM"
+    );
+    assert_eq!(status.unwrap().code(), Some(0), "{status:?}");
+}

@@ -180,6 +180,45 @@ async fn token_endpoint_errors_follow_rfc_6749() {
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn token_endpoint_refuses_repeats_other_media_types_and_other_methods() {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, "", "", tempdir()).await;
+    let c = gw.plain();
+    let (s, j) = grant(
+        &c,
+        &format!(
+            "grant_type=password&username=alice&username=bob&password={}",
+            ALICE_PW.replace(' ', "+")
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, j["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{j}"
+    );
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/token",
+            &[("content-type", "text/plain")],
+            &format!("grant_type=password&username=alice&password={ALICE_PW}"),
+        ))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "invalid_request");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let r = c.get("/.gatehouse/token").await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    let r = c.send(req("POST", "/.gatehouse/jwks.json", &[], "")).await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
+    let r = c.send(req("PUT", "/.gatehouse/login", &[], "")).await;
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, POST")));
+    gw.stop().await;
+}
+
 async fn rotation_and_reuse(store: &str) {
     let b = Backend::start("app").await;
     let gw = token_gateway(&b, store, "refresh_reuse_grace = \"1s\"\n", tempdir()).await;

@@ -120,9 +120,15 @@ async fn a_local_login_session_names_the_gateways_issuer() {
     let c = gw.plain();
     let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
     let r = c
-        .get_with("/app/x", &[("cookie", &cookie), ("x-auth-issuer", "forged")])
+        .get_with(
+            "/app/x",
+            &[("cookie", &cookie), ("x-auth-issuer", "forged")],
+        )
         .await;
     assert_eq!(r.status, 200);
-    assert_eq!(b.last().headers["x-auth-issuer"], "https://gate.example.test");
+    assert_eq!(
+        b.last().headers["x-auth-issuer"],
+        "https://gate.example.test"
+    );
     gw.stop().await;
 }
