@@ -35,7 +35,7 @@ pub async fn handle(
     html: bool,
 ) -> Result<Response<Body>, GatewayError> {
     match (req.method(), sub_path) {
-        (&Method::GET, "/login") => login_page(snap, &req),
+        (&Method::GET, "/login") => login_page(snap, conn, &req),
         (&Method::POST, "/login") => login_submit(gw, snap, conn, req).await,
         (&Method::POST, "/logout") => logout(gw, snap, conn, req, html).await,
         (&Method::GET, "/userinfo") => userinfo(gw, snap, conn, req).await,
@@ -63,10 +63,12 @@ pub(crate) fn request_host(req: &Request<Incoming>) -> &str {
 }
 
 /// Where to send the user after login (SPEC 4 and 11): a relative path
-/// starting with a single `/`, or an https URL on this host or a host a
-/// route names. Anything else (`//evil.com`, `https://evil.com`,
-/// `javascript:`) becomes `/`.
-pub fn safe_redirect(rd: &str, request_host: &str, snap: &Snapshot) -> String {
+/// starting with a single `/`, or an absolute URL whose host is this host
+/// or one a route matches (exactly or by a `*.` wildcard), over https — or
+/// http when the login itself arrived over plain HTTP (`plain_http`, see
+/// [`arrived_over_http`]). Anything else (`//evil.com`,
+/// `https://evil.com`, `javascript:`) becomes `/`.
+pub fn safe_redirect(rd: &str, request_host: &str, snap: &Snapshot, plain_http: bool) -> String {
     let ok_chars = !rd.is_empty() && rd.bytes().all(|b| (0x21..0x7f).contains(&b));
     if !ok_chars {
         return "/".into();
@@ -78,22 +80,45 @@ pub fn safe_redirect(rd: &str, request_host: &str, snap: &Snapshot) -> String {
             rd.to_string()
         };
     }
-    if let Some(rest) = rd.strip_prefix("https://") {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if authority.contains('@') || authority.contains('\\') {
-            return "/".into();
-        }
-        let host = crate::route::host_without_port(authority);
-        let this = crate::route::host_without_port(request_host);
-        let routed = snap.config.routes.iter().any(|r| match &r.host {
-            crate::config::HostMatch::Exact(h) => h.eq_ignore_ascii_case(host),
-            _ => false,
-        });
-        if !host.is_empty() && (host.eq_ignore_ascii_case(this) || routed) {
-            return rd.to_string();
-        }
+    let rest = match (rd.strip_prefix("https://"), rd.strip_prefix("http://")) {
+        (Some(rest), _) => rest,
+        (None, Some(rest)) if plain_http => rest,
+        _ => return "/".into(),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') || authority.contains('\\') {
+        return "/".into();
+    }
+    let host = crate::route::host_without_port(authority);
+    let this = crate::route::host_without_port(request_host);
+    // Any host, named or matched by a wildcard; `HostMatch::Any` (a route
+    // without `host`) names none.
+    let routed = snap.config.routes.iter().any(|r| match &r.host {
+        crate::config::HostMatch::Any => false,
+        m => crate::route::host_matches(m, host),
+    });
+    if !host.is_empty() && (host.eq_ignore_ascii_case(this) || routed) {
+        return rd.to_string();
     }
     "/".into()
+}
+
+/// The client reached the gateway over plain HTTP: its own connection, or
+/// `X-Forwarded-Proto: http` from a trusted proxy in front.
+pub(crate) fn arrived_over_http(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    headers: &http::HeaderMap,
+) -> bool {
+    if snap.is_trusted_proxy(conn.peer.ip()) {
+        if let Some(p) = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+        {
+            return p.trim().eq_ignore_ascii_case("http");
+        }
+    }
+    !conn.tls
 }
 
 fn login_action(snap: &Snapshot) -> String {
@@ -206,12 +231,17 @@ pub fn parse_form(body: &[u8]) -> BTreeMap<String, String> {
     form_pairs(body).into_iter().collect()
 }
 
-fn login_page(snap: &Snapshot, req: &Request<Incoming>) -> Result<Response<Body>, GatewayError> {
+fn login_page(
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, GatewayError> {
     if snap.config.login.is_none() && snap.config.oidc.is_empty() {
         return Err(GatewayError::NotFound);
     }
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-    let rd = safe_redirect(&rd, request_host(req), snap);
+    let plain = arrived_over_http(snap, conn, req.headers());
+    let rd = safe_redirect(&rd, request_host(req), snap, plain);
     Ok(render_login(snap, &rd, None, "", StatusCode::OK))
 }
 
@@ -383,6 +413,7 @@ async fn login_submit(
         return Err(GatewayError::NotFound);
     }
     let host = request_host(&req).to_string();
+    let plain = arrived_over_http(snap, conn, req.headers());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -396,6 +427,7 @@ async fn login_submit(
         fields.get("rd").map(String::as_str).unwrap_or("/"),
         &host,
         snap,
+        plain,
     );
     let user = match check_password(gw, snap, conn, username, password).await {
         Ok(u) => u,

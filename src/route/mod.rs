@@ -128,7 +128,7 @@ pub fn host_without_port(host: &str) -> &str {
     }
 }
 
-fn host_matches(m: &HostMatch, host: &str) -> bool {
+pub(crate) fn host_matches(m: &HostMatch, host: &str) -> bool {
     match m {
         HostMatch::Any => true,
         HostMatch::Exact(h) => host.eq_ignore_ascii_case(h),

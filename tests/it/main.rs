@@ -17,6 +17,7 @@ mod lockout;
 mod oidc;
 mod ops;
 mod proxy;
+mod redirects;
 mod sessions;
 mod sticky;
 mod tls;

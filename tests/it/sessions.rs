@@ -216,7 +216,9 @@ async fn form_login_redirects_to_rd_and_bad_rd_falls_back_to_root(store: Store) 
         ("//evil.com/x", "/"),
         ("/\\evil.com", "/"),
         ("https://evil.com/", "/"),
-        ("http://localhost/app", "/"),
+        // This login arrives over plain HTTP, so http:// is allowed (SPEC 11).
+        ("http://localhost/app", "http://localhost/app"),
+        ("http://evil.com/app", "/"),
         ("javascript:alert(1)", "/"),
         ("https://localhost/app/y", "https://localhost/app/y"),
         ("https://user@evil.com@localhost/", "/"),
