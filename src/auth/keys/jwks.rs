@@ -3,7 +3,9 @@
 //! `Cache-Control: max-age` says so), and refetched when a token names an
 //! unknown `kid` — at most once per `jwks_min_refetch`, so tokens with
 //! forged `kid`s cannot turn the gateway into a load generator against the
-//! identity provider.
+//! identity provider. Only those refetches count against the window
+//! (SPEC 2): the first token signed with a rotated key triggers a fetch
+//! even right after a start-up, reload or scheduled one.
 //!
 //! Shared state, who touches it and why:
 //! - `current`: written by the refresh task only, read by every request
@@ -37,8 +39,9 @@ pub const MAX_AGE_CAP: Duration = Duration::from_secs(24 * 3600);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 struct FetchState {
-    /// When the last fetch started.
-    last_start: Option<Instant>,
+    /// When the last fetch asked for by an unknown `kid` started: the
+    /// `jwks_min_refetch` window counts from here.
+    last_triggered: Option<Instant>,
     /// When the periodic schedule fetches next.
     next_at: Instant,
     /// Consecutive failures.
@@ -70,7 +73,7 @@ impl RemoteKeys {
     pub fn new(name: &str, source: JwksSource, previous: Option<&RemoteKeys>) -> RemoteKeys {
         let now = Instant::now();
         let mut state = FetchState {
-            last_start: None,
+            last_triggered: None,
             next_at: now,
             failures: 0,
             last_error: None,
@@ -81,7 +84,7 @@ impl RemoteKeys {
         if let Some(prev) = previous.filter(|p| p.source.url == source.url) {
             current.store(prev.current.load_full());
             let st = prev.lock();
-            state.last_start = st.last_start;
+            state.last_triggered = st.last_triggered;
             state.next_at = st.next_at;
             state.failures = st.failures;
             state.last_error = st.last_error.clone();
@@ -144,14 +147,16 @@ impl RemoteKeys {
     /// Asks for a fetch because a token named a `kid` the current set
     /// lacks (or no set has arrived), and waits for it. Returns `true` when
     /// a fetch finished meanwhile, so the lookup is worth repeating; `false`
-    /// when the last fetch began less than `jwks_min_refetch` ago.
+    /// when the last refetch of this kind began less than
+    /// `jwks_min_refetch` ago. A fetch already running (a scheduled one)
+    /// is waited for instead.
     pub async fn refetch(&self) -> bool {
         let mut done = self.done.subscribe();
         {
             let mut st = self.lock();
             if !(st.pending || st.in_progress) {
                 let due = st
-                    .last_start
+                    .last_triggered
                     .is_none_or(|t| t.elapsed() >= self.source.min_refetch);
                 if !due {
                     return false;
@@ -164,7 +169,7 @@ impl RemoteKeys {
         matches!(waited.await, Ok(Ok(())))
     }
 
-    /// Like [`RemoteKeys::refetch`], but when the last fetch began less
+    /// Like [`RemoteKeys::refetch`], but when the last refetch began less
     /// than `jwks_min_refetch` ago, waits for that window to pass instead
     /// of giving up. Only for tokens the gateway fetched from the issuer
     /// itself (OpenID Connect ID tokens from the token endpoint): a client
@@ -173,7 +178,7 @@ impl RemoteKeys {
     pub async fn refetch_after_window(&self) -> bool {
         let wait = {
             let st = self.lock();
-            st.last_start.map_or(Duration::ZERO, |t| {
+            st.last_triggered.map_or(Duration::ZERO, |t| {
                 self.source.min_refetch.saturating_sub(t.elapsed())
             })
         };
@@ -195,9 +200,12 @@ impl RemoteKeys {
     async fn fetch_now(&self, metrics: &Metrics) {
         {
             let mut st = self.lock();
+            let now = Instant::now();
+            if st.pending {
+                st.last_triggered = Some(now);
+            }
             st.pending = false;
             st.in_progress = true;
-            st.last_start = Some(Instant::now());
         }
         let result = match tokio::time::timeout(FETCH_TIMEOUT, fetch(&self.source)).await {
             Ok(r) => r,

@@ -194,3 +194,38 @@ async fn reload_keeps_keys_and_cached_tokens_where_unchanged() {
     assert_eq!(server.fetches(), fetches, "the keys were carried over");
     gw.stop().await;
 }
+
+/// A provider rotating its key right after the gateway's start-up fetch:
+/// the first token with the new `kid` triggers a refetch and passes. The
+/// `jwks_min_refetch` window counts refetches asked for by unknown kids,
+/// not scheduled loads (SPEC 2).
+#[tokio::test]
+async fn a_rotation_right_after_the_scheduled_fetch_is_picked_up_by_the_first_new_token() {
+    let b = Backend::start("b1").await;
+    let k1 = Key::ec(Algorithm::ES256);
+    let k2 = Key::ec(Algorithm::ES256);
+    let server = JwksServer::http(&jwks(&[k1.jwk_with("k1")])).await;
+    let jwt = format!(
+        "[[jwt]]\nname = \"idp\"\nissuer = \"{ISS}\"\naudiences = [\"app\"]\nalgorithms = [\"ES256\"]\n\
+         jwks_url = \"{}\"\njwks_min_refetch = \"30s\"\n",
+        server.url()
+    );
+    let gw = Gw::start(&config(&b, JWT_ROUTE, &jwt)).await;
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            ready(&gw).await.status == 200
+        })
+        .await
+    );
+    assert_eq!(server.fetches(), 1);
+    server.set(200, &jwks(&[k1.jwk_with("k1"), k2.jwk_with("k2")]));
+    let t2 = k2.sign(Some("k2"), &claims());
+    let r = get_bearer(&gw, "/", &t2, &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.headers.get("www-authenticate"));
+    assert_eq!(server.fetches(), 2);
+    // That refetch now counts: a forged kid right after it fetches nothing.
+    let forged = k1.sign(Some("forged"), &claims());
+    assert_eq!(get_bearer(&gw, "/", &forged, &[]).await.status, 401);
+    assert_eq!(server.fetches(), 2);
+    gw.stop().await;
+}
