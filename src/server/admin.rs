@@ -168,6 +168,15 @@ fn metrics(gw: &Gateway) -> Response<Body> {
             up.repins.load(Relaxed)
         );
     }
+    out.push_str("# HELP gatehouse_upstream_panic_total Requests sent to ejected backends because every backend of the upstream was ejected (panic mode).\n# TYPE gatehouse_upstream_panic_total counter\n");
+    for up in &snap.upstreams {
+        let _ = writeln!(
+            out,
+            "gatehouse_upstream_panic_total{{upstream=\"{}\"}} {}",
+            escape(&up.name),
+            up.panics.load(Relaxed)
+        );
+    }
     let mut r = Response::new(Body::full(out));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

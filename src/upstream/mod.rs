@@ -150,10 +150,26 @@ impl Backend {
     pub fn record_failure(&self, health: &Health) {
         let n = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
         if health.passive_failures > 0 && n >= health.passive_failures {
+            self.consecutive_failures.store(0, Relaxed);
+            // Requests that were in flight when it was ejected fail too:
+            // one ejection, one log line, not one per straggler.
+            if self.is_ejected() {
+                return;
+            }
             let until = self.now_ms() + health.eject_for.as_millis() as u64;
             self.ejected_until.store(until.max(1), Relaxed);
-            self.consecutive_failures.store(0, Relaxed);
             tracing::warn!(backend = %self.addr, eject_for = ?health.eject_for, "backend ejected after consecutive failures");
+        }
+    }
+
+    /// [`Backend::fit`] as if it were not ejected (panic mode).
+    fn fit_despite_ejection(&self) -> Fit {
+        if !self.healthy.load(Relaxed) {
+            Fit::No
+        } else if self.is_draining() {
+            Fit::KeepOnly
+        } else {
+            Fit::Yes
         }
     }
 
@@ -222,6 +238,16 @@ impl BackendSet {
         self.backends.iter().find(|b| b.addr == addr)
     }
 
+    /// Every backend is ejected, and none is unhealthy or draining: the
+    /// condition for panic mode.
+    fn all_ejected(&self) -> bool {
+        !self.backends.is_empty()
+            && self
+                .backends
+                .iter()
+                .all(|b| b.is_ejected() && b.healthy.load(Relaxed) && !b.is_draining())
+    }
+
     fn index_of_id(&self, id: u64) -> Option<usize> {
         self.backends.iter().position(|b| b.id == id)
     }
@@ -255,6 +281,11 @@ pub struct Upstream {
     pub repins: Arc<AtomicU64>,
     /// Discovery: whether a DNS answer was applied yet (readiness).
     pub resolved: Arc<AtomicBool>,
+    /// `gatehouse_upstream_panic_total{upstream}`: requests sent to ejected
+    /// backends because every backend was ejected (kept across reloads).
+    pub panics: Arc<AtomicU64>,
+    /// In panic mode now: logged once on the way in and once on the way out.
+    panicking: AtomicBool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -364,6 +395,8 @@ impl Upstream {
             cursor: AtomicUsize::new(0),
             clients,
             repins: previous.map_or_else(Default::default, |p| p.repins.clone()),
+            panics: previous.map_or_else(Default::default, |p| p.panics.clone()),
+            panicking: AtomicBool::new(false),
             resolved: match previous {
                 Some(p) if same_discovery => p.resolved.clone(),
                 _ => Arc::new(AtomicBool::new(cfg.discovery.is_none())),
@@ -389,12 +422,40 @@ impl Upstream {
     /// Chooses a backend of `set` for a request with affinity `aff`,
     /// skipping the indices in `tried`. `None`: no backend can take it
     /// (503).
+    ///
+    /// Passive ejection never empties an upstream by itself (SPEC 7, as
+    /// nginx never marks a group's last server down and Envoy has a panic
+    /// threshold): when every backend is ejected, and none is unhealthy by
+    /// an active check or draining, they are chosen as if they were not,
+    /// so one that hiccuped is used again as soon as it answers.
     pub fn choose(&self, set: &BackendSet, aff: &Affinity, tried: &[usize]) -> Option<Decision> {
+        let normal = self.choose_by(set, aff, tried, Backend::fit);
+        if normal.is_some() || !set.all_ejected() {
+            if normal.is_some() && self.panicking.load(Relaxed) {
+                self.panicking.store(false, Relaxed);
+                tracing::info!(upstream = %self.name, "a backend is back: panic mode over");
+            }
+            return normal;
+        }
+        if !self.panicking.swap(true, Relaxed) {
+            tracing::warn!(upstream = %self.name, "every backend is ejected: sending requests to them anyway (panic mode)");
+        }
+        self.panics.fetch_add(1, Relaxed);
+        self.choose_by(set, aff, tried, Backend::fit_despite_ejection)
+    }
+
+    fn choose_by(
+        &self,
+        set: &BackendSet,
+        aff: &Affinity,
+        tried: &[usize],
+        fit_of: fn(&Backend) -> Fit,
+    ) -> Option<Decision> {
         let fit = |i: usize| {
             if tried.contains(&i) {
                 Fit::No
             } else {
-                set.backends[i].fit()
+                fit_of(&set.backends[i])
             }
         };
         match (aff.hashed, aff.key) {
@@ -552,6 +613,41 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(pick(&u, &[]), Some(1));
         }
+    }
+
+    #[test]
+    fn when_every_backend_is_ejected_they_are_used_anyway_unless_marked_down() {
+        let u = upstream(&[1, 1], Balance::RoundRobin);
+        for b in &u.backends().backends {
+            for _ in 0..3 {
+                b.record_failure(&u.health);
+            }
+            assert!(b.is_ejected());
+        }
+        assert!(pick(&u, &[]).is_some(), "panic mode");
+        assert_eq!(pick(&u, &[0]), Some(1), "tried ones are still skipped");
+        assert_eq!(u.panics.load(Relaxed), 2);
+        // An active check's verdict or a drain is the operator's: no panic.
+        u.backends().backends[0].healthy.store(false, Relaxed);
+        assert_eq!(pick(&u, &[]), None);
+        u.backends().backends[0].healthy.store(true, Relaxed);
+        u.backends().backends[1].draining.store(true, Relaxed);
+        assert_eq!(pick(&u, &[]), None);
+    }
+
+    #[test]
+    fn failures_of_an_ejected_backend_do_not_eject_it_again() {
+        let u = upstream(&[1], Balance::RoundRobin);
+        let b = &u.backends().backends[0];
+        for _ in 0..3 {
+            b.record_failure(&u.health);
+        }
+        let until = b.ejected_until.load(Relaxed);
+        std::thread::sleep(Duration::from_millis(5));
+        for _ in 0..3 {
+            b.record_failure(&u.health);
+        }
+        assert_eq!(b.ejected_until.load(Relaxed), until);
     }
 
     #[test]

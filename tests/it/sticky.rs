@@ -794,3 +794,43 @@ async fn learned_app_cookies_are_shared_between_replicas_through_redis() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The only backend of an upstream fails a burst of connects and is
+/// ejected: requests keep going to it (panic mode, counted) rather than
+/// getting 503 for `eject_for`, and succeed as soon as it is back.
+#[tokio::test]
+async fn a_single_backend_upstream_is_never_emptied_by_passive_ejection() {
+    let addr = dead_addr();
+    let cfg = format!(
+        "{}[[upstreams]]\nname = \"app\"\nbackends = [\"{addr}\"]\nconnect_timeout = \"1s\"\n\
+         [upstreams.health]\npassive_failures = 3\neject_for = \"60s\"\n\
+         [[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n",
+        base_config()
+    );
+    let gw = Gw::start(&cfg).await;
+    let c = gw.plain();
+    let burst = (0..16).map(|_| {
+        let c = c.clone();
+        async move { c.get("/").await.status }
+    });
+    let statuses = futures_util::future::join_all(burst).await;
+    assert!(statuses.iter().all(|s| *s == 502), "{statuses:?}");
+    let set = gw.running().gateway.snapshot().upstreams[0].backends();
+    assert!(set.backends[0].is_ejected());
+    // Ejected, yet still tried: 502 (the backend is down), never 503.
+    assert_eq!(c.get("/").await.status, 502);
+    let _b = Backend::start_on("back", &addr.to_string()).await;
+    assert_eq!(
+        c.get("/").await.status,
+        200,
+        "used again as soon as it answers"
+    );
+    let metrics = Client::plain(gw.admin()).get("/metrics").await.text();
+    let panics: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gatehouse_upstream_panic_total{upstream=\"app\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("panic counter");
+    assert!(panics >= 2, "{panics}");
+    gw.stop().await;
+}
