@@ -123,7 +123,51 @@ impl RequestIds {
 pub struct ReloadSummary {
     pub routes: usize,
     pub upstreams: usize,
+    /// What could not be applied (restart needed) and config warnings; the
+    /// admin answer carries them once, at its top level.
+    #[serde(skip)]
     pub warnings: Vec<String>,
+}
+
+/// `max_connections`: the permits shared by the main and redirect
+/// listeners. A reload resizes it: growing adds permits at once; shrinking
+/// forgets the free ones and takes the rest as connections end, so the
+/// new limit holds once the surplus connections are gone.
+pub struct ConnLimit {
+    sem: Arc<tokio::sync::Semaphore>,
+    size: std::sync::Mutex<usize>,
+}
+
+impl ConnLimit {
+    pub fn new(n: usize) -> ConnLimit {
+        ConnLimit {
+            sem: Arc::new(tokio::sync::Semaphore::new(n)),
+            size: std::sync::Mutex::new(n),
+        }
+    }
+
+    pub fn semaphore(&self) -> Arc<tokio::sync::Semaphore> {
+        self.sem.clone()
+    }
+
+    pub fn resize(&self, n: usize) {
+        let mut size = self.size.lock().unwrap_or_else(|e| e.into_inner());
+        if n > *size {
+            self.sem.add_permits(n - *size);
+        } else if n < *size {
+            let surplus = *size - n;
+            let rest = surplus - self.sem.forget_permits(surplus);
+            if rest > 0 {
+                let sem = self.sem.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = sem.acquire_many_owned(rest as u32).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        *size = n;
+    }
 }
 
 /// Shared by every listener and request task.
@@ -151,6 +195,8 @@ pub struct Gateway {
     pub bound: OnceLock<BoundAddrs>,
     /// `true` once shutdown has begun.
     pub shutdown: watch::Sender<bool>,
+    /// `max_connections` of the main and redirect listeners.
+    pub conn_limit: ConnLimit,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -179,6 +225,7 @@ impl Gateway {
             request_ids: RequestIds::new(),
             bound: OnceLock::new(),
             shutdown: watch::channel(false).0,
+            conn_limit: ConnLimit::new(snap.config.server.max_connections),
             reload_lock: tokio::sync::Mutex::new(()),
         });
         gw.start_background(&snap);
@@ -251,6 +298,17 @@ impl Gateway {
         if o.server.tls.is_some() != n.server.tls.is_some() {
             warnings.push("[server.tls] was added or removed: restart gatehouse to switch between HTTP and HTTPS".into());
         }
+        if o.server.worker_threads != n.server.worker_threads {
+            warnings.push(
+                "server.worker_threads changed: restart gatehouse to resize the runtime".into(),
+            );
+        }
+        if o.log.format != n.log.format {
+            warnings.push("log.format changed: restart gatehouse to switch the log format".into());
+        }
+        // Applied here, to what outlives the snapshot.
+        self.conn_limit.resize(n.server.max_connections);
+        self.sessions.apply(&n.sessions);
         let summary = ReloadSummary {
             routes: n.routes.len(),
             upstreams: n.upstreams.len(),

@@ -29,3 +29,37 @@ pub fn init(format: LogFormat) {
             .try_init(),
     };
 }
+
+/// An error and its sources as one line of text, `outer: inner: root`,
+/// for log fields (`error = %telemetry::chain(&e)`): operators read the
+/// cause, not Rust's Debug form of it.
+pub fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Chain<'a> {
+    Chain(e)
+}
+
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_chain_reads_as_one_line_of_text() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+        let e = crate::error::GatewayError::BackendConnect(io);
+        assert_eq!(
+            super::chain(&e).to_string(),
+            "backend connection failed: connect timed out"
+        );
+    }
+}

@@ -76,7 +76,11 @@ pub async fn handle(
         Ok(r) => r,
         Err(e) => {
             if e.status().is_server_error() {
-                tracing::warn!(request_id = ?ctx.request_id, error = %e, source = ?std::error::Error::source(&e), "request failed");
+                tracing::warn!(
+                    request_id = ctx.request_id.to_str().unwrap_or(""),
+                    error = %crate::telemetry::chain(&e),
+                    "request failed"
+                );
             }
             let mut r = respond::error(&e, &ctx.request_id, ctx.html);
             // After a malformed, oversized or timed-out request the rest
@@ -121,7 +125,8 @@ pub async fn handle(
             path = %path,
             status,
             bytes,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            // Whole microseconds, so the float prints as written (0.044).
+            duration_ms = elapsed.as_micros() as f64 / 1000.0,
             route = route_name,
             backend = ctx.backend.as_ref().map_or("", |b| b.addr.as_str()),
             request_id = ctx.request_id.to_str().unwrap_or(""),

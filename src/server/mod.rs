@@ -130,7 +130,7 @@ pub async fn run(
     let _ = gw.bound.set(addrs);
     let snap = gw.snapshot();
     let tls = snap.tls.is_some();
-    let limit = Arc::new(Semaphore::new(snap.config.server.max_connections));
+    let limit = gw.conn_limit.semaphore();
     tracing::info!(addr = %addrs.listen, tls, "listening");
     tracing::info!(addr = %addrs.admin, "admin listening");
     if let Some(r) = addrs.redirect {

@@ -271,6 +271,15 @@ impl Store {
         }
     }
 
+    /// Applies what a reload may change in a running store (the store kind,
+    /// URL and key prefix need a restart). The memory store keeps no
+    /// lookup cache: `cache_ttl` is for Redis.
+    pub fn apply(&self, cfg: &SessionsConfig) {
+        if let Store::Redis(r) = self {
+            r.set_cache_ttl(cfg.cache_ttl);
+        }
+    }
+
     pub async fn create(
         &self,
         key: SessionKey,

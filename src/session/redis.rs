@@ -19,7 +19,7 @@ use crate::config::sessions::Sessions as SessionsConfig;
 use dashmap::DashMap;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,8 @@ pub struct RedisStore {
     hook: OnceLock<EventHook>,
     ended: OnceLock<Arc<super::Ended>>,
     cache: DashMap<SessionKey, Cached>,
-    cache_ttl: Duration,
+    /// Milliseconds; a reload may change it.
+    cache_ttl_ms: AtomicU64,
     reachable: AtomicBool,
     subscribed: AtomicBool,
 }
@@ -63,6 +64,15 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 }
 
 impl RedisStore {
+    fn cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.cache_ttl_ms.load(Relaxed))
+    }
+
+    /// Applies a reloaded `sessions.cache_ttl`.
+    pub fn set_cache_ttl(&self, ttl: Duration) {
+        self.cache_ttl_ms.store(ttl.as_millis() as u64, Relaxed);
+    }
+
     /// Creates the store and its background tasks (connect, subscribe,
     /// health). Start-up never waits for Redis.
     pub fn start(url: &str, cfg: &SessionsConfig) -> Arc<RedisStore> {
@@ -73,7 +83,7 @@ impl RedisStore {
             conn: OnceLock::new(),
             prefix: cfg.key_prefix.clone(),
             cache: DashMap::new(),
-            cache_ttl: cfg.cache_ttl,
+            cache_ttl_ms: AtomicU64::new(cfg.cache_ttl.as_millis() as u64),
             reachable: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             hook: OnceLock::new(),
@@ -257,7 +267,7 @@ async fn connect_loop(weak: Weak<RedisStore>) {
             let _ = s.run::<(String,)>(&p).await;
         }
         // Cached entries older than the TTL are useless; drop them.
-        let ttl = s.cache_ttl;
+        let ttl = s.cache_ttl();
         s.cache.retain(|_, c| c.fetched.elapsed() < ttl);
         drop(s);
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -342,7 +352,7 @@ impl SessionStore for RedisStore {
     async fn get(&self, key: SessionKey) -> Result<Option<SessionView>, StoreError> {
         if self.subscribed.load(Relaxed) {
             if let Some(c) = self.cache.get(&key) {
-                if c.fetched.elapsed() < self.cache_ttl {
+                if c.fetched.elapsed() < self.cache_ttl() {
                     return Ok(Some(c.view.clone()));
                 }
             }

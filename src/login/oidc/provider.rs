@@ -300,7 +300,11 @@ impl Provider {
                 DISCOVERY_REFRESH
             }
             Err(e) => {
-                tracing::warn!(provider = %self.cfg.name, url = %url.text, error = %e, "OIDC discovery failed; keeping what was loaded before");
+                if self.meta.load().is_some() {
+                    tracing::warn!(provider = %self.cfg.name, url = %url.text, error = %e, "OIDC discovery failed; keeping what was loaded before");
+                } else {
+                    tracing::warn!(provider = %self.cfg.name, url = %url.text, error = %e, "OIDC discovery failed; sign-in with this provider is unavailable until it succeeds");
+                }
                 let mut st = self.lock();
                 st.failures = st.failures.saturating_add(1);
                 st.last_error = Some(e);

@@ -2,6 +2,7 @@
 //! the metric names the contract lists.
 
 mod h2raw;
+mod logs;
 mod metrics;
 mod reload;
 mod rotation;
