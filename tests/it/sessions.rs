@@ -732,3 +732,43 @@ async fn identity_stickiness_with_sessions_survives_scale_out_and_moves_only_a_r
     }
     gw.stop().await;
 }
+
+/// SPEC 16: a users file over 1 MiB is refused by reload, naming it, and
+/// the users already loaded stay; the same users in a small file load.
+#[tokio::test]
+async fn a_reload_with_a_users_file_over_1_mib_keeps_the_old_users() {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&Store::Memory, &b, "", "").await;
+    let c = gw.plain();
+    let users = gw.path().join("users.toml");
+    let carol = format!(
+        "[[users]]\nusername = \"carol\"\npassword_hash = \"{}\"\n",
+        alice_hash()
+    );
+    // Valid TOML: the users, then a comment taking it past 1 MiB.
+    let big = format!("{carol}# {}\n", "x".repeat(1 << 20));
+    std::fs::write(&users, &big).unwrap();
+    let reload = || async {
+        Client::plain(gw.admin())
+            .send(req(
+                "POST",
+                "/admin/reload",
+                &[("authorization", "Bearer admin-token-0123456789")],
+                "",
+            ))
+            .await
+    };
+    let r = reload().await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("login.users_file"), "{}", r.text());
+    assert!(r.text().contains("users.toml"), "{}", r.text());
+    assert!(r.text().contains("larger than 1 MiB"), "{}", r.text());
+    assert!(login(&c, "alice", ALICE_PW).await.is_ok(), "old users kept");
+    assert_eq!(login(&c, "carol", ALICE_PW).await, Err(401));
+    // The same users without the padding: loaded.
+    std::fs::write(&users, &carol).unwrap();
+    assert_eq!(reload().await.status, 200);
+    assert!(login(&c, "carol", ALICE_PW).await.is_ok());
+    assert_eq!(login(&c, "alice", ALICE_PW).await, Err(401));
+    gw.stop().await;
+}
