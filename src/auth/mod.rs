@@ -162,45 +162,69 @@ fn from_session(snap: &Snapshot, key: SessionKey, view: &SessionView) -> Authent
     }
 }
 
-/// The request came from a page of the same origin (SPEC 11, CSRF
-/// `origin`): `Origin`, or without it `Referer`, equals the
-/// scheme://host[:port] the client used.
-pub fn same_origin(parts: &http::request::Parts, conn: &ConnInfo) -> bool {
-    let host = parts
-        .headers
+/// Where a request says it comes from: `Origin`, or without it `Referer`
+/// (SPEC 11, CSRF `origin`), against the scheme://host[:port] the client
+/// used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOrigin {
+    /// A page of the gateway's own origin.
+    Same,
+    /// Another origin, `Origin: null`, or a header that cannot be read.
+    Foreign,
+    /// Neither header (API clients, some privacy settings).
+    Unstated,
+}
+
+/// The origin a request states, from its headers and the connection it
+/// came on.
+pub fn request_origin(
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    conn: &ConnInfo,
+) -> RequestOrigin {
+    let host = headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
-    if host.is_empty() {
-        return false;
-    }
     let scheme = if conn.tls { "https" } else { "http" };
     let matches = |origin: &str| {
-        origin.len() == scheme.len() + 3 + host.len()
+        !host.is_empty()
+            && origin.len() == scheme.len() + 3 + host.len()
             && origin.starts_with(scheme)
             && origin[scheme.len()..].starts_with("://")
             && origin[scheme.len() + 3..].eq_ignore_ascii_case(host)
     };
-    if let Some(o) = parts
-        .headers
-        .get(http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    {
-        return matches(o);
+    let verdict = |same: bool| {
+        if same {
+            RequestOrigin::Same
+        } else {
+            RequestOrigin::Foreign
+        }
+    };
+    // A header that is there but not text is not skipped over: it says
+    // nothing we can trust, so it counts as another origin.
+    if let Some(o) = headers.get(http::header::ORIGIN) {
+        return verdict(o.to_str().is_ok_and(matches));
     }
-    if let Some(r) = parts
-        .headers
-        .get(http::header::REFERER)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(r) = headers.get(http::header::REFERER) {
+        let Ok(r) = r.to_str() else {
+            return RequestOrigin::Foreign;
+        };
         let end = r
             .get(scheme.len() + 3..)
             .and_then(|rest| rest.find('/'))
             .map_or(r.len(), |i| i + scheme.len() + 3);
-        return matches(&r[..end]);
+        return verdict(matches(&r[..end]));
     }
-    false
+    RequestOrigin::Unstated
+}
+
+/// The request came from a page of the same origin (SPEC 11, CSRF
+/// `origin`): `Origin`, or without it `Referer`, equals the
+/// scheme://host[:port] the client used. Neither header: not the same.
+pub fn same_origin(parts: &http::request::Parts, conn: &ConnInfo) -> bool {
+    request_origin(&parts.headers, &parts.uri, conn) == RequestOrigin::Same
 }
 
 fn is_safe_method(m: &http::Method) -> bool {
@@ -385,4 +409,64 @@ pub fn url_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(tls: bool, pairs: &[(&str, &[u8])]) -> RequestOrigin {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::HOST, "gw.example:8443".parse().unwrap());
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let conn = ConnInfo::new(addr, addr, tls, None, false);
+        request_origin(&h, &"/".parse().unwrap(), &conn)
+    }
+
+    #[test]
+    fn origin_then_referer_decide_and_unreadable_headers_are_foreign() {
+        use RequestOrigin::*;
+        assert_eq!(
+            origin(true, &[("origin", b"https://GW.example:8443")]),
+            Same
+        );
+        assert_eq!(
+            origin(false, &[("origin", b"https://gw.example:8443")]),
+            Foreign
+        );
+        assert_eq!(origin(true, &[("origin", b"https://gw.example")]), Foreign);
+        assert_eq!(origin(true, &[("origin", b"null")]), Foreign);
+        assert_eq!(
+            origin(true, &[("referer", b"https://gw.example:8443/a?b")]),
+            Same
+        );
+        assert_eq!(
+            origin(true, &[("referer", b"https://gw.example:8443.evil/")]),
+            Foreign
+        );
+        assert_eq!(origin(true, &[]), Unstated);
+        // Origin wins over Referer, both ways.
+        let same: &[u8] = b"https://gw.example:8443";
+        let evil: &[u8] = b"https://evil.example";
+        assert_eq!(
+            origin(true, &[("origin", evil), ("referer", same)]),
+            Foreign
+        );
+        assert_eq!(origin(true, &[("origin", same), ("referer", evil)]), Same);
+        // A header that is not text is not skipped to reach the next one.
+        assert_eq!(
+            origin(true, &[("origin", b"https://\xffx"), ("referer", same)]),
+            Foreign
+        );
+        assert_eq!(
+            origin(true, &[("referer", b"https://gw.example:8443/\xff")]),
+            Foreign
+        );
+    }
 }

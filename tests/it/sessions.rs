@@ -121,6 +121,7 @@ both_stores!(
     admin_lists_and_revokes_sessions,
     userinfo_describes_the_caller,
     authorization_by_group_gives_403,
+    a_login_from_another_origin_is_refused_before_any_password_check,
 );
 
 async fn login_gives_a_session_the_backend_sees_the_identity_and_logout_ends_it(store: Store) {
@@ -418,6 +419,107 @@ async fn unsafe_methods_with_a_session_need_same_origin(store: Store) {
     );
     // Safe methods need nothing.
     assert_eq!(get_app(&c, &cookie).await, 200);
+    gw.stop().await;
+}
+
+/// POSTs a login (JSON or form) with `headers`; returns the status and
+/// whether a session cookie was set.
+async fn login_with(c: &Client, json: bool, pw: &str, headers: &[(&str, &str)]) -> (u16, bool) {
+    let (ctype, body) = if json {
+        (
+            "application/json",
+            serde_json::json!({"username": "alice", "password": pw}).to_string(),
+        )
+    } else {
+        (
+            "application/x-www-form-urlencoded",
+            format!("username=alice&password={}&rd=%2Fapp", pw.replace(' ', "+")),
+        )
+    };
+    let mut h = vec![("content-type", ctype)];
+    h.extend_from_slice(headers);
+    let r = c.send(req("POST", "/.gatehouse/login", &h, &body)).await;
+    let cookie = r.headers.get_all("set-cookie").iter().any(|v| {
+        v.to_str().unwrap().starts_with("gatehouse_session=")
+            && !v.to_str().unwrap().contains("Max-Age=0")
+    });
+    (r.status, cookie)
+}
+
+async fn alice_sessions(gw: &Gw) -> usize {
+    let r = Client::plain(gw.admin())
+        .get_with(
+            "/admin/sessions?user=alice",
+            &[("authorization", "Bearer admin-token-0123456789")],
+        )
+        .await;
+    r.json()["sessions"].as_array().unwrap().len()
+}
+
+/// Login CSRF (SPEC 16): a page of another origin must not log the browser
+/// in (as the attacker, say). `Origin`, or without it `Referer`, naming
+/// another origin gets 403, no session and no password check; neither
+/// header is an API client, let in.
+async fn a_login_from_another_origin_is_refused_before_any_password_check(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "max_failures = 2\n").await;
+    let c = gw.plain();
+    let foreign: [&[(&str, &str)]; 6] = [
+        &[("origin", "http://evil.example")],
+        &[("origin", "null")],
+        &[("origin", "https://localhost")],
+        &[("referer", "http://evil.example/login")],
+        &[("referer", "http://localhost.evil.example/")],
+        // Origin decides when both are there.
+        &[
+            ("origin", "http://evil.example"),
+            ("referer", "http://localhost/"),
+        ],
+    ];
+    for json in [true, false] {
+        for h in foreign {
+            // Right and wrong passwords alike: refused before the check, so
+            // these count towards no lockout either (max_failures = 2).
+            for pw in [ALICE_PW, "wrong"] {
+                assert_eq!(
+                    login_with(&c, json, pw, h).await,
+                    (403, false),
+                    "json={json} {h:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(alice_sessions(&gw).await, 0, "no session was created");
+    let same: [&[(&str, &str)]; 3] = [
+        &[("origin", "http://localhost")],
+        &[("referer", "http://localhost/.gatehouse/login?rd=%2Fapp")],
+        &[],
+    ];
+    for json in [true, false] {
+        for h in same {
+            let want = if json { 200 } else { 303 };
+            assert_eq!(
+                login_with(&c, json, ALICE_PW, h).await,
+                (want, true),
+                "json={json} {h:?}"
+            );
+        }
+    }
+    assert_eq!(alice_sessions(&gw).await, 6);
+    let m = Client::plain(gw.admin()).get("/metrics").await.text();
+    assert!(
+        m.contains("gatehouse_auth_total{method=\"login\",result=\"forbidden\"} 24"),
+        "{m}"
+    );
+    gw.stop().await;
+
+    // csrf = "off": the operator's choice, let through.
+    let gw = session_gateway(&store, &b, "csrf = \"off\"\n", "").await;
+    let c = gw.plain();
+    for json in [true, false] {
+        let (status, cookie) = login_with(&c, json, ALICE_PW, foreign[0]).await;
+        assert!(cookie && (status == 200 || status == 303), "{status}");
+    }
     gw.stop().await;
 }
 
