@@ -227,6 +227,13 @@ pub fn same_origin(parts: &http::request::Parts, conn: &ConnInfo) -> bool {
     request_origin(&parts.headers, &parts.uri, conn) == RequestOrigin::Same
 }
 
+/// CSRF `origin` for a credential the browser attaches by itself (a
+/// cookie, which rides along on cross-site requests): an unsafe method
+/// must come from the gateway's own origin.
+pub(crate) fn cross_site(snap: &Snapshot, parts: &http::request::Parts, conn: &ConnInfo) -> bool {
+    snap.config.sessions.csrf && !is_safe_method(&parts.method) && !same_origin(parts, conn)
+}
+
 fn is_safe_method(m: &http::Method) -> bool {
     matches!(
         *m,
@@ -236,13 +243,22 @@ fn is_safe_method(m: &http::Method) -> bool {
 
 /// Any credential the request carries, for the gateway's own endpoints
 /// (`/userinfo`): the session cookie, then a bearer token.
+///
+/// For safe methods: there is no connection here to check an origin
+/// against, so a cookie-borne credential on an unsafe method is refused
+/// (403) rather than let through unchecked.
 pub async fn identify(
     gw: &Gateway,
     snap: &Snapshot,
     parts: &mut http::request::Parts,
 ) -> Result<Found, GatewayError> {
     let mut found = Found::default();
+    let csrf_unchecked = snap.config.sessions.csrf && !is_safe_method(&parts.method);
     match lookup_session(gw, snap, &parts.headers).await? {
+        SessionLookup::Live(..) if csrf_unchecked => {
+            gw.metrics.auth("session", AuthResult::Forbidden);
+            return Err(GatewayError::Forbidden);
+        }
         SessionLookup::Live(key, view) => {
             found.authenticated = Some(from_session(snap, key, &view));
             return Ok(found);
@@ -251,7 +267,13 @@ pub async fn identify(
         SessionLookup::Absent => {}
     }
     match jwt::authenticate(gw, snap, parts).await {
-        Attempt::Accepted(identity) => {
+        Attempt::Accepted {
+            from_cookie: true, ..
+        } if csrf_unchecked => {
+            gw.metrics.auth("jwt", AuthResult::Forbidden);
+            return Err(GatewayError::Forbidden);
+        }
+        Attempt::Accepted { identity, .. } => {
             found.authenticated = Some(Authenticated::token(identity));
         }
         Attempt::Failed(e) => return Err(e),
@@ -263,8 +285,12 @@ pub async fn identify(
 /// What one method made of a request.
 #[derive(Debug)]
 pub enum Attempt {
-    /// Valid credentials.
-    Accepted(Arc<Identity>),
+    /// Valid credentials; `from_cookie` when a browser would have attached
+    /// them by itself (CSRF `origin` applies).
+    Accepted {
+        identity: Arc<Identity>,
+        from_cookie: bool,
+    },
     /// No credentials of this kind.
     Absent,
     /// Credentials of this kind that are not valid; the reason is short,
@@ -308,15 +334,21 @@ pub async fn authenticate(
     let mut invalid: Option<&'static str> = None;
     for &method in &route.methods {
         let attempt = match method {
-            AuthMethod::Jwt => jwt::authenticate(gw, snap, parts).await,
+            AuthMethod::Jwt => match jwt::authenticate(gw, snap, parts).await {
+                // A token read from a cookie rides along on cross-site
+                // requests like the session cookie (SPEC 16); one from a
+                // header is sent only by code that chose to.
+                Attempt::Accepted {
+                    from_cookie: true, ..
+                } if cross_site(snap, parts, conn) => {
+                    gw.metrics.auth("jwt", AuthResult::Forbidden);
+                    return Err(GatewayError::Forbidden);
+                }
+                attempt => attempt,
+            },
             AuthMethod::Session => match lookup_session(gw, snap, &parts.headers).await? {
                 SessionLookup::Live(key, view) => {
-                    // A cookie rides along on cross-site requests; an unsafe
-                    // method authenticated by it must come from our origin.
-                    if snap.config.sessions.csrf
-                        && !is_safe_method(&parts.method)
-                        && !same_origin(parts, conn)
-                    {
+                    if cross_site(snap, parts, conn) {
                         gw.metrics.auth("session", AuthResult::Forbidden);
                         return Err(GatewayError::Forbidden);
                     }
@@ -332,7 +364,7 @@ pub async fn authenticate(
             },
         };
         match attempt {
-            Attempt::Accepted(identity) => {
+            Attempt::Accepted { identity, .. } => {
                 found.authenticated = Some(Authenticated::token(identity));
                 return Ok(found);
             }
