@@ -127,30 +127,42 @@ enum SessionLookup {
 /// The session cookie, if any, and what it names. Only requests that carry
 /// the cookie touch the store, so JWT traffic keeps flowing when Redis is
 /// down.
+///
+/// A request may carry several cookies of the session cookie's name: one
+/// planted for the parent domain by a sibling subdomain comes beside ours,
+/// maybe first. Each is tried in order (at most
+/// [`session::MAX_SESSION_COOKIES`]) and the first that names a live
+/// session wins, so a planted junk or expired cookie no longer logs the
+/// user out. (One naming a live session of the planter's own still wins
+/// when sent first; only the `__Host-` prefix stops that.) Ill-formed
+/// values never reach the store, and the usual single cookie costs what it
+/// always did.
 async fn lookup_session(
     gw: &Gateway,
     snap: &Snapshot,
     headers: &http::HeaderMap,
 ) -> Result<SessionLookup, GatewayError> {
     let cfg = &snap.config.sessions;
-    let Some(raw) = session::cookie_value(headers, &cfg.cookie_name) else {
-        return Ok(SessionLookup::Absent);
-    };
-    let Some(key) = SessionId::key_of(raw) else {
-        gw.metrics.auth("session", AuthResult::Invalid);
-        return Ok(SessionLookup::Dead);
-    };
-    match gw.sessions.authenticate(key, cfg).await {
-        Ok(Some((key, view))) => Ok(SessionLookup::Live(key, view)),
-        Ok(None) => {
-            gw.metrics.auth("session", AuthResult::Invalid);
-            Ok(SessionLookup::Dead)
-        }
-        Err(e) => {
-            gw.metrics.auth("session", AuthResult::Error);
-            Err(GatewayError::StoreUnavailable(Box::new(e)))
+    let mut seen = false;
+    for raw in session::cookie_values(headers, &cfg.cookie_name) {
+        seen = true;
+        let Some(key) = SessionId::key_of(raw) else {
+            continue;
+        };
+        match gw.sessions.authenticate(key, cfg).await {
+            Ok(Some((key, view))) => return Ok(SessionLookup::Live(key, view)),
+            Ok(None) => {}
+            Err(e) => {
+                gw.metrics.auth("session", AuthResult::Error);
+                return Err(GatewayError::StoreUnavailable(Box::new(e)));
+            }
         }
     }
+    if !seen {
+        return Ok(SessionLookup::Absent);
+    }
+    gw.metrics.auth("session", AuthResult::Invalid);
+    Ok(SessionLookup::Dead)
 }
 
 fn from_session(snap: &Snapshot, key: SessionKey, view: &SessionView) -> Authenticated {

@@ -122,6 +122,7 @@ both_stores!(
     userinfo_describes_the_caller,
     authorization_by_group_gives_403,
     a_login_from_another_origin_is_refused_before_any_password_check,
+    a_second_session_cookie_planted_beside_ours_is_not_a_logout,
 );
 
 async fn login_gives_a_session_the_backend_sees_the_identity_and_logout_ends_it(store: Store) {
@@ -520,6 +521,79 @@ async fn a_login_from_another_origin_is_refused_before_any_password_check(store:
         let (status, cookie) = login_with(&c, json, ALICE_PW, foreign[0]).await;
         assert!(cookie && (status == 200 || status == 303), "{status}");
     }
+    gw.stop().await;
+}
+
+/// Cookie tossing: a sibling subdomain sets `gatehouse_session` for the
+/// parent domain, and the browser sends it beside ours, before or after.
+/// The one naming a live session is used, the cookie is not expired, and
+/// no copy reaches the backend. At most four are tried.
+async fn a_second_session_cookie_planted_beside_ours_is_not_a_logout(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let ours = login(&c, "alice", ALICE_PW).await.unwrap();
+    let unknown = "gatehouse_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let junk = "gatehouse_session=junk";
+    let expires = |r: &Resp| {
+        r.headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("Max-Age=0"))
+    };
+    for cookie in [
+        format!("{junk}; {ours}; other=1"),
+        format!("{ours}; {junk}; other=1"),
+        format!("{unknown}; other=1; {ours}"),
+        format!("{junk}; {unknown}; {unknown}; {ours}; other=1"),
+    ] {
+        let r = c.get_with("/app/x", &[("cookie", &cookie)]).await;
+        assert_eq!(r.status, 200, "{cookie}");
+        assert!(!expires(&r), "{cookie}: our cookie must not be expired");
+        let seen = b.last();
+        assert_eq!(seen.headers["x-auth-user"], "alice");
+        assert_eq!(seen.headers["cookie"], "other=1", "{cookie}");
+    }
+    // Split over two Cookie headers (as HTTP/2 sends them).
+    let r = c
+        .get_with("/app/x", &[("cookie", junk), ("cookie", &ours)])
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(b.last().headers.get("cookie").is_none());
+    // The origin check still applies to the one that authenticated.
+    let post = |origin: &'static str| {
+        let c = c.clone();
+        let cookie = format!("{junk}; {ours}");
+        async move {
+            c.send(req(
+                "POST",
+                "/app/form",
+                &[("cookie", &cookie), ("origin", origin)],
+                "x=1",
+            ))
+            .await
+            .status
+        }
+    };
+    assert_eq!(post("http://evil.example").await, 403);
+    assert_eq!(post("http://localhost").await, 200);
+    // None live: refused and expired, as with one dead cookie.
+    let r = c
+        .get_with("/app/x", &[("cookie", &format!("{junk}; {unknown}"))])
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(expires(&r));
+    // Bounded: a live one after four others is not looked for.
+    let r = c
+        .get_with(
+            "/app/x",
+            &[(
+                "cookie",
+                &format!("{unknown}; {unknown}; {junk}; {unknown}; {ours}"),
+            )],
+        )
+        .await;
+    assert_eq!(r.status, 401);
     gw.stop().await;
 }
 
