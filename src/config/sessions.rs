@@ -239,6 +239,27 @@ pub(super) fn sessions(problems: &mut Vec<Problem>, s: Option<&SessionsFile>) ->
             );
         }
     }
+    // A browser drops a cookie whose name prefix promises what its
+    // attributes do not (RFC 6265bis section 4.1.3): logins would seem to
+    // work and never stick. SECURITY.md recommends `__Host-`.
+    let has_prefix = |p: &str| {
+        cookie_name
+            .get(..p.len())
+            .is_some_and(|n| n.eq_ignore_ascii_case(p))
+    };
+    if has_prefix("__Host-") && (!cookie_secure || cookie_domain.is_some()) {
+        err(
+            problems,
+            "sessions.cookie_name",
+            "a `__Host-` cookie needs cookie_secure = true and no cookie_domain (browsers refuse it otherwise)",
+        );
+    } else if has_prefix("__Secure-") && !cookie_secure {
+        err(
+            problems,
+            "sessions.cookie_name",
+            "a `__Secure-` cookie needs cookie_secure = true (browsers refuse it otherwise)",
+        );
+    }
     Sessions {
         enabled: true,
         store,

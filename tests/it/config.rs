@@ -269,3 +269,39 @@ fn every_file_a_config_names_is_refused_over_its_bound_naming_it() {
         "{e}"
     );
 }
+
+/// A `__Host-` or `__Secure-` session cookie whose attributes break the
+/// prefix's rules would be dropped by every browser: refused at load.
+#[test]
+fn prefixed_session_cookie_names_need_the_attributes_browsers_require() {
+    for (sessions, ok) in [
+        ("cookie_name = \"__Host-gatehouse_session\"\n", true),
+        (
+            "cookie_name = \"__Secure-gatehouse_session\"\ncookie_domain = \"example.com\"\n",
+            true,
+        ),
+        ("cookie_name = \"__Host-s\"\ncookie_secure = false\n", false),
+        (
+            "cookie_name = \"__host-s\"\ncookie_domain = \"example.com\"\n",
+            false,
+        ),
+        (
+            "cookie_name = \"__Secure-s\"\ncookie_secure = false\n",
+            false,
+        ),
+    ] {
+        let text = format!("[sessions]\n{sessions}");
+        let r = load_str(&text, Path::new("/etc/gatehouse/test.toml"));
+        match (r, ok) {
+            (Ok(_), true) => {}
+            (Err(e), false) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("sessions.cookie_name") && e.contains("browsers refuse"),
+                    "{e}"
+                );
+            }
+            (r, _) => panic!("{sessions}: {:?}", r.map(|_| "accepted")),
+        }
+    }
+}
