@@ -592,7 +592,10 @@ pub(crate) async fn authenticate(
             if *src == TokenSource::Bearer && snap.config.identity.strip_authorization {
                 parts.headers.remove(http::header::AUTHORIZATION);
             }
-            Attempt::Accepted(identity)
+            Attempt::Accepted {
+                identity,
+                from_cookie: matches!(src, TokenSource::Cookie(_)),
+            }
         }
         Err(r) => {
             gw.metrics.auth("jwt", r.result());

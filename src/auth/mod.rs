@@ -153,30 +153,42 @@ enum SessionLookup {
 /// The session cookie, if any, and what it names. Only requests that carry
 /// the cookie touch the store, so JWT traffic keeps flowing when Redis is
 /// down.
+///
+/// A request may carry several cookies of the session cookie's name: one
+/// planted for the parent domain by a sibling subdomain comes beside ours,
+/// maybe first. Each is tried in order (at most
+/// [`session::MAX_SESSION_COOKIES`]) and the first that names a live
+/// session wins, so a planted junk or expired cookie no longer logs the
+/// user out. (One naming a live session of the planter's own still wins
+/// when sent first; only the `__Host-` prefix stops that.) Ill-formed
+/// values never reach the store, and the usual single cookie costs what it
+/// always did.
 async fn lookup_session(
     gw: &Gateway,
     snap: &Snapshot,
     headers: &http::HeaderMap,
 ) -> Result<SessionLookup, GatewayError> {
     let cfg = &snap.config.sessions;
-    let Some(raw) = session::cookie_value(headers, &cfg.cookie_name) else {
-        return Ok(SessionLookup::Absent);
-    };
-    let Some(key) = SessionId::key_of(raw) else {
-        gw.metrics.auth("session", AuthResult::Invalid);
-        return Ok(SessionLookup::Dead);
-    };
-    match gw.sessions.authenticate(key, cfg).await {
-        Ok(Some((key, view))) => Ok(SessionLookup::Live(key, view)),
-        Ok(None) => {
-            gw.metrics.auth("session", AuthResult::Invalid);
-            Ok(SessionLookup::Dead)
-        }
-        Err(e) => {
-            gw.metrics.auth("session", AuthResult::Error);
-            Err(GatewayError::StoreUnavailable(Box::new(e)))
+    let mut seen = false;
+    for raw in session::cookie_values(headers, &cfg.cookie_name) {
+        seen = true;
+        let Some(key) = SessionId::key_of(raw) else {
+            continue;
+        };
+        match gw.sessions.authenticate(key, cfg).await {
+            Ok(Some((key, view))) => return Ok(SessionLookup::Live(key, view)),
+            Ok(None) => {}
+            Err(e) => {
+                gw.metrics.auth("session", AuthResult::Error);
+                return Err(GatewayError::StoreUnavailable(Box::new(e)));
+            }
         }
     }
+    if !seen {
+        return Ok(SessionLookup::Absent);
+    }
+    gw.metrics.auth("session", AuthResult::Invalid);
+    Ok(SessionLookup::Dead)
 }
 
 fn from_session(snap: &Snapshot, key: SessionKey, view: &SessionView) -> Authenticated {
@@ -188,45 +200,76 @@ fn from_session(snap: &Snapshot, key: SessionKey, view: &SessionView) -> Authent
     }
 }
 
-/// The request came from a page of the same origin (SPEC 11, CSRF
-/// `origin`): `Origin`, or without it `Referer`, equals the
-/// scheme://host[:port] the client used.
-pub fn same_origin(parts: &http::request::Parts, conn: &ConnInfo) -> bool {
-    let host = parts
-        .headers
+/// Where a request says it comes from: `Origin`, or without it `Referer`
+/// (SPEC 11, CSRF `origin`), against the scheme://host[:port] the client
+/// used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOrigin {
+    /// A page of the gateway's own origin.
+    Same,
+    /// Another origin, `Origin: null`, or a header that cannot be read.
+    Foreign,
+    /// Neither header (API clients, some privacy settings).
+    Unstated,
+}
+
+/// The origin a request states, from its headers and the connection it
+/// came on.
+pub fn request_origin(
+    headers: &http::HeaderMap,
+    uri: &http::Uri,
+    conn: &ConnInfo,
+) -> RequestOrigin {
+    let host = headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
-    if host.is_empty() {
-        return false;
-    }
     let scheme = if conn.tls { "https" } else { "http" };
     let matches = |origin: &str| {
-        origin.len() == scheme.len() + 3 + host.len()
+        !host.is_empty()
+            && origin.len() == scheme.len() + 3 + host.len()
             && origin.starts_with(scheme)
             && origin[scheme.len()..].starts_with("://")
             && origin[scheme.len() + 3..].eq_ignore_ascii_case(host)
     };
-    if let Some(o) = parts
-        .headers
-        .get(http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    {
-        return matches(o);
+    let verdict = |same: bool| {
+        if same {
+            RequestOrigin::Same
+        } else {
+            RequestOrigin::Foreign
+        }
+    };
+    // A header that is there but not text is not skipped over: it says
+    // nothing we can trust, so it counts as another origin.
+    if let Some(o) = headers.get(http::header::ORIGIN) {
+        return verdict(o.to_str().is_ok_and(matches));
     }
-    if let Some(r) = parts
-        .headers
-        .get(http::header::REFERER)
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(r) = headers.get(http::header::REFERER) {
+        let Ok(r) = r.to_str() else {
+            return RequestOrigin::Foreign;
+        };
         let end = r
             .get(scheme.len() + 3..)
             .and_then(|rest| rest.find('/'))
             .map_or(r.len(), |i| i + scheme.len() + 3);
-        return matches(&r[..end]);
+        return verdict(matches(&r[..end]));
     }
-    false
+    RequestOrigin::Unstated
+}
+
+/// The request came from a page of the same origin (SPEC 11, CSRF
+/// `origin`): `Origin`, or without it `Referer`, equals the
+/// scheme://host[:port] the client used. Neither header: not the same.
+pub fn same_origin(parts: &http::request::Parts, conn: &ConnInfo) -> bool {
+    request_origin(&parts.headers, &parts.uri, conn) == RequestOrigin::Same
+}
+
+/// CSRF `origin` for a credential the browser attaches by itself (a
+/// cookie, which rides along on cross-site requests): an unsafe method
+/// must come from the gateway's own origin.
+pub(crate) fn cross_site(snap: &Snapshot, parts: &http::request::Parts, conn: &ConnInfo) -> bool {
+    snap.config.sessions.csrf && !is_safe_method(&parts.method) && !same_origin(parts, conn)
 }
 
 fn is_safe_method(m: &http::Method) -> bool {
@@ -238,13 +281,22 @@ fn is_safe_method(m: &http::Method) -> bool {
 
 /// Any credential the request carries, for the gateway's own endpoints
 /// (`/userinfo`): the session cookie, then a bearer token.
+///
+/// For safe methods: there is no connection here to check an origin
+/// against, so a cookie-borne credential on an unsafe method is refused
+/// (403) rather than let through unchecked.
 pub async fn identify(
     gw: &Gateway,
     snap: &Snapshot,
     parts: &mut http::request::Parts,
 ) -> Result<Found, GatewayError> {
     let mut found = Found::default();
+    let csrf_unchecked = snap.config.sessions.csrf && !is_safe_method(&parts.method);
     match lookup_session(gw, snap, &parts.headers).await? {
+        SessionLookup::Live(..) if csrf_unchecked => {
+            gw.metrics.auth("session", AuthResult::Forbidden);
+            return Err(GatewayError::Forbidden);
+        }
         SessionLookup::Live(key, view) => {
             found.authenticated = Some(from_session(snap, key, &view));
             return Ok(found);
@@ -253,7 +305,13 @@ pub async fn identify(
         SessionLookup::Absent => {}
     }
     match jwt::authenticate(gw, snap, parts, &[]).await {
-        Attempt::Accepted(identity) => {
+        Attempt::Accepted {
+            from_cookie: true, ..
+        } if csrf_unchecked => {
+            gw.metrics.auth("jwt", AuthResult::Forbidden);
+            return Err(GatewayError::Forbidden);
+        }
+        Attempt::Accepted { identity, .. } => {
             found.authenticated = Some(Authenticated::token(identity));
         }
         Attempt::Failed(e) => return Err(e),
@@ -265,8 +323,12 @@ pub async fn identify(
 /// What one method made of a request.
 #[derive(Debug)]
 pub enum Attempt {
-    /// Valid credentials.
-    Accepted(Arc<Identity>),
+    /// Valid credentials; `from_cookie` when a browser would have attached
+    /// them by itself (CSRF `origin` applies).
+    Accepted {
+        identity: Arc<Identity>,
+        from_cookie: bool,
+    },
     /// No credentials of this kind.
     Absent,
     /// Credentials of this kind that are not valid; the reason is short,
@@ -310,15 +372,21 @@ pub async fn authenticate(
     let mut invalid: Option<&'static str> = None;
     for &method in &route.methods {
         let attempt = match method {
-            AuthMethod::Jwt => jwt::authenticate(gw, snap, parts, &route.issuers).await,
+            AuthMethod::Jwt => match jwt::authenticate(gw, snap, parts, &route.issuers).await {
+                // A token read from a cookie rides along on cross-site
+                // requests like the session cookie (SPEC 16); one from a
+                // header is sent only by code that chose to.
+                Attempt::Accepted {
+                    from_cookie: true, ..
+                } if cross_site(snap, parts, conn) => {
+                    gw.metrics.auth("jwt", AuthResult::Forbidden);
+                    return Err(GatewayError::Forbidden);
+                }
+                attempt => attempt,
+            },
             AuthMethod::Session => match lookup_session(gw, snap, &parts.headers).await? {
                 SessionLookup::Live(key, view) => {
-                    // A cookie rides along on cross-site requests; an unsafe
-                    // method authenticated by it must come from our origin.
-                    if snap.config.sessions.csrf
-                        && !is_safe_method(&parts.method)
-                        && !same_origin(parts, conn)
-                    {
+                    if cross_site(snap, parts, conn) {
                         gw.metrics.auth("session", AuthResult::Forbidden);
                         return Err(GatewayError::Forbidden);
                     }
@@ -334,7 +402,7 @@ pub async fn authenticate(
             },
         };
         match attempt {
-            Attempt::Accepted(identity) => {
+            Attempt::Accepted { identity, .. } => {
                 found.authenticated = Some(Authenticated::token(identity));
                 return Ok(found);
             }
@@ -411,4 +479,64 @@ pub fn url_encode(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(tls: bool, pairs: &[(&str, &[u8])]) -> RequestOrigin {
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::HOST, "gw.example:8443".parse().unwrap());
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let conn = ConnInfo::new(addr, addr, tls, None, false);
+        request_origin(&h, &"/".parse().unwrap(), &conn)
+    }
+
+    #[test]
+    fn origin_then_referer_decide_and_unreadable_headers_are_foreign() {
+        use RequestOrigin::*;
+        assert_eq!(
+            origin(true, &[("origin", b"https://GW.example:8443")]),
+            Same
+        );
+        assert_eq!(
+            origin(false, &[("origin", b"https://gw.example:8443")]),
+            Foreign
+        );
+        assert_eq!(origin(true, &[("origin", b"https://gw.example")]), Foreign);
+        assert_eq!(origin(true, &[("origin", b"null")]), Foreign);
+        assert_eq!(
+            origin(true, &[("referer", b"https://gw.example:8443/a?b")]),
+            Same
+        );
+        assert_eq!(
+            origin(true, &[("referer", b"https://gw.example:8443.evil/")]),
+            Foreign
+        );
+        assert_eq!(origin(true, &[]), Unstated);
+        // Origin wins over Referer, both ways.
+        let same: &[u8] = b"https://gw.example:8443";
+        let evil: &[u8] = b"https://evil.example";
+        assert_eq!(
+            origin(true, &[("origin", evil), ("referer", same)]),
+            Foreign
+        );
+        assert_eq!(origin(true, &[("origin", same), ("referer", evil)]), Same);
+        // A header that is not text is not skipped to reach the next one.
+        assert_eq!(
+            origin(true, &[("origin", b"https://\xffx"), ("referer", same)]),
+            Foreign
+        );
+        assert_eq!(
+            origin(true, &[("referer", b"https://gw.example:8443/\xff")]),
+            Foreign
+        );
+    }
 }

@@ -7,6 +7,7 @@
 use super::Check;
 use crate::auth::keys::{alg_name, parse_alg, KeyKind, KeySet, ALGORITHMS};
 use crate::config::file::JwtFile;
+use crate::config::read;
 use crate::config::Identity;
 use jsonwebtoken::Algorithm;
 use std::collections::HashSet;
@@ -500,13 +501,13 @@ fn read(
     material: &mut aws_lc_rs::digest::Context,
 ) -> Option<Vec<u8>> {
     let full = c.file_path(file);
-    match std::fs::read(&full) {
+    match read::read_limited(&full, read::MAX_FILE_BYTES) {
         Ok(bytes) => {
             material.update(&bytes);
             Some(bytes)
         }
         Err(e) => {
-            c.err(key, format!("cannot read {}: {e}", full.display()));
+            c.err(key, e.to_string());
             None
         }
     }

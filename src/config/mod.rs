@@ -8,6 +8,7 @@
 
 pub mod file;
 mod locate;
+pub mod read;
 pub mod sessions;
 pub mod units;
 mod upstream;
@@ -340,9 +341,11 @@ fn format_problems(problems: &[Problem]) -> String {
 
 /// Reads, parses and validates the config at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: path.display().to_string(),
-        source,
+    let text = read::read_limited_to_string(path, read::MAX_CONFIG_BYTES).map_err(|e| {
+        ConfigError::Read {
+            file: path.display().to_string(),
+            source: e.into_io(),
+        }
     })?;
     load_str(&text, path)
 }

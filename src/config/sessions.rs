@@ -243,6 +243,27 @@ pub(super) fn sessions(problems: &mut Vec<Problem>, s: Option<&SessionsFile>) ->
             );
         }
     }
+    // A browser drops a cookie whose name prefix promises what its
+    // attributes do not (RFC 6265bis section 4.1.3): logins would seem to
+    // work and never stick. SECURITY.md recommends `__Host-`.
+    let has_prefix = |p: &str| {
+        cookie_name
+            .get(..p.len())
+            .is_some_and(|n| n.eq_ignore_ascii_case(p))
+    };
+    if has_prefix("__Host-") && (!cookie_secure || cookie_domain.is_some()) {
+        err(
+            problems,
+            "sessions.cookie_name",
+            "a `__Host-` cookie needs cookie_secure = true and no cookie_domain (browsers refuse it otherwise)",
+        );
+    } else if has_prefix("__Secure-") && !cookie_secure {
+        err(
+            problems,
+            "sessions.cookie_name",
+            "a `__Secure-` cookie needs cookie_secure = true (browsers refuse it otherwise)",
+        );
+    }
     Sessions {
         enabled: true,
         store,
@@ -284,22 +305,42 @@ pub(super) fn login(
         .flatten()
         .map(|k| base.join(k))
         .collect();
-    let keys = match SigningKeys::load(
-        l.signing_key_file.as_ref().map(|f| base.join(f)).as_deref(),
-        &previous,
-    ) {
-        Ok(k) => Arc::new(k),
-        Err(e) => {
-            err(
-                problems,
-                if e.contains("previous") {
-                    "login.previous_keys"
-                } else {
-                    "login.signing_key_file"
-                },
-                e,
-            );
-            Arc::new(SigningKeys::load(None, &[]).expect("an ephemeral key always loads"))
+    let signing_key_file = l.signing_key_file.as_ref().map(|f| base.join(f));
+    // The key loader reads the files itself: each is first checked to be a
+    // regular file within the size limit (SPEC 16), so `/dev/zero` or a
+    // huge file is refused before it is read whole.
+    let unusable = signing_key_file
+        .iter()
+        .map(|p| ("login.signing_key_file", p))
+        .chain(previous.iter().map(|p| ("login.previous_keys", p)))
+        .filter_map(|(key, p)| {
+            super::read::read_limited(p, super::read::MAX_FILE_BYTES)
+                .err()
+                .map(|e| (key, e))
+        })
+        .collect::<Vec<_>>();
+    let ephemeral =
+        || Arc::new(SigningKeys::load(None, &[]).expect("an ephemeral key always loads"));
+    let keys = if !unusable.is_empty() {
+        for (key, e) in unusable {
+            err(problems, key, e.to_string());
+        }
+        ephemeral()
+    } else {
+        match SigningKeys::load(signing_key_file.as_deref(), &previous) {
+            Ok(k) => Arc::new(k),
+            Err(e) => {
+                err(
+                    problems,
+                    if e.contains("previous") {
+                        "login.previous_keys"
+                    } else {
+                        "login.signing_key_file"
+                    },
+                    e,
+                );
+                ephemeral()
+            }
         }
     };
     let max_failures = l.max_failures.unwrap_or(DEFAULT_MAX_FAILURES);

@@ -2,6 +2,7 @@
 //! alone cannot express, with every problem reported at once.
 
 use super::file::*;
+use super::read;
 use super::units::{parse_duration, parse_size};
 use super::*;
 use crate::server::tls;
@@ -80,7 +81,8 @@ impl Check<'_> {
     ) -> Option<Arc<rustls::ClientConfig>> {
         let ca = ca_file.map(|f| self.file_path(f));
         if let Some(ca) = &ca {
-            if let Ok(bytes) = std::fs::read(ca) {
+            // An unreadable or oversized bundle is reported by the loader.
+            if let Ok(bytes) = read::read_limited(ca, read::MAX_CA_BUNDLE_BYTES) {
                 material.update(&bytes);
             }
         }
@@ -122,7 +124,7 @@ impl Check<'_> {
         }
         if let Some(f) = file {
             let full = self.file_path(f);
-            return match std::fs::read(&full) {
+            return match read::read_limited(&full, read::MAX_FILE_BYTES) {
                 Ok(mut bytes) => {
                     if bytes.last() == Some(&b'\n') {
                         bytes.pop();
@@ -133,10 +135,7 @@ impl Check<'_> {
                     Some(Secret(bytes))
                 }
                 Err(e) => {
-                    self.err(
-                        format!("{path}.{name}_file"),
-                        format!("cannot read {}: {e}", full.display()),
-                    );
+                    self.err(format!("{path}.{name}_file"), e.to_string());
                     None
                 }
             };

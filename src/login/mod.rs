@@ -412,6 +412,16 @@ async fn login_submit(
     if snap.config.login.is_none() {
         return Err(GatewayError::NotFound);
     }
+    // Login CSRF (SPEC 16): a page elsewhere must not log the browser in
+    // as someone else (the attacker's account, to watch what the victim
+    // then does). Checked before the body is read and any password is
+    // tried. A login stating no origin at all is an API client's.
+    if snap.config.sessions.csrf
+        && auth::request_origin(req.headers(), req.uri(), conn) == auth::RequestOrigin::Foreign
+    {
+        gw.metrics.auth("login", AuthResult::Forbidden);
+        return Err(GatewayError::Forbidden);
+    }
     let host = request_host(&req).to_string();
     let plain = arrived_over_http(snap, conn, req.headers());
     let user_agent = req

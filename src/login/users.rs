@@ -6,6 +6,7 @@
 //! An unknown user is checked against a fixed dummy hash, so it costs the
 //! same time as a wrong password.
 
+use crate::config::read;
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use serde::Deserialize;
@@ -40,10 +41,11 @@ pub struct Users {
 }
 
 impl Users {
-    /// Reads and checks the file: unique names, argon2id PHC hashes.
+    /// Reads and checks the file: at most 1 MiB (SPEC 16), unique names,
+    /// argon2id PHC hashes.
     pub fn load(path: &Path) -> Result<Users, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text =
+            read::read_limited_to_string(path, read::MAX_FILE_BYTES).map_err(|e| e.to_string())?;
         Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 

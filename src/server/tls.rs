@@ -9,6 +9,7 @@
 //! symlink and `cp -p` keeps old times, and the files are a few KiB.
 
 use crate::config::file::TlsFile;
+use crate::config::read;
 use crate::config::units::parse_duration;
 use crate::config::{Tls, DEFAULT_TLS_RELOAD_INTERVAL, MIN_TLS_RELOAD_INTERVAL};
 use crate::gateway::Gateway;
@@ -42,11 +43,12 @@ impl FileSet {
         }
     }
 
-    fn read(&mut self, path: &Path) -> Result<Vec<u8>, String> {
+    /// Reads `path`, at most `limit` bytes (SPEC 16).
+    fn read(&mut self, path: &Path, limit: u64) -> Result<Vec<u8>, String> {
         self.paths.push(path.to_path_buf());
-        let read = std::fs::read(path);
+        let read = read::read_limited(path, limit);
         fold(&mut self.digest, path, read.as_deref().ok());
-        read.map_err(|e| format!("cannot read {}: {e}", path.display()))
+        read.map_err(|e| e.to_string())
     }
 
     fn finish(self) -> (Vec<PathBuf>, [u8; 32]) {
@@ -73,11 +75,14 @@ fn to_array(d: digest::Digest) -> [u8; 32] {
 }
 
 /// The fingerprint of `paths` as they are on disk now (an unreadable file
-/// counts as its own state, so it differs from any loaded one).
+/// counts as its own state, so it differs from any loaded one). Read with
+/// the largest bound of any of them: a file grown past its own bound then
+/// differs from what was loaded, and the reload it triggers names it.
 pub(crate) fn fingerprint(paths: &[PathBuf]) -> [u8; 32] {
     let mut d = digest::Context::new(&digest::SHA256);
     for p in paths {
-        fold(&mut d, p, std::fs::read(p).ok().as_deref());
+        let contents = read::read_limited(p, read::MAX_CA_BUNDLE_BYTES).ok();
+        fold(&mut d, p, contents.as_deref());
     }
     to_array(d.finish())
 }
@@ -92,8 +97,9 @@ fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, 
     Ok(certs)
 }
 
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+/// A CA bundle.
+fn load_ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = read::read_limited(path, read::MAX_CA_BUNDLE_BYTES).map_err(|e| e.to_string())?;
     parse_certs(&pem, path)
 }
 
@@ -115,7 +121,10 @@ fn certified_key(
 ) -> Result<Arc<CertifiedKey>, String> {
     // Both files are read (and fingerprinted) even when the first fails, so
     // the fingerprint always covers the same list.
-    let (cert_pem, key_pem) = (files.read(cert), files.read(key));
+    let (cert_pem, key_pem) = (
+        files.read(cert, read::MAX_FILE_BYTES),
+        files.read(key, read::MAX_FILE_BYTES),
+    );
     let chain = parse_certs(&cert_pem?, cert)?;
     let key_der = parse_key(&key_pem?, key)?;
     let signing = aws_lc_rs::sign::any_supported_type(&key_der)
@@ -262,7 +271,10 @@ pub(crate) fn load_server_config(t: &TlsFile, base: &Path) -> Result<Tls, Vec<(S
         }
         ("optional" | "required", Some(ca)) => {
             let path = base.join(ca);
-            match files.read(&path).and_then(|pem| parse_certs(&pem, &path)) {
+            match files
+                .read(&path, read::MAX_CA_BUNDLE_BYTES)
+                .and_then(|pem| parse_certs(&pem, &path))
+            {
                 Ok(cas) => {
                     let mut roots = rustls::RootCertStore::empty();
                     for c in cas {
@@ -336,7 +348,7 @@ pub(crate) fn load_client_config(ca: Option<&Path>) -> Result<Arc<rustls::Client
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(path) => {
-            for c in load_certs(path)? {
+            for c in load_ca_certs(path)? {
                 roots
                     .add(c)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -363,7 +375,7 @@ pub(crate) fn load_client_config_extra_ca(
         let _ = roots.add(c);
     }
     if let Some(path) = ca {
-        for c in load_certs(path)? {
+        for c in load_ca_certs(path)? {
             roots
                 .add(c)
                 .map_err(|e| format!("{}: {e}", path.display()))?;

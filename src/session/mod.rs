@@ -440,6 +440,22 @@ pub fn cookie_value<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h 
     crate::cookies::value(headers, name)
 }
 
+/// How many cookies of the session cookie's name a request may have tried.
+/// A sibling subdomain can set a cookie of the same name for the parent
+/// domain (cookie tossing), which the browser then sends beside ours, and
+/// possibly first; each one tried may cost a store lookup, so only this
+/// many are. The `__Host-` prefix keeps sibling cookies out altogether.
+pub const MAX_SESSION_COOKIES: usize = 4;
+
+/// The values of cookie `name`, in the order the browser sent them, at
+/// most [`MAX_SESSION_COOKIES`]. Lazy: nothing is allocated.
+pub fn cookie_values<'h>(
+    headers: &'h http::HeaderMap,
+    name: &'h str,
+) -> impl Iterator<Item = &'h str> + 'h {
+    crate::cookies::values(headers, name).take(MAX_SESSION_COOKIES)
+}
+
 /// Removes cookie `name` (the backend never sees the gateway's session
 /// cookie).
 pub fn strip_cookie(headers: &mut http::HeaderMap, name: &str) {

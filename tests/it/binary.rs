@@ -253,3 +253,66 @@ async fn demo_exits_zero_on_sigterm_like_run() {
     );
     assert_eq!(status.unwrap().code(), Some(0), "{status:?}");
 }
+
+/// `gatehouse check --config <file>` under a 1 GiB address-space limit (so
+/// a check that reads without bound fails fast instead of eating the
+/// machine's memory) and a 20 s deadline: exit code, stderr, time taken.
+fn check_bounded(config: &std::path::Path) -> (Option<i32>, String, Duration) {
+    let start = std::time::Instant::now();
+    let mut child = Command::new("prlimit")
+        .arg("--as=1073741824")
+        .arg(BIN)
+        .args(["check", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gatehouse check under prlimit");
+    let deadline = start + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("check still running after 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status.code(), err, start.elapsed())
+}
+
+/// SPEC 16: `check` refuses a `*_file` secret or users file that is not a
+/// regular file or is over 1 MiB, at once, naming the path.
+#[test]
+fn check_refuses_dev_zero_and_oversized_files_quickly_naming_them() {
+    let dir = tempdir();
+    let big = dir.path().join("big-secret");
+    std::fs::write(&big, vec![b'a'; 2 << 20]).unwrap();
+    let big = big.to_str().unwrap();
+    let not_regular = "not a regular file";
+    let too_large = "larger than 1 MiB";
+    for (key, file, why) in [
+        ("[server]\nsecret_file", "/dev/zero", not_regular),
+        ("[admin]\ntoken_file", "/dev/zero", not_regular),
+        ("[login]\nusers_file", "/dev/zero", not_regular),
+        ("[server]\nsecret_file", big, too_large),
+        ("[login]\nusers_file", big, too_large),
+    ] {
+        let config = dir.path().join("g.toml");
+        std::fs::write(&config, format!("{key} = \"{file}\"\n")).unwrap();
+        let (code, err, took) = check_bounded(&config);
+        assert_eq!(code, Some(1), "{key} = {file}: {err}");
+        // Not "memory allocation failed" after reading up to the limit.
+        assert!(
+            err.contains(&format!("cannot read {file}: {why}")),
+            "{key} = {file}: {err}"
+        );
+        assert!(
+            took < Duration::from_secs(5),
+            "{key} = {file}: took {took:?}"
+        );
+    }
+}

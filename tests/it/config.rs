@@ -120,3 +120,188 @@ fn route_and_host_values_are_checked() {
     assert!(e.contains("routes[0].path_prefix"), "{e}");
     assert!(e.contains("routes[0].auth"), "{e}");
 }
+
+/// Writes `size` bytes to `dir/name`: `head`, then `#` comment lines (so
+/// TOML and PEM files stay well-formed; JSON gets spaces instead).
+fn padded(dir: &Path, name: &str, head: &str, size: usize, pad: u8) -> std::path::PathBuf {
+    let mut bytes = head.as_bytes().to_vec();
+    while bytes.len() < size {
+        bytes.push(pad);
+        if bytes.len() % 100 == 0 && pad == b'#' {
+            bytes.push(b'\n');
+        }
+    }
+    bytes.truncate(size);
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// SPEC 16: every secret file, the users file and every key, certificate
+/// and CA file is refused over its bound, naming the key and the path:
+/// 1 MiB, 4 MiB for CA bundles (and for the config file itself).
+#[test]
+fn every_file_a_config_names_is_refused_over_its_bound_naming_it() {
+    const MIB: usize = 1 << 20;
+    let dir = crate::support::tempdir();
+    let d = dir.path();
+    let big = padded(d, "big", "#\n", 2 * MIB, b'#');
+    let huge = padded(d, "huge", "#\n", 5 * MIB, b'#');
+    let jwks = padded(d, "jwks.json", "{\"keys\": []}", 2 * MIB, b' ');
+    let ca = padded(
+        d,
+        "ca.pem",
+        &crate::support::Pki::new().ca_pem,
+        2 * MIB,
+        b'#',
+    );
+    let jwt = "[[jwt]]\nname = \"i\"\nissuer = \"i\"\n";
+    let oidc =
+        "[[oidc]]\nname = \"corp\"\nissuer = \"https://idp.example.com/\"\nclient_id = \"c\"\n";
+    let upstream = "[[upstreams]]\nname = \"a\"\nbackends = [\"127.0.0.1:1\"]\ntls = true\n";
+    let cases: Vec<(&str, String, &Path, &str)> = vec![
+        (
+            "server.secret_file",
+            "[server]\nsecret_file = \"big\"\n".into(),
+            &big,
+            "1 MiB",
+        ),
+        (
+            "admin.token_file",
+            "[admin]\ntoken_file = \"big\"\n".into(),
+            &big,
+            "1 MiB",
+        ),
+        (
+            "jwt[0].secret_file",
+            format!("{jwt}algorithms = [\"HS256\"]\nsecret_file = \"big\"\n"),
+            &big,
+            "1 MiB",
+        ),
+        (
+            "jwt[0].jwks_file",
+            format!("{jwt}jwks_file = \"jwks.json\"\n"),
+            &jwks,
+            "1 MiB",
+        ),
+        (
+            "jwt[0].public_key_file",
+            format!("{jwt}public_key_file = \"big\"\n"),
+            &big,
+            "1 MiB",
+        ),
+        (
+            "oidc[0].client_secret_file",
+            format!("{oidc}client_secret_file = \"big\"\n"),
+            &big,
+            "1 MiB",
+        ),
+        (
+            "login.users_file",
+            "[login]\nusers_file = \"big\"\n".into(),
+            &big,
+            "1 MiB",
+        ),
+        (
+            "login.signing_key_file",
+            "[login]\nsigning_key_file = \"big\"\n".into(),
+            &big,
+            "1 MiB",
+        ),
+        (
+            "login.previous_keys",
+            "[login]\nprevious_keys = [\"big\"]\n".into(),
+            &big,
+            "1 MiB",
+        ),
+        (
+            "server.tls.cert",
+            "[server.tls]\ncert = \"big\"\nkey = \"big\"\n".into(),
+            &big,
+            "1 MiB",
+        ),
+        (
+            "server.tls.client_ca",
+            "[server.tls]\ncert = \"big\"\nkey = \"big\"\nclient_ca = \"huge\"\n".into(),
+            &huge,
+            "4 MiB",
+        ),
+        (
+            "jwt[0].ca_file",
+            format!("{jwt}jwks_url = \"https://idp.example.com/jwks\"\nca_file = \"huge\"\n"),
+            &huge,
+            "4 MiB",
+        ),
+        (
+            "oidc[0].ca_file",
+            format!("{oidc}client_secret = \"s\"\nca_file = \"huge\"\n"),
+            &huge,
+            "4 MiB",
+        ),
+        (
+            "upstreams[0].ca",
+            format!("{upstream}ca = \"huge\"\n"),
+            &huge,
+            "4 MiB",
+        ),
+    ];
+    let config = d.join("g.toml");
+    for (key, text, file, limit) in cases {
+        let e = match load_str(&text, &config) {
+            Ok(_) => panic!("{key}: accepted"),
+            Err(e) => e.to_string(),
+        };
+        let want = format!("cannot read {}: larger than {limit}", file.display());
+        assert!(
+            e.lines().any(|l| l.contains(key) && l.contains(&want)),
+            "{key}: {e}"
+        );
+    }
+    // A CA bundle may be larger than the other files.
+    let ok = format!("{upstream}ca = \"ca.pem\"\n");
+    load_str(&ok, &config).unwrap_or_else(|e| panic!("a 2 MiB CA bundle: {e}"));
+    assert!(std::fs::metadata(&ca).unwrap().len() > MIB as u64);
+    // The config file itself.
+    let cfg = padded(d, "huge.toml", "[server]\n", 5 * MIB, b'#');
+    let e = load(&cfg).unwrap_err().to_string();
+    assert!(
+        e.contains(&cfg.display().to_string()) && e.contains("larger than 4 MiB"),
+        "{e}"
+    );
+}
+
+/// A `__Host-` or `__Secure-` session cookie whose attributes break the
+/// prefix's rules would be dropped by every browser: refused at load.
+#[test]
+fn prefixed_session_cookie_names_need_the_attributes_browsers_require() {
+    for (sessions, ok) in [
+        ("cookie_name = \"__Host-gatehouse_session\"\n", true),
+        (
+            "cookie_name = \"__Secure-gatehouse_session\"\ncookie_domain = \"example.com\"\n",
+            true,
+        ),
+        ("cookie_name = \"__Host-s\"\ncookie_secure = false\n", false),
+        (
+            "cookie_name = \"__host-s\"\ncookie_domain = \"example.com\"\n",
+            false,
+        ),
+        (
+            "cookie_name = \"__Secure-s\"\ncookie_secure = false\n",
+            false,
+        ),
+    ] {
+        let text = format!("[sessions]\n{sessions}");
+        let r = load_str(&text, Path::new("/etc/gatehouse/test.toml"));
+        match (r, ok) {
+            (Ok(_), true) => {}
+            (Err(e), false) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("sessions.cookie_name") && e.contains("browsers refuse"),
+                    "{e}"
+                );
+            }
+            (r, _) => panic!("{sessions}: {:?}", r.map(|_| "accepted")),
+        }
+    }
+}

@@ -318,7 +318,7 @@ async fn refused_connections_are_retried_on_another_backend() {
 }
 
 #[tokio::test]
-async fn unhealthy_backends_are_ejected_and_none_left_gives_503() {
+async fn ejected_backends_are_still_tried_and_only_unhealthy_ones_leave_503() {
     let cfg = format!(
         "{}[[upstreams]]\nname = \"app\"\nbackends = [\"{}\"]\nretries = 0\n  [upstreams.health]\n  passive_failures = 2\n  eject_for = \"30s\"\n\n[[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n",
         base_config(),
@@ -327,8 +327,30 @@ async fn unhealthy_backends_are_ejected_and_none_left_gives_503() {
     let gw = Gw::start(&cfg).await;
     assert_eq!(gw.plain().get("/").await.status, 502);
     assert_eq!(gw.plain().get("/").await.status, 502);
-    // Two failures in a row: ejected, nothing left to try.
-    assert_eq!(gw.plain().get("/").await.status, 503);
+    // Two failures in a row: ejected. Passive ejection never empties an
+    // upstream (SPEC 7, panic mode): still tried, still 502.
+    assert_eq!(gw.plain().get("/").await.status, 502);
+    gw.stop().await;
+
+    // An active check's verdict does leave nothing to try: 503.
+    let sick = Backend::start("sick").await;
+    sick.set_health(500);
+    let cfg = format!(
+        "{}[[upstreams]]\nname = \"app\"\nbackends = [\"{}\"]\n  [upstreams.health]\n  path = \"/healthz\"\n  interval = \"1s\"\n  unhealthy_after = 1\n\n[[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n",
+        base_config(),
+        sick.addr
+    );
+    let gw = Gw::start(&cfg).await;
+    let c = gw.plain();
+    let mut last = 0;
+    for _ in 0..50 {
+        last = c.get("/").await.status;
+        if last == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, 503);
     gw.stop().await;
 }
 

@@ -121,6 +121,8 @@ both_stores!(
     admin_lists_and_revokes_sessions,
     userinfo_describes_the_caller,
     authorization_by_group_gives_403,
+    a_login_from_another_origin_is_refused_before_any_password_check,
+    a_second_session_cookie_planted_beside_ours_is_not_a_logout,
 );
 
 async fn login_gives_a_session_the_backend_sees_the_identity_and_logout_ends_it(store: Store) {
@@ -420,6 +422,180 @@ async fn unsafe_methods_with_a_session_need_same_origin(store: Store) {
     );
     // Safe methods need nothing.
     assert_eq!(get_app(&c, &cookie).await, 200);
+    gw.stop().await;
+}
+
+/// POSTs a login (JSON or form) with `headers`; returns the status and
+/// whether a session cookie was set.
+async fn login_with(c: &Client, json: bool, pw: &str, headers: &[(&str, &str)]) -> (u16, bool) {
+    let (ctype, body) = if json {
+        (
+            "application/json",
+            serde_json::json!({"username": "alice", "password": pw}).to_string(),
+        )
+    } else {
+        (
+            "application/x-www-form-urlencoded",
+            format!("username=alice&password={}&rd=%2Fapp", pw.replace(' ', "+")),
+        )
+    };
+    let mut h = vec![("content-type", ctype)];
+    h.extend_from_slice(headers);
+    let r = c.send(req("POST", "/.gatehouse/login", &h, &body)).await;
+    let cookie = r.headers.get_all("set-cookie").iter().any(|v| {
+        v.to_str().unwrap().starts_with("gatehouse_session=")
+            && !v.to_str().unwrap().contains("Max-Age=0")
+    });
+    (r.status, cookie)
+}
+
+async fn alice_sessions(gw: &Gw) -> usize {
+    let r = Client::plain(gw.admin())
+        .get_with(
+            "/admin/sessions?user=alice",
+            &[("authorization", "Bearer admin-token-0123456789")],
+        )
+        .await;
+    r.json()["sessions"].as_array().unwrap().len()
+}
+
+/// Login CSRF (SPEC 16): a page of another origin must not log the browser
+/// in (as the attacker, say). `Origin`, or without it `Referer`, naming
+/// another origin gets 403, no session and no password check; neither
+/// header is an API client, let in.
+async fn a_login_from_another_origin_is_refused_before_any_password_check(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "max_failures = 2\n").await;
+    let c = gw.plain();
+    let foreign: [&[(&str, &str)]; 6] = [
+        &[("origin", "http://evil.example")],
+        &[("origin", "null")],
+        &[("origin", "https://localhost")],
+        &[("referer", "http://evil.example/login")],
+        &[("referer", "http://localhost.evil.example/")],
+        // Origin decides when both are there.
+        &[
+            ("origin", "http://evil.example"),
+            ("referer", "http://localhost/"),
+        ],
+    ];
+    for json in [true, false] {
+        for h in foreign {
+            // Right and wrong passwords alike: refused before the check, so
+            // these count towards no lockout either (max_failures = 2).
+            for pw in [ALICE_PW, "wrong"] {
+                assert_eq!(
+                    login_with(&c, json, pw, h).await,
+                    (403, false),
+                    "json={json} {h:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(alice_sessions(&gw).await, 0, "no session was created");
+    let same: [&[(&str, &str)]; 3] = [
+        &[("origin", "http://localhost")],
+        &[("referer", "http://localhost/.gatehouse/login?rd=%2Fapp")],
+        &[],
+    ];
+    for json in [true, false] {
+        for h in same {
+            let want = if json { 200 } else { 303 };
+            assert_eq!(
+                login_with(&c, json, ALICE_PW, h).await,
+                (want, true),
+                "json={json} {h:?}"
+            );
+        }
+    }
+    assert_eq!(alice_sessions(&gw).await, 6);
+    let m = Client::plain(gw.admin()).get("/metrics").await.text();
+    assert!(
+        m.contains("gatehouse_auth_total{method=\"login\",result=\"forbidden\"} 24"),
+        "{m}"
+    );
+    gw.stop().await;
+
+    // csrf = "off": the operator's choice, let through.
+    let gw = session_gateway(&store, &b, "csrf = \"off\"\n", "").await;
+    let c = gw.plain();
+    for json in [true, false] {
+        let (status, cookie) = login_with(&c, json, ALICE_PW, foreign[0]).await;
+        assert!(cookie && (status == 200 || status == 303), "{status}");
+    }
+    gw.stop().await;
+}
+
+/// Cookie tossing: a sibling subdomain sets `gatehouse_session` for the
+/// parent domain, and the browser sends it beside ours, before or after.
+/// The one naming a live session is used, the cookie is not expired, and
+/// no copy reaches the backend. At most four are tried.
+async fn a_second_session_cookie_planted_beside_ours_is_not_a_logout(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let ours = login(&c, "alice", ALICE_PW).await.unwrap();
+    let unknown = "gatehouse_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let junk = "gatehouse_session=junk";
+    let expires = |r: &Resp| {
+        r.headers
+            .get_all("set-cookie")
+            .iter()
+            .any(|v| v.to_str().unwrap().contains("Max-Age=0"))
+    };
+    for cookie in [
+        format!("{junk}; {ours}; other=1"),
+        format!("{ours}; {junk}; other=1"),
+        format!("{unknown}; other=1; {ours}"),
+        format!("{junk}; {unknown}; {unknown}; {ours}; other=1"),
+    ] {
+        let r = c.get_with("/app/x", &[("cookie", &cookie)]).await;
+        assert_eq!(r.status, 200, "{cookie}");
+        assert!(!expires(&r), "{cookie}: our cookie must not be expired");
+        let seen = b.last();
+        assert_eq!(seen.headers["x-auth-user"], "alice");
+        assert_eq!(seen.headers["cookie"], "other=1", "{cookie}");
+    }
+    // Split over two Cookie headers (as HTTP/2 sends them).
+    let r = c
+        .get_with("/app/x", &[("cookie", junk), ("cookie", &ours)])
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(b.last().headers.get("cookie").is_none());
+    // The origin check still applies to the one that authenticated.
+    let post = |origin: &'static str| {
+        let c = c.clone();
+        let cookie = format!("{junk}; {ours}");
+        async move {
+            c.send(req(
+                "POST",
+                "/app/form",
+                &[("cookie", &cookie), ("origin", origin)],
+                "x=1",
+            ))
+            .await
+            .status
+        }
+    };
+    assert_eq!(post("http://evil.example").await, 403);
+    assert_eq!(post("http://localhost").await, 200);
+    // None live: refused and expired, as with one dead cookie.
+    let r = c
+        .get_with("/app/x", &[("cookie", &format!("{junk}; {unknown}"))])
+        .await;
+    assert_eq!(r.status, 401);
+    assert!(expires(&r));
+    // Bounded: a live one after four others is not looked for.
+    let r = c
+        .get_with(
+            "/app/x",
+            &[(
+                "cookie",
+                &format!("{unknown}; {unknown}; {junk}; {unknown}; {ours}"),
+            )],
+        )
+        .await;
+    assert_eq!(r.status, 401);
     gw.stop().await;
 }
 
@@ -732,5 +908,45 @@ async fn identity_stickiness_with_sessions_survives_scale_out_and_moves_only_a_r
             assert_eq!(now, home[i], "user{i} moved though its backend stayed");
         }
     }
+    gw.stop().await;
+}
+
+/// SPEC 16: a users file over 1 MiB is refused by reload, naming it, and
+/// the users already loaded stay; the same users in a small file load.
+#[tokio::test]
+async fn a_reload_with_a_users_file_over_1_mib_keeps_the_old_users() {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&Store::Memory, &b, "", "").await;
+    let c = gw.plain();
+    let users = gw.path().join("users.toml");
+    let carol = format!(
+        "[[users]]\nusername = \"carol\"\npassword_hash = \"{}\"\n",
+        alice_hash()
+    );
+    // Valid TOML: the users, then a comment taking it past 1 MiB.
+    let big = format!("{carol}# {}\n", "x".repeat(1 << 20));
+    std::fs::write(&users, &big).unwrap();
+    let reload = || async {
+        Client::plain(gw.admin())
+            .send(req(
+                "POST",
+                "/admin/reload",
+                &[("authorization", "Bearer admin-token-0123456789")],
+                "",
+            ))
+            .await
+    };
+    let r = reload().await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("login.users_file"), "{}", r.text());
+    assert!(r.text().contains("users.toml"), "{}", r.text());
+    assert!(r.text().contains("larger than 1 MiB"), "{}", r.text());
+    assert!(login(&c, "alice", ALICE_PW).await.is_ok(), "old users kept");
+    assert_eq!(login(&c, "carol", ALICE_PW).await, Err(401));
+    // The same users without the padding: loaded.
+    std::fs::write(&users, &carol).unwrap();
+    assert_eq!(reload().await.status, 200);
+    assert!(login(&c, "carol", ALICE_PW).await.is_ok());
+    assert_eq!(login(&c, "alice", ALICE_PW).await, Err(401));
     gw.stop().await;
 }

@@ -336,17 +336,30 @@ fn revocation_applies_to_cached_tokens() {
     let f = hs256();
     let k = hmac();
     let t1 = k.sign(None, &with(claims(), json!({"jti": "j-1"})));
-    let t2 = k.sign(None, &with(claims(), json!({"jti": "j-2", "iat": NOW - 5})));
+    let t2 = k.sign(
+        None,
+        &with(claims(), json!({"jti": "j-2", "iat": NOW - 50})),
+    );
     assert!(f.verify(&t1).is_ok());
     assert!(f.verify(&t2).is_ok());
     assert_eq!(f.cache.len(), 2);
     f.revocations.revoke_jti("j-1", NOW + 600, NOW);
     assert_eq!(f.verify(&t1).unwrap_err(), Reject::Revoked);
     assert!(f.verify(&t2).is_ok());
-    // Revoke-all for alice at NOW - 5: t2 (iat NOW - 5) dies, a newer one lives.
-    f.revocations.revoke_subject("alice", NOW - 5);
+    // Revoke-all for alice at NOW - 50: t2 (iat NOW - 50) dies, and so
+    // does one stamped within the issuer's leeway (30 s) after the mark
+    // (its clock may run ahead); a token issued later lives.
+    f.revocations.revoke_subject("alice", NOW - 50);
     assert_eq!(f.verify(&t2).unwrap_err(), Reject::Revoked);
-    let t3 = k.sign(None, &with(claims(), json!({"jti": "j-3", "iat": NOW - 4})));
+    let ahead = k.sign(
+        None,
+        &with(claims(), json!({"jti": "j-5", "iat": NOW - 20})),
+    );
+    assert_eq!(f.verify(&ahead).unwrap_err(), Reject::Revoked);
+    let t3 = k.sign(
+        None,
+        &with(claims(), json!({"jti": "j-3", "iat": NOW - 19})),
+    );
     assert!(f.verify(&t3).is_ok());
     // Revoked before it was ever cached: refused on the full path too.
     let t4 = k.sign(None, &with(claims(), json!({"jti": "j-1", "iat": NOW})));

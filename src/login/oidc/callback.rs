@@ -235,11 +235,20 @@ async fn finish(
     // 8. Who it is, and whether they may in.
     let mut identity = claims::identity(&meta.id_tokens.cfg, id_claims, times);
     let id_claims = identity.claims.take().unwrap_or_default();
+    // An address with two `@` has no single domain: backends (and this
+    // check) could each read another one out of it (SPEC 16).
+    if identity
+        .email
+        .as_deref()
+        .is_some_and(|e| e.bytes().filter(|&b| b == b'@').count() > 1)
+    {
+        return Err(fail(AuthResult::Invalid, "the email has more than one @"));
+    }
     if !cfg.allowed_email_domains.is_empty() {
         if email_unverified(&id_claims) {
             return Err(fail(
                 AuthResult::Forbidden,
-                "email not verified by the provider (email_verified = false)",
+                "email not verified by the provider (email_verified is not true)",
             ));
         }
         if !email_allowed(&cfg.allowed_email_domains, identity.email.as_deref()) {
@@ -472,21 +481,27 @@ async fn fetch_userinfo(
         .map_err(|e| fail(AuthResult::Error, format!("userinfo: {e}")))
 }
 
-/// `email_verified` is present and false (as a boolean or, as some
-/// providers send it, a string).
+/// `email_verified` is present and not true (SPEC 16). `true` may come as
+/// a boolean or, as some providers send it, a string; anything else
+/// present (`false`, `"false"`, `null`, `0`) is not a yes. Absent is
+/// allowed: several providers never send it and verify every address.
 pub(crate) fn email_unverified(claims: &Claims) -> bool {
     match claims.get("email_verified") {
+        None => false,
         Some(Value::Bool(b)) => !b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("false"),
-        _ => false,
+        Some(Value::String(s)) => !s.eq_ignore_ascii_case("true"),
+        Some(_) => true,
     }
 }
 
-/// `allowed_email_domains` (SPEC 11): the part after the last `@`,
-/// exactly, case-insensitive; no email is no match.
+/// `allowed_email_domains` (SPEC 11): the part after the `@`, exactly,
+/// case-insensitive. No email, an empty local part, or more than one `@`
+/// is no match.
 pub(crate) fn email_allowed(domains: &[String], email: Option<&str>) -> bool {
-    let Some((local, domain)) = email.and_then(|e| e.rsplit_once('@')) else {
+    let Some((local, domain)) = email.and_then(|e| e.split_once('@')) else {
         return false;
     };
-    !local.is_empty() && domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    !local.is_empty()
+        && !domain.contains('@')
+        && domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
 }

@@ -117,7 +117,7 @@ fn a_state_is_used_once_until_it_expires() {
 }
 
 #[test]
-fn email_domains_match_exactly_after_the_last_at() {
+fn email_domains_match_exactly_after_the_only_at() {
     let d = vec!["example.com".to_string()];
     assert!(email_allowed(&d, Some("alice@example.com")));
     assert!(email_allowed(&d, Some("Alice@EXAMPLE.com")));
@@ -127,7 +127,10 @@ fn email_domains_match_exactly_after_the_last_at() {
     assert!(!email_allowed(&d, Some("example.com")));
     assert!(!email_allowed(&d, Some("@example.com")));
     assert!(!email_allowed(&d, Some("a@example.com@evil.net")));
-    assert!(email_allowed(&d, Some("\"a@evil.net\"@example.com")));
+    // A quoted local part may hold an `@` (RFC 5321), but a backend that
+    // splits at the first one reads the domain `evil.net"`: refused.
+    assert!(!email_allowed(&d, Some("\"a@evil.net\"@example.com")));
+    assert!(!email_allowed(&d, Some("a@@example.com")));
     assert!(!email_allowed(&d, None));
     let claims = |v: Value| v.as_object().unwrap().clone();
     assert!(email_unverified(&claims(json!({"email_verified": false}))));
@@ -135,7 +138,17 @@ fn email_domains_match_exactly_after_the_last_at() {
         json!({"email_verified": "false"})
     )));
     assert!(!email_unverified(&claims(json!({"email_verified": true}))));
+    assert!(!email_unverified(&claims(
+        json!({"email_verified": "True"})
+    )));
     assert!(!email_unverified(&claims(json!({}))));
+    // Present but not a yes: not verified.
+    for v in [json!(null), json!(0), json!("no"), json!(""), json!([true])] {
+        assert!(
+            email_unverified(&claims(json!({ "email_verified": v }))),
+            "{v}"
+        );
+    }
 }
 
 fn config(issuer: &str) -> Config {

@@ -2,6 +2,7 @@
 //! here, sent through the real listener to a recording backend.
 
 mod algorithms;
+mod csrf;
 mod examples;
 mod identity;
 mod issuers;

@@ -154,3 +154,63 @@ async fn a_rotated_provider_key_is_picked_up() {
     assert_eq!(a.get(&url("/app")).await.status, 200);
     assert_eq!(oidc_count(&gw, AuthResult::Ok), 2);
 }
+
+/// SPEC 16: with an allowlist, an address the provider does not say is
+/// verified is refused, whatever form the "no" takes; an absent
+/// `email_verified` is no statement (some providers never send it).
+/// Without an allowlist the claim is not looked at.
+#[tokio::test]
+async fn email_verified_must_not_be_anything_but_true_with_an_allowlist() {
+    let op = Op::start().await;
+    let b = Backend::start("app").await;
+    let gw = start(&op, &b, "allowed_email_domains = [\"example.com\"]\n", "").await;
+    for v in [
+        json!(false),
+        json!("false"),
+        json!("no"),
+        json!(0),
+        json!({}),
+    ] {
+        assert_refused(
+            &attempt(&op, &gw, json!({ "email_verified": v })).await,
+            &format!("email_verified = {v}"),
+        );
+    }
+    assert_eq!(oidc_count(&gw, AuthResult::Forbidden), 5);
+    for v in [json!(true), json!("true"), json!(null)] {
+        let r = attempt(&op, &gw, json!({ "email_verified": v })).await;
+        assert_eq!(r.status, 303, "email_verified = {v}: {}", r.text());
+    }
+    gw.stop().await;
+
+    let gw = start(&op, &b, "", "").await;
+    let r = attempt(&op, &gw, json!({"email_verified": false})).await;
+    assert_eq!(r.status, 303, "no allowlist: {}", r.text());
+    gw.stop().await;
+}
+
+/// SPEC 16: an `email` with more than one `@` is refused, with or without
+/// an allowlist: the allowlist and a backend splitting at the first `@`
+/// would read different domains out of it.
+#[tokio::test]
+async fn an_email_with_more_than_one_at_is_refused() {
+    let op = Op::start().await;
+    let b = Backend::start("app").await;
+    for oidc in ["allowed_email_domains = [\"example.com\"]\n", ""] {
+        let gw = start(&op, &b, oidc, "").await;
+        for email in [
+            "\"mallory@evil.test\"@example.com",
+            "mallory@evil.test@example.com",
+            "mallory@@example.com",
+        ] {
+            assert_refused(
+                &attempt(&op, &gw, json!({ "email": email })).await,
+                &format!("{oidc:?}: email {email}"),
+            );
+        }
+        assert_eq!(oidc_count(&gw, AuthResult::Ok), 0, "{oidc:?}");
+        let r = attempt(&op, &gw, json!({"email": "alice@example.com"})).await;
+        assert_eq!(r.status, 303, "{oidc:?}: {}", r.text());
+        gw.stop().await;
+    }
+}
