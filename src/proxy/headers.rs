@@ -72,6 +72,54 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
         && connection_has(headers, "upgrade")
 }
 
+/// The GUID a WebSocket server appends to the client's key (RFC 6455
+/// section 1.3).
+const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The `Sec-WebSocket-Accept` value a WebSocket handshake's answer must
+/// carry: base64 of the SHA-1 of the request's key and the GUID (RFC 6455
+/// section 4.2.2). A backend that sends it has read the request as a
+/// WebSocket handshake; one that switches protocols without it has not,
+/// and the gateway must not open a tunnel for it (SPEC 16).
+#[derive(Clone, Copy)]
+pub struct WebSocketAccept([u8; 28]);
+
+impl WebSocketAccept {
+    /// For a request carrying exactly one `Sec-WebSocket-Key`; `None`
+    /// otherwise (no valid handshake can answer it).
+    pub fn for_request(headers: &HeaderMap) -> Option<WebSocketAccept> {
+        let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+        let key = keys.next()?;
+        if keys.next().is_some() {
+            return None;
+        }
+        Some(WebSocketAccept::of_key(key.as_bytes()))
+    }
+
+    fn of_key(key: &[u8]) -> WebSocketAccept {
+        use base64::Engine;
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+        ctx.update(key);
+        ctx.update(WEBSOCKET_GUID);
+        let digest = ctx.finish();
+        let mut out = [0u8; 28];
+        // 20 bytes are 28 base64 characters with padding.
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(digest.as_ref(), &mut out)
+            .unwrap_or(0);
+        debug_assert_eq!(n, out.len());
+        WebSocketAccept(out)
+    }
+
+    /// The response carries exactly one `Sec-WebSocket-Accept`, and it is
+    /// this one.
+    pub fn answered_by(&self, response: &HeaderMap) -> bool {
+        let mut values = response.get_all(header::SEC_WEBSOCKET_ACCEPT).iter();
+        values.next().is_some_and(|v| v.as_bytes() == self.0)
+            && values.next().is_none()
+    }
+}
+
 /// A hop-by-hop header by name alone: one of the fixed set, or `Proxy-*`.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
@@ -488,6 +536,36 @@ mod tests {
             .map(|v| v.to_str().unwrap())
             .collect();
         assert_eq!(left, vec!["app=1; Path=/", "gatehouse_session_other=1"]);
+    }
+
+    #[test]
+    fn websocket_accept_is_the_rfc_6455_value_and_must_match_exactly() {
+        // RFC 6455 section 1.3's example.
+        let mut req = HeaderMap::new();
+        req.insert(
+            header::SEC_WEBSOCKET_KEY,
+            "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+        );
+        let accept = WebSocketAccept::for_request(&req).unwrap();
+        let resp = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::SEC_WEBSOCKET_ACCEPT, v.parse().unwrap());
+            }
+            h
+        };
+        assert!(accept.answered_by(&resp(&["s3pPLMBiTxaQ9kYGzzhZRbK+xOo="])));
+        assert!(!accept.answered_by(&resp(&[])));
+        assert!(!accept.answered_by(&resp(&["s3pPLMBiTxaQ9kYGzzhZRbK+xOo"])));
+        assert!(!accept.answered_by(&resp(&["S3pPLMBiTxaQ9kYGzzhZRbK+xOo="])));
+        assert!(!accept.answered_by(&resp(&[
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        ])));
+        // No key, or two: no handshake can be answered.
+        assert!(WebSocketAccept::for_request(&HeaderMap::new()).is_none());
+        req.append(header::SEC_WEBSOCKET_KEY, "b3RoZXIga2V5IGhlcmUh".parse().unwrap());
+        assert!(WebSocketAccept::for_request(&req).is_none());
     }
 
     #[test]

@@ -945,3 +945,99 @@ async fn backends_cannot_set_the_gateways_session_cookie() {
     assert!(r.header("set-cookie").unwrap().starts_with("app=1"));
     gw.stop().await;
 }
+
+/// Reads one response head (up to the blank line) from `s`.
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, async {
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no response head in time: {head:?}");
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// SPEC 16: a backend's `101` is relayed only as the answer to a WebSocket
+/// handshake, with the `Sec-WebSocket-Accept` the client's key calls for.
+/// Otherwise the client gets 502 and no tunnel: what it sends next never
+/// reaches the backend as raw bytes. A correct handshake still tunnels
+/// (the control at the end, which also shows the negatives had time).
+#[tokio::test]
+async fn a_backend_switch_without_the_websocket_accept_gets_502_and_no_tunnel() {
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let b = RawBackend::replying(|r| {
+        let path = r.head.split(' ').nth(1).unwrap_or("");
+        let accept = match path {
+            "/ws-none" | "/plain" => None,
+            "/ws-wrong" => Some(crate::support::backend::websocket_accept(b"another key")),
+            "/ws-right" => Some(crate::support::backend::websocket_accept(
+                r.header_values("sec-websocket-key")
+                    .first()
+                    .map_or("", |k| k.as_str())
+                    .as_bytes(),
+            )),
+            _ => return b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+        };
+        let mut out =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                .to_vec();
+        if let Some(a) = accept {
+            out.extend_from_slice(format!("Sec-WebSocket-Accept: {a}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    })
+    .await;
+    let gw = Gw::start(&open_config(&b.addr, "")).await;
+    let handshake = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+    };
+    for (name, request) in [
+        ("no accept", handshake("/ws-none")),
+        ("wrong accept", handshake("/ws-wrong")),
+        (
+            "101 to a plain request",
+            "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        ),
+    ] {
+        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_eq!(status_of(&head), 502, "{name}: {head}");
+        // What the client meant for the tunnel.
+        let _ = s
+            .write_all(format!("RAW-{name}\r\n\r\n").as_bytes())
+            .await;
+    }
+    // The control: a real handshake opens a tunnel and bytes flow.
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(handshake("/ws-right").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert_eq!(status_of(&head), 101, "{head}");
+    s.write_all(b"RAW-control").await.unwrap();
+    assert!(
+        eventually(WAIT, || b.raw_after_switch().contains("RAW-control")).await,
+        "the control's bytes never arrived: {:?}",
+        b.raw_after_switch()
+    );
+    let after = b.raw_after_switch();
+    assert!(
+        !after.contains("RAW-no")
+            && !after.contains("RAW-wrong")
+            && !after.contains("RAW-101"),
+        "a refused switch tunnelled: {after:?}"
+    );
+    assert_eq!(b.requests().len(), 4, "{:?}", b.requests());
+    drop(s); // ends the tunnel, which a stop would wait for
+    gw.stop().await;
+}
