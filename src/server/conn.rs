@@ -204,6 +204,10 @@ struct ConnState {
     served: AtomicBool,
     /// Set by the loop: park at the next read at a message boundary.
     park: AtomicBool,
+    /// A response switched protocols (a relayed `101`, a `2xx` to
+    /// `CONNECT`): hyper hands the socket, through this IO, to the tunnel,
+    /// so the framing guard must stop reading the bytes as HTTP/1.1.
+    switched: AtomicBool,
 }
 
 impl ConnState {
@@ -351,11 +355,20 @@ async fn serve_active<IO: ClientIo>(
     // The request's future is boxed: hyper keeps the service future inside
     // the connection's state, so an unboxed one would make every
     // connection as large as the largest request state (several KiB).
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let busy = Busy::new(&counted);
+        let connect = req.method() == http::Method::CONNECT;
         let handled = crate::proxy::handle(gw.clone(), info.clone(), req);
         Box::pin(async move {
             let Ok(resp) = handled.await;
+            // Set before hyper writes the response: a client may send
+            // tunnel bytes only once it has read it (RFC 6455 section 4.1;
+            // RFC 9110 section 9.3.6).
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                || (connect && resp.status().is_success())
+            {
+                busy.0.switched.store(true, Relaxed);
+            }
             Ok::<_, Infallible>(resp.map(|body| CountedBody { body, _busy: busy }))
         })
     });
@@ -482,7 +495,10 @@ impl Watch<'_> {
 
 /// The client socket as hyper sees it: records activity (for the idle
 /// deadline), guards HTTP/1.1 request framing (`framing.rs`), and hands
-/// the socket back to the loop when asked to park.
+/// the socket back to the loop when asked to park. After a protocol
+/// switch hyper's `Upgraded` still reads through it (the tunnel's client
+/// side), which is why the guard is told about the switch rather than
+/// stopping at a head that asks for one.
 struct Tracked<IO> {
     /// `None` once handed over to `slot`.
     inner: Option<IO>,
@@ -523,6 +539,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.state.touch();
             if let Some(g) = &mut this.framing {
+                if this.state.switched.load(Relaxed) {
+                    g.switched();
+                }
                 g.scan(&mut buf.filled_mut()[before..]);
                 if g.is_done() {
                     this.framing = None;

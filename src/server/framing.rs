@@ -12,15 +12,21 @@
 //! The scan is one pass over head bytes that looks at each line's name
 //! only: the rest of a line (values, the request target) is skipped with
 //! `memchr`, except a `Content-Length` value, which is read. Bodies are
-//! skipped by length, and chunked bodies by their size lines. After a
-//! protocol switch (or for HTTP/2) the guard stops.
+//! skipped by length, and chunked bodies by their size lines.
+//!
+//! The guard stops for HTTP/2 (the preface), and when told that a
+//! response switched protocols ([`FramingGuard::switched`]: a relayed
+//! `101`, or a `2xx` to `CONNECT`); from then on the bytes belong to a
+//! tunnel that hyper no longer reads. A request head merely asking for a
+//! switch (`Upgrade`, `CONNECT`) does not stop it: the answer may refuse,
+//! and the connection then carries further requests, which are checked
+//! like any other.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Header {
     Other,
     ContentLength,
     TransferEncoding,
-    Upgrade,
 }
 
 #[derive(Debug)]
@@ -40,7 +46,8 @@ enum State {
     ChunkEnd,
     /// After the last chunk: trailer lines until an empty one.
     Trailer,
-    /// Nothing more to check (HTTP/2, upgrade, or input hyper will refuse).
+    /// Nothing more to check (HTTP/2, a protocol switch, or input hyper
+    /// will refuse).
     Done,
 }
 
@@ -55,7 +62,6 @@ pub(crate) struct FramingGuard {
     current: Header,
     saw_cl: bool,
     saw_te: bool,
-    saw_upgrade: bool,
     content_length: u64,
     first_line: [u8; 8],
 }
@@ -71,7 +77,6 @@ impl Default for FramingGuard {
             current: Header::Other,
             saw_cl: false,
             saw_te: false,
-            saw_upgrade: false,
             content_length: 0,
             first_line: [0; 8],
         }
@@ -81,6 +86,12 @@ impl Default for FramingGuard {
 impl FramingGuard {
     pub(crate) fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
+    }
+
+    /// A response switched the connection to another protocol: what
+    /// follows is tunnel data, not HTTP/1.1, and is left alone.
+    pub(crate) fn switched(&mut self) {
+        self.state = State::Done;
     }
 
     /// Between two messages: no byte of a head or a body pending.
@@ -101,8 +112,6 @@ impl FramingGuard {
             Header::ContentLength
         } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
             Header::TransferEncoding
-        } else if n.eq_ignore_ascii_case(b"upgrade") {
-            Header::Upgrade
         } else {
             Header::Other
         }
@@ -219,10 +228,9 @@ impl FramingGuard {
                         if self.line_len < self.first_line.len() {
                             self.first_line[self.line_len] = b;
                             if self.line_len + 1 == self.first_line.len()
-                                && (self.first_line.starts_with(b"PRI * ")
-                                    || self.first_line.starts_with(b"CONNECT "))
+                                && self.first_line.starts_with(b"PRI * ")
                             {
-                                // HTTP/2 prior knowledge or a tunnel: not ours to read.
+                                // HTTP/2 prior knowledge: not ours to read.
                                 self.state = State::Done;
                                 return;
                             }
@@ -246,7 +254,6 @@ impl FramingGuard {
                                     self.content_length = 0;
                                 }
                                 Header::TransferEncoding => self.saw_te = true,
-                                Header::Upgrade => self.saw_upgrade = true,
                                 Header::Other => {}
                             }
                         } else {
@@ -275,10 +282,9 @@ impl FramingGuard {
     }
 
     fn end_of_head(&mut self) {
-        self.state = if self.saw_upgrade {
-            // The rest may be another protocol (WebSocket): stop here.
-            State::Done
-        } else if self.saw_te {
+        // An `Upgrade` header changes nothing here: until a response
+        // actually switches (`switched`), the next bytes are a request.
+        self.state = if self.saw_te {
             State::ChunkSize {
                 value: 0,
                 in_ext: false,
@@ -290,7 +296,6 @@ impl FramingGuard {
         };
         self.saw_cl = false;
         self.saw_te = false;
-        self.saw_upgrade = false;
         self.content_length = 0;
         self.first_line = [0; 8];
     }
@@ -387,7 +392,7 @@ mod tests {
     }
 
     #[test]
-    fn upgrades_and_http2_stop_the_scan() {
+    fn http2_and_a_switch_stop_the_scan() {
         let mut g = FramingGuard::default();
         let mut b = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
         g.scan(&mut b);
@@ -396,6 +401,38 @@ mod tests {
         let mut b =
             b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".to_vec();
         g.scan(&mut b);
-        assert!(g.is_done());
+        assert!(!g.is_done(), "asking for a switch is not a switch");
+        g.switched();
+        // Tunnel data that looks like a smuggling head is left as it is.
+        let frames = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut b = frames.to_vec();
+        g.scan(&mut b);
+        assert_eq!(b, frames);
+    }
+
+    #[test]
+    fn a_request_that_only_asks_for_a_switch_leaves_the_guard_on() {
+        let smuggle: &[u8] =
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for first in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n"[..],
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            b"POST / HTTP/1.1\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nhi",
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        ] {
+            let mut req = first.to_vec();
+            req.extend_from_slice(smuggle);
+            assert!(poisoned(&req), "{:?}", String::from_utf8_lossy(first));
+        }
+        // Upgrade and both framing headers in one head, in any order.
+        assert!(poisoned(
+            b"POST / HTTP/1.1\r\nUpgrade: websocket\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(poisoned(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nUpgrade: foo\r\nContent-Length: 3\r\n\r\n"
+        ));
+        assert!(poisoned(
+            b"CONNECT x:1 HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
     }
 }

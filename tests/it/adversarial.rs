@@ -1041,3 +1041,70 @@ async fn a_backend_switch_without_the_websocket_accept_gets_502_and_no_tunnel() 
     drop(s); // ends the tunnel, which a stop would wait for
     gw.stop().await;
 }
+
+/// SPEC 3 step 2 after an `Upgrade` that was not switched: the request
+/// carrying it is answered normally (the backend says 200, or the route
+/// refuses), and the next request on the connection with both
+/// Content-Length and Transfer-Encoding still gets 400, its body never a
+/// request of its own.
+#[tokio::test]
+async fn a_smuggling_head_after_an_unswitched_upgrade_still_gets_400() {
+    let b = RawBackend::start().await;
+    let cfg = open_config(&b.addr, "").replace(
+        "[[routes]]\n",
+        "[[routes]]\nname = \"closed\"\npath_prefix = \"/closed\"\nupstream = \"app\"\n\n[[routes]]\n",
+    );
+    let gw = Gw::start(&cfg).await;
+    let smuggle = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (name, first, first_status) in [
+        (
+            "Upgrade: foo, backend 200",
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n",
+            200,
+        ),
+        (
+            "WebSocket handshake, backend 200",
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            200,
+        ),
+        (
+            "WebSocket handshake, route refuses",
+            "GET /closed/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            401,
+        ),
+    ] {
+        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+        s.write_all(first.as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_eq!(status_of(&head), first_status, "{name}: {head}");
+        // Its body, so the next response starts where it should.
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+        s.write_all(smuggle.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut rest)).await;
+        let rest = String::from_utf8_lossy(&rest);
+        assert_eq!(status_of(&rest), 400, "{name}: {rest}");
+        assert_eq!(rest.matches("HTTP/1.1 ").count(), 1, "{name}: {rest}");
+    }
+    // Upgrade and both framing headers in one head.
+    let resp = raw(
+        gw.addr(),
+        b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nConnection: upgrade\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 400, "{resp}");
+    let seen = b.requests();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|r| r.head.starts_with("GET ")), "{seen:?}");
+    gw.stop().await;
+}
