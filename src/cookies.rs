@@ -90,6 +90,41 @@ pub fn remove(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// The name of the cookie a `Set-Cookie` value sets, as the gateway would
+/// read it back from the browser's `Cookie` header.
+///
+/// A browser takes the text before the first `;`, splits it at the first
+/// `=` and trims spaces and tabs from both sides (RFC 6265bis section
+/// 5.6): `" sid =x"` sets `sid`. A pair with an empty name (`=sid=x`), or
+/// with no `=` at all, sets a nameless cookie, which the browser sends
+/// back as its bare value: `sid=x`, which reads as cookie `sid`. So for a
+/// nameless cookie the name is that of its value, read the same way.
+pub fn set_cookie_name(value: &[u8]) -> &[u8] {
+    let pair = value.split(|&b| b == b';').next().unwrap_or(value);
+    let name = match pair.iter().position(|&b| b == b'=') {
+        Some(i) => trim(&pair[..i]),
+        None => &pair[..0],
+    };
+    if !name.is_empty() {
+        return name;
+    }
+    let value = match pair.iter().position(|&b| b == b'=') {
+        Some(i) => trim(&pair[i + 1..]),
+        None => trim(pair),
+    };
+    let inner = value.split(|&b| b == b'=').next().unwrap_or(value);
+    trim(inner)
+}
+
+/// Whether a `Set-Cookie` value sets (or overwrites) one of the cookies
+/// named in `own`: the gateway's session, affinity and sign-in state
+/// cookies, which a backend must never set (SPEC 16). Names compare
+/// exactly, as browsers compare them.
+pub fn sets_any(value: &[u8], own: &[&str]) -> bool {
+    let name = set_cookie_name(value);
+    !name.is_empty() && own.iter().any(|n| n.as_bytes() == name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +159,37 @@ mod tests {
             h.get(header::COOKIE).unwrap().as_bytes(),
             "name=José".as_bytes()
         );
+    }
+
+    #[test]
+    fn set_cookie_names_are_read_as_a_browser_sends_them_back() {
+        for (value, name) in [
+            (&b"sid=x; Path=/"[..], &b"sid"[..]),
+            (b" sid =x", b"sid"),
+            (b"\tsid\t=x", b"sid"),
+            (b"=sid=x", b"sid"),
+            (b" = sid = x; Path=/", b"sid"),
+            (b"=sid", b"sid"),
+            (b"sid", b"sid"),
+            (b" sid ; Path=/", b"sid"),
+            (b"=", b""),
+            (b"", b""),
+            (b"a=sid=x", b"a"),
+            (b"sid_other=1", b"sid_other"),
+        ] {
+            assert_eq!(
+                set_cookie_name(value),
+                name,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        let own = ["gatehouse_session", "gatehouse_oidc"];
+        assert!(sets_any(b"=gatehouse_session=x", &own));
+        assert!(sets_any(b" gatehouse_oidc =x; Max-Age=600", &own));
+        assert!(!sets_any(b"app=gatehouse_session", &own));
+        assert!(!sets_any(b"Gatehouse_Session=x", &own));
+        assert!(!sets_any(b"=", &own));
     }
 
     #[test]

@@ -306,16 +306,14 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 }
 
 /// Removes a backend's `Set-Cookie` for any of the gateway's own cookie
-/// `names` (its session cookie, its affinity cookie): those cookies mean
-/// what the gateway says. A backend (or a header injection in an app)
-/// setting the session cookie could otherwise plant a session of its
-/// choosing in the browser (session fixation), or log users out.
-pub fn drop_own_set_cookies(headers: &mut HeaderMap, names: &[Option<&str>]) {
-    let own = |v: &HeaderValue| {
-        let b = v.as_bytes();
-        let name = b.split(|&c| c == b'=').next().unwrap_or(b).trim_ascii();
-        names.iter().flatten().any(|n| n.as_bytes() == name)
-    };
+/// `names` (its session cookie, its affinity cookie, its sign-in state
+/// cookie): those cookies mean what the gateway says. A backend (or a
+/// header injection in an app) setting the session cookie could otherwise
+/// plant a session of its choosing in the browser (session fixation), or
+/// log users out. Which name a value sets is read as a browser reads it
+/// ([`crate::cookies::set_cookie_name`]: whitespace, nameless cookies).
+pub fn drop_own_set_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    let own = |v: &HeaderValue| crate::cookies::sets_any(v.as_bytes(), names);
     if !headers.get_all(header::SET_COOKIE).iter().any(own) {
         return;
     }
@@ -525,11 +523,13 @@ mod tests {
             "gatehouse_session=planted; Path=/",
             "app=1; Path=/",
             " aff =x",
+            "=gatehouse_session=nameless",
+            "gatehouse_oidc=x",
             "gatehouse_session_other=1",
         ] {
             h.append(header::SET_COOKIE, v.parse().unwrap());
         }
-        drop_own_set_cookies(&mut h, &[Some("gatehouse_session"), Some("aff"), None]);
+        drop_own_set_cookies(&mut h, &["gatehouse_session", "aff", "gatehouse_oidc"]);
         let left: Vec<&str> = h
             .get_all(header::SET_COOKIE)
             .iter()

@@ -361,12 +361,17 @@ async fn handle_inner(
         }) => Some(cookie_name.as_str()),
         _ => None,
     };
+    let session_cookie = snap
+        .config
+        .sessions
+        .enabled
+        .then_some(snap.config.sessions.cookie_name.as_str());
+    // "" stands for a cookie the gateway does not issue here: no value
+    // sets a cookie without a name.
     let own_cookies = [
-        snap.config
-            .sessions
-            .enabled
-            .then_some(snap.config.sessions.cookie_name.as_str()),
-        affinity_cookie,
+        crate::login::oidc::state::STATE_COOKIE,
+        session_cookie.unwrap_or(""),
+        affinity_cookie.unwrap_or(""),
     ];
     headers::drop_own_set_cookies(response.headers_mut(), &own_cookies);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {

@@ -1108,3 +1108,54 @@ async fn a_smuggling_head_after_an_unswitched_upgrade_still_gets_400() {
     assert!(seen.iter().all(|r| r.head.starts_with("GET ")), "{seen:?}");
     gw.stop().await;
 }
+
+/// SPEC 16: a backend's `Set-Cookie` for any of the gateway's cookies
+/// (session, affinity, OIDC sign-in state), in any spelling a browser
+/// reads as that name, never reaches the client; other cookies do.
+#[tokio::test]
+async fn backends_cannot_set_the_gateways_cookies_in_any_spelling() {
+    let planted = [
+        "gatehouse_session=planted-1; Path=/",
+        " gatehouse_session =planted-2; Path=/",
+        "\tgatehouse_session\t=planted-3",
+        "=gatehouse_session=planted-4; Path=/",
+        "= gatehouse_session =planted-5",
+        "gatehouse_oidc=planted-6; Path=/; HttpOnly",
+        "=gatehouse_oidc=planted-7",
+        "gh_aff=planted-8; Path=/",
+        " =gh_aff=planted-9",
+    ];
+    let kept = ["app=1; Path=/", "gatehouse_session_x=2", "a=gatehouse_session=3"];
+    let mut reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n".to_vec();
+    for c in planted.iter().chain(&kept) {
+        reply.extend_from_slice(format!("Set-Cookie: {c}\r\n").as_bytes());
+    }
+    reply.extend_from_slice(b"\r\nok");
+    let b = RawBackend::replying(move |_| reply.clone()).await;
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nsecret = \"adversarial-tests-secret-0123456789abcdef\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess_log = false\n\n\
+         [sessions]\nstore = \"memory\"\ncookie_secure = false\n\n\
+         [[upstreams]]\nname = \"app\"\nbackends = [\"{}\"]\n[upstreams.sticky]\nmode = \"cookie\"\ncookie_name = \"gh_aff\"\n\n\
+         [[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n",
+        b.addr
+    );
+    let gw = Gw::start(&cfg).await;
+    for path in ["/", "/again"] {
+        let r = gw.plain().get(path).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let got: Vec<&str> = r
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert!(
+            !got.iter().any(|c| c.contains("planted")),
+            "a planted cookie reached the client: {got:?}"
+        );
+        for k in kept {
+            assert!(got.contains(&k), "{k} was dropped: {got:?}");
+        }
+    }
+    gw.stop().await;
+}
