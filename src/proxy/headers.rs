@@ -199,6 +199,55 @@ const MANAGED: &[&str] = &[
     "x-gatehouse-rehomed",
 ];
 
+/// Headers that tell a backend where a request came from or what it
+/// originally was, which some frameworks and proxies honour: the path or
+/// method to serve (`X-Original-URL`, `X-Rewrite-URL`,
+/// `X-Forwarded-Uri`, ...), the scheme, port or host the client used, or
+/// the client's address (`True-Client-IP`, `CF-Connecting-IP`, ...).
+/// Only a trusted proxy may send them (SPEC 16); from anyone else they
+/// are removed, in both spellings.
+const UNTRUSTED_FORWARDING: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-original-method",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-forwarded-method",
+    "x-forwarded-uri",
+    "x-host",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "client-ip",
+];
+
+fn is_untrusted_forwarding(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    UNTRUSTED_FORWARDING.iter().any(|f| matches_folded(n, f))
+}
+
+/// Removes [`UNTRUSTED_FORWARDING`] headers (a request from a peer outside
+/// `trusted_proxies`). One pass over the names, comparing without
+/// allocating; a list is made only when something must go.
+fn strip_untrusted_forwarding(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_untrusted_forwarding) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_untrusted_forwarding(k))
+        .cloned()
+        .collect();
+    for n in doomed {
+        headers.remove(&n);
+    }
+}
+
 /// Removes headers spelled with `_` that read as a framing or gateway
 /// header once `_` is taken for `-`, as some backends (CGI-style servers)
 /// do: a `Transfer_Encoding` or `Content_Length` the gateway ignores could
@@ -213,7 +262,9 @@ pub fn strip_lookalikes(headers: &mut HeaderMap) {
         .filter(|k| {
             let n = k.as_str();
             n.contains('_')
-                && (MANAGED.iter().any(|m| matches_folded(n, m)) || matches_folded(n, "proxy-*"))
+                && (MANAGED.iter().any(|m| matches_folded(n, m))
+                    || UNTRUSTED_FORWARDING.iter().any(|m| matches_folded(n, m))
+                    || matches_folded(n, "proxy-*"))
         })
         .cloned()
         .collect();
@@ -240,7 +291,9 @@ pub fn transfer_coding_is_plain(headers: &HeaderMap) -> bool {
 
 /// Sets `X-Forwarded-For/Proto/Host` and `X-Real-IP`. From a trusted proxy
 /// the chain is extended and its values kept; from anyone else they are
-/// replaced, since a client could write anything there. `peer` is the
+/// replaced, since a client could write anything there, and `Forwarded`
+/// and the other forwarding headers ([`UNTRUSTED_FORWARDING`]) are
+/// removed. `peer` is the
 /// peer's address as header text ([`peer_value`], made once per
 /// connection).
 pub fn set_forwarded(
@@ -287,6 +340,7 @@ pub fn set_forwarded(
         // RFC 7239 `Forwarded` from an untrusted client is as forgeable as
         // X-Forwarded-For; backends must not see it.
         headers.remove(&FORWARDED);
+        strip_untrusted_forwarding(headers);
     }
 }
 
@@ -462,6 +516,42 @@ mod tests {
         set_forwarded(&mut h, &peer, true, false, None);
         assert_eq!(h[&X_FORWARDED_FOR], "1.2.3.4, 192.0.2.7");
         assert_eq!(h[&X_FORWARDED_PROTO], "https");
+    }
+
+    #[test]
+    fn other_forwarding_headers_pass_only_from_a_trusted_proxy() {
+        let peer = peer_value("192.0.2.7".parse().unwrap());
+        let sent = |h: &mut HeaderMap| {
+            for n in UNTRUSTED_FORWARDING {
+                h.insert(HeaderName::from_static(n), "/admin".parse().unwrap());
+            }
+            h.insert("x-original-url-hint", "kept".parse().unwrap());
+            h.insert("x-hostname", "kept".parse().unwrap());
+        };
+        let mut h = HeaderMap::new();
+        sent(&mut h);
+        set_forwarded(&mut h, &peer, false, false, None);
+        for n in UNTRUSTED_FORWARDING {
+            assert!(!h.contains_key(*n), "{n} from an untrusted peer");
+        }
+        assert_eq!(h["x-original-url-hint"], "kept");
+        assert_eq!(h["x-hostname"], "kept");
+        let mut h = HeaderMap::new();
+        sent(&mut h);
+        set_forwarded(&mut h, &peer, true, false, None);
+        for n in UNTRUSTED_FORWARDING {
+            assert_eq!(h[*n], "/admin", "{n} from a trusted proxy");
+        }
+        // `_` spellings, which a backend may fold into the real names.
+        let mut h = HeaderMap::new();
+        for n in ["x_original_url", "true_client_ip", "cf_connecting_ip"] {
+            h.insert(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                "x".parse().unwrap(),
+            );
+        }
+        strip_lookalikes(&mut h);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]
