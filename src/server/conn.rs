@@ -331,6 +331,59 @@ pub(super) async fn serve_http<IO: ClientIo>(
     }
 }
 
+/// Serves one plain HTTP/1.1 connection of a side listener (admin,
+/// redirect) with the main listener's per-connection bounds: the first
+/// request within `header_read_timeout`, every head within it too
+/// (hyper's deadline, which also runs while a keep-alive connection waits
+/// for its next request), heads over `max_header_bytes` or 100 headers
+/// answered 431, the connection closed after `idle_timeout` without a
+/// byte moving, and drained on shutdown. No parking and no framing guard:
+/// these listeners forward nothing.
+pub(super) async fn serve_side<S>(
+    stream: TcpStream,
+    service: S,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<Body>,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let state = Arc::new(ConnState::default());
+    let served = state.clone();
+    let service = service_fn(move |req| {
+        served.served.store(true, Relaxed);
+        service.call(req)
+    });
+    let io = TokioIo::new(Tracked {
+        inner: Some(stream),
+        state: state.clone(),
+        framing: None,
+        slot: Arc::new(Mutex::new(None)),
+        write_blocked: false,
+    });
+    let mut idle = Idle {
+        seen: state.events(),
+        quiet_since: Instant::now(),
+    };
+    let conn = http1_builder(limits).serve_connection(io, service);
+    tokio::pin!(conn);
+    Watch {
+        shutdown: &mut shutdown,
+        state: &state,
+        idle: &mut idle,
+        limits,
+        may_park: false,
+        first_request_by: Instant::now() + limits.header_read_timeout,
+    }
+    .drive(conn, |c| c.graceful_shutdown())
+    .await;
+}
+
 /// When a connection was last seen moving bytes.
 struct Idle {
     seen: u64,

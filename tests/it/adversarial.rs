@@ -1159,3 +1159,97 @@ async fn backends_cannot_set_the_gateways_cookies_in_any_spelling() {
     }
     gw.stop().await;
 }
+
+/// The admin listener has the main listener's bounds: a head sent slowly
+/// is cut at `header_read_timeout`, a keep-alive connection left quiet is
+/// closed at `idle_timeout`, a client that never speaks is dropped at the
+/// header deadline, and a head over `max_header_bytes` gets 431.
+#[tokio::test]
+async fn the_admin_listener_bounds_slow_idle_and_oversized_clients() {
+    let b = Backend::start("b1").await;
+    // Slow heads: a short header deadline, a long idle timeout (the
+    // trickle would keep an idle deadline away anyway).
+    let gw = Gw::start(&simple_proxy_config(&[&b]).replace(
+        "[server]\n",
+        "[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"60s\"\nmax_header_bytes = \"16KiB\"\n",
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.admin()).await.unwrap();
+    let start = Instant::now();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        for i in 0..100 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr.write_all(format!("X-{i}: v\r\n").as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), rd.read_to_end(&mut out)).await;
+    trickle.abort();
+    assert!(closed.is_ok(), "a slow head held the admin connection");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(3), "slow head cut after {took:?}");
+    assert!(!String::from_utf8_lossy(&out).contains(" 200 "), "{out:?}");
+
+    // A connection that never speaks.
+    let mut s = TcpStream::connect(gw.admin()).await.unwrap();
+    let start = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "a silent admin connection was kept");
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+
+    // Oversized heads: 431, whether one large header or many.
+    let big = "v".repeat(20 * 1024);
+    let resp = raw(
+        gw.admin(),
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 431, "one large header");
+    let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let resp = raw(
+        gw.admin(),
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 431, "101 headers");
+    // Still serving.
+    let resp = raw(
+        gw.admin(),
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    gw.stop().await;
+
+    // Idle keep-alive: the idle timeout, well before the header deadline.
+    let gw = Gw::start(&simple_proxy_config(&[&b]).replace(
+        "[server]\n",
+        "[server]\nheader_read_timeout = \"10s\"\nidle_timeout = \"1s\"\n",
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.admin()).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert_eq!(status_of(&head), 200, "{head}");
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "an idle keep-alive admin connection was kept");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "idle admin connection closed after {took:?}"
+    );
+    gw.stop().await;
+}
