@@ -208,6 +208,10 @@ struct ConnState {
     /// `CONNECT`): hyper hands the socket, through this IO, to the tunnel,
     /// so the framing guard must stop reading the bytes as HTTP/1.1.
     switched: AtomicBool,
+    /// HTTP/2: the header block in progress (`FramingGuard::h2_open_block`),
+    /// 0 when none; the loop closes the connection when one stays
+    /// unfinished for `header_read_timeout`.
+    h2_block: AtomicU64,
 }
 
 impl ConnState {
@@ -429,7 +433,10 @@ async fn serve_active<IO: ClientIo>(
     let io = TokioIo::new(Tracked {
         inner: Some(io),
         state: state.clone(),
-        framing: (proto != Proto::Http2).then(framing::FramingGuard::default),
+        framing: Some(match proto {
+            Proto::Http2 => framing::FramingGuard::http2(),
+            Proto::Http1 | Proto::Detect => framing::FramingGuard::default(),
+        }),
         slot: slot.clone(),
         write_blocked: false,
     });
@@ -504,6 +511,17 @@ impl Watch<'_> {
         let check_every = (limits.idle_timeout / 4)
             .min(PARK_AFTER)
             .max(Duration::from_millis(10));
+        // HTTP/2 header deadline: hyper has none for HTTP/2 (its
+        // `header_read_timeout` is HTTP/1's), and h2 bounds a header
+        // block's size and CONTINUATION frames but not its time; streams
+        // after the first would otherwise be bounded only by the idle
+        // timeout, which a client trickling a header block keeps away. So
+        // a header block seen in progress (`h2_block`, from the framing
+        // pass) for `header_read_timeout` closes the connection: at once,
+        // as a goodbye would wait on the client. (The same block seen at
+        // two looks, `check_every` apart at most, is the same block: they
+        // are numbered.)
+        let mut open_block: Option<(u64, Instant)> = None;
         loop {
             tokio::select! {
                 _ = conn.as_mut() => return,
@@ -523,7 +541,20 @@ impl Watch<'_> {
                         closing = true;
                     }
                 }
-                _ = tokio::time::sleep(check_every), if !closing => {
+                _ = tokio::time::sleep(check_every) => {
+                    match (state.h2_block.load(Relaxed), open_block) {
+                        (0, _) => open_block = None,
+                        (b, Some((seen, since))) if b == seen => {
+                            if since.elapsed() >= limits.header_read_timeout {
+                                tracing::debug!("HTTP/2 header block not finished in time");
+                                return;
+                            }
+                        }
+                        (b, _) => open_block = Some((b, Instant::now())),
+                    }
+                    if closing {
+                        continue;
+                    }
                     let now = state.events();
                     if now != idle.seen {
                         idle.seen = now;
@@ -596,6 +627,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
                     g.switched();
                 }
                 g.scan(&mut buf.filled_mut()[before..]);
+                this.state.h2_block.store(g.h2_open_block(), Relaxed);
                 if g.is_done() {
                     this.framing = None;
                 }

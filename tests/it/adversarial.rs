@@ -1253,3 +1253,94 @@ async fn the_admin_listener_bounds_slow_idle_and_oversized_clients() {
     );
     gw.stop().await;
 }
+
+/// HTTP/2 streams after the first have a header deadline too: a header
+/// block left unfinished (HEADERS without END_HEADERS, or a HEADERS frame
+/// whose payload trickles in) for `header_read_timeout` closes the
+/// connection, however long `idle_timeout` is and though bytes keep
+/// coming. A connection that only waits between complete requests is
+/// kept (the control).
+#[tokio::test]
+async fn http2_header_blocks_after_the_first_request_meet_the_header_deadline() {
+    use h2raw::*;
+    let b = Backend::start("b1").await;
+    let gw = Gw::start(&simple_proxy_config(&[&b]).replace(
+        "[server]\n",
+        "[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"60s\"\n",
+    ))
+    .await;
+    // A first request, answered: after it, only the new deadline applies.
+    let opened = || async {
+        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+        let mut out = start();
+        frame(
+            &mut out,
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            1,
+            &request_block("/first"),
+        );
+        s.write_all(&out).await.unwrap();
+        let (kinds, closed) = read_frame_types(&mut s, Duration::from_millis(500)).await;
+        assert!(kinds.contains(&HEADERS) && !closed, "{kinds:?}");
+        s
+    };
+    let block = request_block("/second");
+
+    // Stalled: HEADERS without END_HEADERS, then nothing.
+    let mut s = opened().await;
+    let mut out = Vec::new();
+    frame(&mut out, HEADERS, END_STREAM, 3, &block[..block.len() / 2]);
+    s.write_all(&out).await.unwrap();
+    let started = Instant::now();
+    let (_, closed) = read_frame_types(&mut s, Duration::from_secs(8)).await;
+    let took = started.elapsed();
+    assert!(closed, "a stalled header block kept the connection");
+    assert!(
+        took < Duration::from_secs(3),
+        "stalled block closed after {took:?}"
+    );
+
+    // Trickled: a HEADERS frame's payload one byte every 200 ms.
+    let s = opened().await;
+    let (mut rd, mut wr) = s.into_split();
+    let mut head = Vec::new();
+    frame(&mut head, HEADERS, END_STREAM | END_HEADERS, 3, &block);
+    let payload = head.split_off(9);
+    wr.write_all(&head).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for byte in payload {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr.write_all(&[byte]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), rd.read_to_end(&mut sink)).await;
+    trickle.abort();
+    let took = started.elapsed();
+    assert!(
+        closed.is_ok(),
+        "a trickled header block kept the connection"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "trickled block closed after {took:?}"
+    );
+
+    // The control: quiet between complete requests for longer than the
+    // header deadline, then another request on the same connection.
+    let mut s = opened().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut out = Vec::new();
+    frame(&mut out, HEADERS, END_STREAM | END_HEADERS, 3, &block);
+    s.write_all(&out).await.unwrap();
+    let (kinds, closed) = read_frame_types(&mut s, Duration::from_millis(500)).await;
+    assert!(!closed && kinds.contains(&HEADERS), "{kinds:?}");
+    assert!(b.requests().iter().any(|r| r.path_and_query == "/second"));
+    drop(s);
+    still_serves(&gw).await;
+    gw.stop().await;
+}
