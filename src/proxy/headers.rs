@@ -115,8 +115,7 @@ impl WebSocketAccept {
     /// this one.
     pub fn answered_by(&self, response: &HeaderMap) -> bool {
         let mut values = response.get_all(header::SEC_WEBSOCKET_ACCEPT).iter();
-        values.next().is_some_and(|v| v.as_bytes() == self.0)
-            && values.next().is_none()
+        values.next().is_some_and(|v| v.as_bytes() == self.0) && values.next().is_none()
     }
 }
 
@@ -654,7 +653,10 @@ mod tests {
         ])));
         // No key, or two: no handshake can be answered.
         assert!(WebSocketAccept::for_request(&HeaderMap::new()).is_none());
-        req.append(header::SEC_WEBSOCKET_KEY, "b3RoZXIga2V5IGhlcmUh".parse().unwrap());
+        req.append(
+            header::SEC_WEBSOCKET_KEY,
+            "b3RoZXIga2V5IGhlcmUh".parse().unwrap(),
+        );
         assert!(WebSocketAccept::for_request(&req).is_none());
     }
 

@@ -1013,9 +1013,7 @@ async fn a_backend_switch_without_the_websocket_accept_gets_502_and_no_tunnel() 
         let head = read_head(&mut s).await;
         assert_eq!(status_of(&head), 502, "{name}: {head}");
         // What the client meant for the tunnel.
-        let _ = s
-            .write_all(format!("RAW-{name}\r\n\r\n").as_bytes())
-            .await;
+        let _ = s.write_all(format!("RAW-{name}\r\n\r\n").as_bytes()).await;
     }
     // The control: a real handshake opens a tunnel and bytes flow.
     let mut s = TcpStream::connect(gw.addr()).await.unwrap();
@@ -1032,9 +1030,7 @@ async fn a_backend_switch_without_the_websocket_accept_gets_502_and_no_tunnel() 
     );
     let after = b.raw_after_switch();
     assert!(
-        !after.contains("RAW-no")
-            && !after.contains("RAW-wrong")
-            && !after.contains("RAW-101"),
+        !after.contains("RAW-no") && !after.contains("RAW-wrong") && !after.contains("RAW-101"),
         "a refused switch tunnelled: {after:?}"
     );
     assert_eq!(b.requests().len(), 4, "{:?}", b.requests());
@@ -1125,7 +1121,11 @@ async fn backends_cannot_set_the_gateways_cookies_in_any_spelling() {
         "gh_aff=planted-8; Path=/",
         " =gh_aff=planted-9",
     ];
-    let kept = ["app=1; Path=/", "gatehouse_session_x=2", "a=gatehouse_session=3"];
+    let kept = [
+        "app=1; Path=/",
+        "gatehouse_session_x=2",
+        "a=gatehouse_session=3",
+    ];
     let mut reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n".to_vec();
     for c in planted.iter().chain(&kept) {
         reply.extend_from_slice(format!("Set-Cookie: {c}\r\n").as_bytes());
@@ -1183,7 +1183,11 @@ async fn the_admin_listener_bounds_slow_idle_and_oversized_clients() {
     let trickle = tokio::spawn(async move {
         for i in 0..100 {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            if wr.write_all(format!("X-{i}: v\r\n").as_bytes()).await.is_err() {
+            if wr
+                .write_all(format!("X-{i}: v\r\n").as_bytes())
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -1193,7 +1197,10 @@ async fn the_admin_listener_bounds_slow_idle_and_oversized_clients() {
     trickle.abort();
     assert!(closed.is_ok(), "a slow head held the admin connection");
     let took = start.elapsed();
-    assert!(took < Duration::from_secs(3), "slow head cut after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "slow head cut after {took:?}"
+    );
     assert!(!String::from_utf8_lossy(&out).contains(" 200 "), "{out:?}");
 
     // A connection that never speaks.
@@ -1201,7 +1208,11 @@ async fn the_admin_listener_bounds_slow_idle_and_oversized_clients() {
     let start = Instant::now();
     let closed = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut out)).await;
     assert!(closed.is_ok(), "a silent admin connection was kept");
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 
     // Oversized heads: 431, whether one large header or many.
     let big = "v".repeat(20 * 1024);
@@ -1245,7 +1256,10 @@ async fn the_admin_listener_bounds_slow_idle_and_oversized_clients() {
     let start = Instant::now();
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut rest)).await;
-    assert!(closed.is_ok(), "an idle keep-alive admin connection was kept");
+    assert!(
+        closed.is_ok(),
+        "an idle keep-alive admin connection was kept"
+    );
     let took = start.elapsed();
     assert!(
         took >= Duration::from_millis(800) && took < Duration::from_secs(3),

@@ -116,7 +116,10 @@ async fn other_forwarding_headers_pass_only_from_trusted_proxies() {
         "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
     ))
     .await;
-    let underscored: Vec<String> = OTHER_FORWARDING.iter().map(|h| h.replace('-', "_")).collect();
+    let underscored: Vec<String> = OTHER_FORWARDING
+        .iter()
+        .map(|h| h.replace('-', "_"))
+        .collect();
     let mut sent: Vec<(&str, &str)> = OTHER_FORWARDING.iter().map(|h| (*h, "/admin")).collect();
     sent.extend(underscored.iter().map(|h| (h.as_str(), "/admin")));
     sent.push(("X-Original-URL-Note", "kept"));

@@ -456,7 +456,10 @@ fn claim_paths_and_rendering() {
 #[test]
 fn a_list_element_with_a_comma_is_left_out_of_the_joined_header() {
     // SPEC 16: a backend splitting on `,` must never see `admin` here.
-    assert_eq!(render(&json!(["staff", "admin,ops", "dev"])).unwrap(), "staff,dev");
+    assert_eq!(
+        render(&json!(["staff", "admin,ops", "dev"])).unwrap(),
+        "staff,dev"
+    );
     assert_eq!(render(&json!(["a,b"])).unwrap(), "");
     assert_eq!(render(&json!([{"x": 1, "y": 2}, "k"])).unwrap(), "k");
     let f = hs256();
