@@ -1197,6 +1197,7 @@ async fn the_admin_listener_bounds_slow_idle_and_oversized_clients() {
     trickle.abort();
     assert!(closed.is_ok(), "a slow head held the admin connection");
     let took = start.elapsed();
+    eprintln!("admin: slow head (a header line every 200 ms) cut after {took:?}");
     assert!(
         took < Duration::from_secs(3),
         "slow head cut after {took:?}"
@@ -1261,6 +1262,7 @@ async fn the_admin_listener_bounds_slow_idle_and_oversized_clients() {
         "an idle keep-alive admin connection was kept"
     );
     let took = start.elapsed();
+    eprintln!("admin: idle keep-alive connection closed after {took:?}");
     assert!(
         took >= Duration::from_millis(800) && took < Duration::from_secs(3),
         "idle admin connection closed after {took:?}"
@@ -1309,6 +1311,7 @@ async fn http2_header_blocks_after_the_first_request_meet_the_header_deadline() 
     let started = Instant::now();
     let (_, closed) = read_frame_types(&mut s, Duration::from_secs(8)).await;
     let took = started.elapsed();
+    eprintln!("HTTP/2: stalled header block, connection closed after {took:?}");
     assert!(closed, "a stalled header block kept the connection");
     assert!(
         took < Duration::from_secs(3),
@@ -1335,6 +1338,7 @@ async fn http2_header_blocks_after_the_first_request_meet_the_header_deadline() 
     let closed = tokio::time::timeout(Duration::from_secs(8), rd.read_to_end(&mut sink)).await;
     trickle.abort();
     let took = started.elapsed();
+    eprintln!("HTTP/2: trickled header block, connection closed after {took:?}");
     assert!(
         closed.is_ok(),
         "a trickled header block kept the connection"
