@@ -192,6 +192,48 @@ mod tests {
         assert!(!sets_any(b"=", &own));
     }
 
+    /// Every value made of up to five of these pieces: whenever a browser
+    /// (RFC 6265bis sections 5.6 and 5.8.3) would send back a cookie the
+    /// gateway reads as `sid`, `sets_any` says so. (The `set_cookie` fuzz
+    /// target checks the same over arbitrary bytes.)
+    #[test]
+    fn every_short_spelling_that_sets_an_own_cookie_is_caught() {
+        const PIECES: [&[u8]; 7] = [b"sid", b"=", b" ", b"\t", b";", b"x", b"sid="];
+        fn browser(v: &[u8]) -> Option<Vec<u8>> {
+            let pair = v.split(|&b| b == b';').next().unwrap_or(v);
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (trim(&pair[..i]), trim(&pair[i + 1..])),
+                None => (&pair[..0], trim(pair)),
+            };
+            if name.is_empty() && value.is_empty() {
+                return None;
+            }
+            Some(if name.is_empty() {
+                value.to_vec()
+            } else {
+                [name, b"=", value].concat()
+            })
+        }
+        let mut values: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut checked = 0;
+        for _ in 0..5 {
+            let longer: Vec<Vec<u8>> = values
+                .iter()
+                .flat_map(|v| PIECES.iter().map(move |p| [v.as_slice(), p].concat()))
+                .collect();
+            for v in &longer {
+                let Some(back) = browser(v) else { continue };
+                let h = headers(&[&back]);
+                if pairs(&h).any(|(k, _)| k == b"sid") {
+                    assert!(sets_any(v, &["sid"]), "{:?}", String::from_utf8_lossy(v));
+                    checked += 1;
+                }
+            }
+            values = longer;
+        }
+        assert!(checked > 1000, "{checked}");
+    }
+
     #[test]
     fn remove_takes_every_spelling_of_the_name_and_keeps_the_rest() {
         let mut h = headers(&[b"a=1; sid=x; sid =y", b" sid=z; b=2"]);
