@@ -90,6 +90,41 @@ pub fn remove(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// The name of the cookie a `Set-Cookie` value sets, as the gateway would
+/// read it back from the browser's `Cookie` header.
+///
+/// A browser takes the text before the first `;`, splits it at the first
+/// `=` and trims spaces and tabs from both sides (RFC 6265bis section
+/// 5.6): `" sid =x"` sets `sid`. A pair with an empty name (`=sid=x`), or
+/// with no `=` at all, sets a nameless cookie, which the browser sends
+/// back as its bare value: `sid=x`, which reads as cookie `sid`. So for a
+/// nameless cookie the name is that of its value, read the same way.
+pub fn set_cookie_name(value: &[u8]) -> &[u8] {
+    let pair = value.split(|&b| b == b';').next().unwrap_or(value);
+    let name = match pair.iter().position(|&b| b == b'=') {
+        Some(i) => trim(&pair[..i]),
+        None => &pair[..0],
+    };
+    if !name.is_empty() {
+        return name;
+    }
+    let value = match pair.iter().position(|&b| b == b'=') {
+        Some(i) => trim(&pair[i + 1..]),
+        None => trim(pair),
+    };
+    let inner = value.split(|&b| b == b'=').next().unwrap_or(value);
+    trim(inner)
+}
+
+/// Whether a `Set-Cookie` value sets (or overwrites) one of the cookies
+/// named in `own`: the gateway's session, affinity and sign-in state
+/// cookies, which a backend must never set (SPEC 16). Names compare
+/// exactly, as browsers compare them.
+pub fn sets_any(value: &[u8], own: &[&str]) -> bool {
+    let name = set_cookie_name(value);
+    !name.is_empty() && own.iter().any(|n| n.as_bytes() == name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +159,79 @@ mod tests {
             h.get(header::COOKIE).unwrap().as_bytes(),
             "name=José".as_bytes()
         );
+    }
+
+    #[test]
+    fn set_cookie_names_are_read_as_a_browser_sends_them_back() {
+        for (value, name) in [
+            (&b"sid=x; Path=/"[..], &b"sid"[..]),
+            (b" sid =x", b"sid"),
+            (b"\tsid\t=x", b"sid"),
+            (b"=sid=x", b"sid"),
+            (b" = sid = x; Path=/", b"sid"),
+            (b"=sid", b"sid"),
+            (b"sid", b"sid"),
+            (b" sid ; Path=/", b"sid"),
+            (b"=", b""),
+            (b"", b""),
+            (b"a=sid=x", b"a"),
+            (b"sid_other=1", b"sid_other"),
+        ] {
+            assert_eq!(
+                set_cookie_name(value),
+                name,
+                "{:?}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        let own = ["gatehouse_session", "gatehouse_oidc"];
+        assert!(sets_any(b"=gatehouse_session=x", &own));
+        assert!(sets_any(b" gatehouse_oidc =x; Max-Age=600", &own));
+        assert!(!sets_any(b"app=gatehouse_session", &own));
+        assert!(!sets_any(b"Gatehouse_Session=x", &own));
+        assert!(!sets_any(b"=", &own));
+    }
+
+    /// Every value made of up to five of these pieces: whenever a browser
+    /// (RFC 6265bis sections 5.6 and 5.8.3) would send back a cookie the
+    /// gateway reads as `sid`, `sets_any` says so. (The `set_cookie` fuzz
+    /// target checks the same over arbitrary bytes.)
+    #[test]
+    fn every_short_spelling_that_sets_an_own_cookie_is_caught() {
+        const PIECES: [&[u8]; 7] = [b"sid", b"=", b" ", b"\t", b";", b"x", b"sid="];
+        fn browser(v: &[u8]) -> Option<Vec<u8>> {
+            let pair = v.split(|&b| b == b';').next().unwrap_or(v);
+            let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (trim(&pair[..i]), trim(&pair[i + 1..])),
+                None => (&pair[..0], trim(pair)),
+            };
+            if name.is_empty() && value.is_empty() {
+                return None;
+            }
+            Some(if name.is_empty() {
+                value.to_vec()
+            } else {
+                [name, b"=", value].concat()
+            })
+        }
+        let mut values: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut checked = 0;
+        for _ in 0..5 {
+            let longer: Vec<Vec<u8>> = values
+                .iter()
+                .flat_map(|v| PIECES.iter().map(move |p| [v.as_slice(), p].concat()))
+                .collect();
+            for v in &longer {
+                let Some(back) = browser(v) else { continue };
+                let h = headers(&[&back]);
+                if pairs(&h).any(|(k, _)| k == b"sid") {
+                    assert!(sets_any(v, &["sid"]), "{:?}", String::from_utf8_lossy(v));
+                    checked += 1;
+                }
+            }
+            values = longer;
+        }
+        assert!(checked > 1000, "{checked}");
     }
 
     #[test]

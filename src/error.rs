@@ -49,6 +49,11 @@ pub enum GatewayError {
     BackendFailed(#[source] hyper::Error),
     #[error("backend timed out")]
     BackendTimeout,
+    /// The backend switched protocols where it must not: a `101` to a
+    /// request that is no WebSocket upgrade, or without the
+    /// `Sec-WebSocket-Accept` the request's key calls for (SPEC 16).
+    #[error("backend switched protocols unasked")]
+    UnexpectedSwitch,
 }
 
 /// What a 401 asks the client to do (RFC 6750 section 3).
@@ -80,9 +85,9 @@ impl GatewayError {
             GatewayError::NoHealthyBackend
             | GatewayError::StoreUnavailable(_)
             | GatewayError::ProviderUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            GatewayError::BackendConnect(_) | GatewayError::BackendFailed(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            GatewayError::BackendConnect(_)
+            | GatewayError::BackendFailed(_)
+            | GatewayError::UnexpectedSwitch => StatusCode::BAD_GATEWAY,
             GatewayError::BackendTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -105,7 +110,9 @@ impl GatewayError {
             GatewayError::NoHealthyBackend => "no healthy backend",
             GatewayError::StoreUnavailable(_) => "service unavailable",
             GatewayError::ProviderUnavailable => "sign-in provider unavailable, try again shortly",
-            GatewayError::BackendConnect(_) | GatewayError::BackendFailed(_) => "bad gateway",
+            GatewayError::BackendConnect(_)
+            | GatewayError::BackendFailed(_)
+            | GatewayError::UnexpectedSwitch => "bad gateway",
             GatewayError::BackendTimeout => "gateway timeout",
         }
     }
@@ -150,6 +157,7 @@ mod tests {
             (GatewayError::StoreUnavailable(Box::new(io())), 503),
             (GatewayError::ProviderUnavailable, 503),
             (GatewayError::BackendConnect(io()), 502),
+            (GatewayError::UnexpectedSwitch, 502),
             (GatewayError::BackendTimeout, 504),
         ];
         for (e, status) in table {

@@ -30,7 +30,7 @@ fn expected_poison(data: &[u8]) -> Option<usize> {
             return None;
         }
         if first {
-            if line.is_empty() || line.starts_with(b"PRI * ") || line.starts_with(b"CONNECT ") {
+            if line.is_empty() || line.starts_with(b"PRI * ") {
                 return None;
             }
             first = false;

@@ -100,7 +100,10 @@ impl Identity {
         match name {
             "sub" => Some(Cow::Borrowed(&self.sub)),
             "email" => self.email.as_deref().map(Cow::Borrowed),
-            "groups" => (!self.groups.is_empty()).then(|| Cow::Owned(self.groups.join(","))),
+            "groups" => {
+                let joined = join_list(self.groups.iter().map(String::as_str), "groups");
+                (!joined.is_empty()).then_some(Cow::Owned(joined))
+            }
             "name" => self.name.as_deref().map(Cow::Borrowed),
             "method" => Some(Cow::Borrowed(self.method.as_str())),
             other => self
@@ -110,6 +113,33 @@ impl Identity {
                 .map(|(_, v)| Cow::Borrowed(v.as_str())),
         }
     }
+}
+
+/// Joins a list field for a header, `,`-separated. An element containing `,` is left out (SPEC 16): a backend that
+/// splits the header on `,` would read it as two elements, a group nobody
+/// is in (`"admin,ops"` as `admin` and `ops`). Left-out elements are
+/// logged by count and field, not by value.
+pub(crate) fn join_list<'a>(items: impl Iterator<Item = &'a str>, field: &str) -> String {
+    let mut out = String::new();
+    let mut left_out = 0usize;
+    for item in items {
+        if item.contains(',') {
+            left_out += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    if left_out > 0 {
+        tracing::warn!(
+            field,
+            left_out,
+            "list elements containing ',' left out of an identity header"
+        );
+    }
+    out
 }
 
 /// A caller whose credentials checked out.

@@ -72,6 +72,53 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
         && connection_has(headers, "upgrade")
 }
 
+/// The GUID a WebSocket server appends to the client's key (RFC 6455
+/// section 1.3).
+const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The `Sec-WebSocket-Accept` value a WebSocket handshake's answer must
+/// carry: base64 of the SHA-1 of the request's key and the GUID (RFC 6455
+/// section 4.2.2). A backend that sends it has read the request as a
+/// WebSocket handshake; one that switches protocols without it has not,
+/// and the gateway must not open a tunnel for it (SPEC 16).
+#[derive(Clone, Copy)]
+pub struct WebSocketAccept([u8; 28]);
+
+impl WebSocketAccept {
+    /// For a request carrying exactly one `Sec-WebSocket-Key`; `None`
+    /// otherwise (no valid handshake can answer it).
+    pub fn for_request(headers: &HeaderMap) -> Option<WebSocketAccept> {
+        let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+        let key = keys.next()?;
+        if keys.next().is_some() {
+            return None;
+        }
+        Some(WebSocketAccept::of_key(key.as_bytes()))
+    }
+
+    fn of_key(key: &[u8]) -> WebSocketAccept {
+        use base64::Engine;
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+        ctx.update(key);
+        ctx.update(WEBSOCKET_GUID);
+        let digest = ctx.finish();
+        let mut out = [0u8; 28];
+        // 20 bytes are 28 base64 characters with padding.
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(digest.as_ref(), &mut out)
+            .unwrap_or(0);
+        debug_assert_eq!(n, out.len());
+        WebSocketAccept(out)
+    }
+
+    /// The response carries exactly one `Sec-WebSocket-Accept`, and it is
+    /// this one.
+    pub fn answered_by(&self, response: &HeaderMap) -> bool {
+        let mut values = response.get_all(header::SEC_WEBSOCKET_ACCEPT).iter();
+        values.next().is_some_and(|v| v.as_bytes() == self.0) && values.next().is_none()
+    }
+}
+
 /// A hop-by-hop header by name alone: one of the fixed set, or `Proxy-*`.
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
@@ -151,6 +198,55 @@ const MANAGED: &[&str] = &[
     "x-gatehouse-rehomed",
 ];
 
+/// Headers that tell a backend where a request came from or what it
+/// originally was, which some frameworks and proxies honour: the path or
+/// method to serve (`X-Original-URL`, `X-Rewrite-URL`,
+/// `X-Forwarded-Uri`, ...), the scheme, port or host the client used, or
+/// the client's address (`True-Client-IP`, `CF-Connecting-IP`, ...).
+/// Only a trusted proxy may send them (SPEC 16); from anyone else they
+/// are removed, in both spellings.
+const UNTRUSTED_FORWARDING: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-original-method",
+    "x-forwarded-prefix",
+    "x-forwarded-port",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-forwarded-method",
+    "x-forwarded-uri",
+    "x-host",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "client-ip",
+];
+
+fn is_untrusted_forwarding(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    UNTRUSTED_FORWARDING.iter().any(|f| matches_folded(n, f))
+}
+
+/// Removes [`UNTRUSTED_FORWARDING`] headers (a request from a peer outside
+/// `trusted_proxies`). One pass over the names, comparing without
+/// allocating; a list is made only when something must go.
+fn strip_untrusted_forwarding(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_untrusted_forwarding) {
+        return;
+    }
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_untrusted_forwarding(k))
+        .cloned()
+        .collect();
+    for n in doomed {
+        headers.remove(&n);
+    }
+}
+
 /// Removes headers spelled with `_` that read as a framing or gateway
 /// header once `_` is taken for `-`, as some backends (CGI-style servers)
 /// do: a `Transfer_Encoding` or `Content_Length` the gateway ignores could
@@ -165,7 +261,9 @@ pub fn strip_lookalikes(headers: &mut HeaderMap) {
         .filter(|k| {
             let n = k.as_str();
             n.contains('_')
-                && (MANAGED.iter().any(|m| matches_folded(n, m)) || matches_folded(n, "proxy-*"))
+                && (MANAGED.iter().any(|m| matches_folded(n, m))
+                    || UNTRUSTED_FORWARDING.iter().any(|m| matches_folded(n, m))
+                    || matches_folded(n, "proxy-*"))
         })
         .cloned()
         .collect();
@@ -192,7 +290,9 @@ pub fn transfer_coding_is_plain(headers: &HeaderMap) -> bool {
 
 /// Sets `X-Forwarded-For/Proto/Host` and `X-Real-IP`. From a trusted proxy
 /// the chain is extended and its values kept; from anyone else they are
-/// replaced, since a client could write anything there. `peer` is the
+/// replaced, since a client could write anything there, and `Forwarded`
+/// and the other forwarding headers ([`UNTRUSTED_FORWARDING`]) are
+/// removed. `peer` is the
 /// peer's address as header text ([`peer_value`], made once per
 /// connection).
 pub fn set_forwarded(
@@ -239,6 +339,7 @@ pub fn set_forwarded(
         // RFC 7239 `Forwarded` from an untrusted client is as forgeable as
         // X-Forwarded-For; backends must not see it.
         headers.remove(&FORWARDED);
+        strip_untrusted_forwarding(headers);
     }
 }
 
@@ -258,16 +359,14 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 }
 
 /// Removes a backend's `Set-Cookie` for any of the gateway's own cookie
-/// `names` (its session cookie, its affinity cookie): those cookies mean
-/// what the gateway says. A backend (or a header injection in an app)
-/// setting the session cookie could otherwise plant a session of its
-/// choosing in the browser (session fixation), or log users out.
-pub fn drop_own_set_cookies(headers: &mut HeaderMap, names: &[Option<&str>]) {
-    let own = |v: &HeaderValue| {
-        let b = v.as_bytes();
-        let name = b.split(|&c| c == b'=').next().unwrap_or(b).trim_ascii();
-        names.iter().flatten().any(|n| n.as_bytes() == name)
-    };
+/// `names` (its session cookie, its affinity cookie, its sign-in state
+/// cookie): those cookies mean what the gateway says. A backend (or a
+/// header injection in an app) setting the session cookie could otherwise
+/// plant a session of its choosing in the browser (session fixation), or
+/// log users out. Which name a value sets is read as a browser reads it
+/// ([`crate::cookies::set_cookie_name`]: whitespace, nameless cookies).
+pub fn drop_own_set_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    let own = |v: &HeaderValue| crate::cookies::sets_any(v.as_bytes(), names);
     if !headers.get_all(header::SET_COOKIE).iter().any(own) {
         return;
     }
@@ -419,6 +518,42 @@ mod tests {
     }
 
     #[test]
+    fn other_forwarding_headers_pass_only_from_a_trusted_proxy() {
+        let peer = peer_value("192.0.2.7".parse().unwrap());
+        let sent = |h: &mut HeaderMap| {
+            for n in UNTRUSTED_FORWARDING {
+                h.insert(HeaderName::from_static(n), "/admin".parse().unwrap());
+            }
+            h.insert("x-original-url-hint", "kept".parse().unwrap());
+            h.insert("x-hostname", "kept".parse().unwrap());
+        };
+        let mut h = HeaderMap::new();
+        sent(&mut h);
+        set_forwarded(&mut h, &peer, false, false, None);
+        for n in UNTRUSTED_FORWARDING {
+            assert!(!h.contains_key(*n), "{n} from an untrusted peer");
+        }
+        assert_eq!(h["x-original-url-hint"], "kept");
+        assert_eq!(h["x-hostname"], "kept");
+        let mut h = HeaderMap::new();
+        sent(&mut h);
+        set_forwarded(&mut h, &peer, true, false, None);
+        for n in UNTRUSTED_FORWARDING {
+            assert_eq!(h[*n], "/admin", "{n} from a trusted proxy");
+        }
+        // `_` spellings, which a backend may fold into the real names.
+        let mut h = HeaderMap::new();
+        for n in ["x_original_url", "true_client_ip", "cf_connecting_ip"] {
+            h.insert(
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                "x".parse().unwrap(),
+            );
+        }
+        strip_lookalikes(&mut h);
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
     fn split_cookie_fields_are_joined() {
         let mut h = HeaderMap::new();
         h.append("cookie", "a=1".parse().unwrap());
@@ -477,17 +612,52 @@ mod tests {
             "gatehouse_session=planted; Path=/",
             "app=1; Path=/",
             " aff =x",
+            "=gatehouse_session=nameless",
+            "gatehouse_oidc=x",
             "gatehouse_session_other=1",
         ] {
             h.append(header::SET_COOKIE, v.parse().unwrap());
         }
-        drop_own_set_cookies(&mut h, &[Some("gatehouse_session"), Some("aff"), None]);
+        drop_own_set_cookies(&mut h, &["gatehouse_session", "aff", "gatehouse_oidc"]);
         let left: Vec<&str> = h
             .get_all(header::SET_COOKIE)
             .iter()
             .map(|v| v.to_str().unwrap())
             .collect();
         assert_eq!(left, vec!["app=1; Path=/", "gatehouse_session_other=1"]);
+    }
+
+    #[test]
+    fn websocket_accept_is_the_rfc_6455_value_and_must_match_exactly() {
+        // RFC 6455 section 1.3's example.
+        let mut req = HeaderMap::new();
+        req.insert(
+            header::SEC_WEBSOCKET_KEY,
+            "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+        );
+        let accept = WebSocketAccept::for_request(&req).unwrap();
+        let resp = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::SEC_WEBSOCKET_ACCEPT, v.parse().unwrap());
+            }
+            h
+        };
+        assert!(accept.answered_by(&resp(&["s3pPLMBiTxaQ9kYGzzhZRbK+xOo="])));
+        assert!(!accept.answered_by(&resp(&[])));
+        assert!(!accept.answered_by(&resp(&["s3pPLMBiTxaQ9kYGzzhZRbK+xOo"])));
+        assert!(!accept.answered_by(&resp(&["S3pPLMBiTxaQ9kYGzzhZRbK+xOo="])));
+        assert!(!accept.answered_by(&resp(&[
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        ])));
+        // No key, or two: no handshake can be answered.
+        assert!(WebSocketAccept::for_request(&HeaderMap::new()).is_none());
+        req.append(
+            header::SEC_WEBSOCKET_KEY,
+            "b3RoZXIga2V5IGhlcmUh".parse().unwrap(),
+        );
+        assert!(WebSocketAccept::for_request(&req).is_none());
     }
 
     #[test]

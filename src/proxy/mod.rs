@@ -86,7 +86,12 @@ pub async fn handle(
             // After a malformed, oversized or timed-out request the rest
             // of the connection cannot be trusted to be framed as we read
             // it: HTTP/1 closes it once the answer is out.
-            if http1 && matches!(e.status().as_u16(), 400 | 408 | 413 | 431) {
+            // So too after a refused protocol switch: the client may
+            // already be sending what it meant for the tunnel.
+            if http1
+                && (matches!(e.status().as_u16(), 400 | 408 | 413 | 431)
+                    || matches!(e, GatewayError::UnexpectedSwitch))
+            {
                 r.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
@@ -278,6 +283,13 @@ async fn handle_inner(
     let websocket = route.websocket
         && parts.version == Version::HTTP_11
         && headers::is_websocket_upgrade(&parts.headers);
+    // What the backend's 101 must carry (SPEC 16). Taken before the
+    // request is sent: the key goes to the backend with it.
+    let websocket_accept = if websocket {
+        headers::WebSocketAccept::for_request(&parts.headers)
+    } else {
+        None
+    };
     let client_upgrade = if websocket {
         let mut tmp = Request::from_parts(parts, ());
         let on = hyper::upgrade::on(&mut tmp);
@@ -354,19 +366,29 @@ async fn handle_inner(
         }) => Some(cookie_name.as_str()),
         _ => None,
     };
+    let session_cookie = snap
+        .config
+        .sessions
+        .enabled
+        .then_some(snap.config.sessions.cookie_name.as_str());
+    // "" stands for a cookie the gateway does not issue here: no value
+    // sets a cookie without a name.
     let own_cookies = [
-        snap.config
-            .sessions
-            .enabled
-            .then_some(snap.config.sessions.cookie_name.as_str()),
-        affinity_cookie,
+        crate::login::oidc::state::STATE_COOKIE,
+        session_cookie.unwrap_or(""),
+        affinity_cookie.unwrap_or(""),
     ];
     headers::drop_own_set_cookies(response.headers_mut(), &own_cookies);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade else {
-            // A 101 we did not ask for cannot be relayed.
-            return Err(GatewayError::BadRequest("unexpected protocol switch"));
+        // Relayed only as the answer to the WebSocket handshake the client
+        // sent: anything else would turn the client's connection into a
+        // raw byte pipe to the backend, past every check of the gateway.
+        let (Some(client_upgrade), Some(accept)) = (client_upgrade, websocket_accept) else {
+            return Err(GatewayError::UnexpectedSwitch);
         };
+        if !accept.answered_by(response.headers()) {
+            return Err(GatewayError::UnexpectedSwitch);
+        }
         let backend_upgrade = hyper::upgrade::on(&mut response);
         let shutdown = gw.shutdown.subscribe();
         tokio::spawn(tunnel(

@@ -21,11 +21,15 @@ pub(crate) async fn serve(
     _peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
+    // The main listener's bounds (SPEC 3 step 2): the admin port is
+    // usually internal, but a slow or idle client must not hold one of its
+    // 256 connection slots for long either.
+    let limits = super::Limits::from(&gw.snapshot().config.server);
     let service = hyper::service::service_fn(move |req| {
         let gw = gw.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(&gw, req).await) }
     });
-    super::serve_http1(stream, service, shutdown).await;
+    super::serve_side(stream, service, limits, shutdown).await;
 }
 
 fn error(status: StatusCode, msg: &str) -> Response<Body> {

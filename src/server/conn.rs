@@ -204,6 +204,14 @@ struct ConnState {
     served: AtomicBool,
     /// Set by the loop: park at the next read at a message boundary.
     park: AtomicBool,
+    /// A response switched protocols (a relayed `101`, a `2xx` to
+    /// `CONNECT`): hyper hands the socket, through this IO, to the tunnel,
+    /// so the framing guard must stop reading the bytes as HTTP/1.1.
+    switched: AtomicBool,
+    /// HTTP/2: the header block in progress (`FramingGuard::h2_open_block`),
+    /// 0 when none; the loop closes the connection when one stays
+    /// unfinished for `header_read_timeout`.
+    h2_block: AtomicU64,
 }
 
 impl ConnState {
@@ -327,6 +335,59 @@ pub(super) async fn serve_http<IO: ClientIo>(
     }
 }
 
+/// Serves one plain HTTP/1.1 connection of a side listener (admin,
+/// redirect) with the main listener's per-connection bounds: the first
+/// request within `header_read_timeout`, every head within it too
+/// (hyper's deadline, which also runs while a keep-alive connection waits
+/// for its next request), heads over `max_header_bytes` or 100 headers
+/// answered 431, the connection closed after `idle_timeout` without a
+/// byte moving, and drained on shutdown. No parking and no framing guard:
+/// these listeners forward nothing.
+pub(super) async fn serve_side<S>(
+    stream: TcpStream,
+    service: S,
+    limits: Limits,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<Body>,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let state = Arc::new(ConnState::default());
+    let served = state.clone();
+    let service = service_fn(move |req| {
+        served.served.store(true, Relaxed);
+        service.call(req)
+    });
+    let io = TokioIo::new(Tracked {
+        inner: Some(stream),
+        state: state.clone(),
+        framing: None,
+        slot: Arc::new(Mutex::new(None)),
+        write_blocked: false,
+    });
+    let mut idle = Idle {
+        seen: state.events(),
+        quiet_since: Instant::now(),
+    };
+    let conn = http1_builder(limits).serve_connection(io, service);
+    tokio::pin!(conn);
+    Watch {
+        shutdown: &mut shutdown,
+        state: &state,
+        idle: &mut idle,
+        limits,
+        may_park: false,
+        first_request_by: Instant::now() + limits.header_read_timeout,
+    }
+    .drive(conn, |c| c.graceful_shutdown())
+    .await;
+}
+
 /// When a connection was last seen moving bytes.
 struct Idle {
     seen: u64,
@@ -351,11 +412,20 @@ async fn serve_active<IO: ClientIo>(
     // The request's future is boxed: hyper keeps the service future inside
     // the connection's state, so an unboxed one would make every
     // connection as large as the largest request state (several KiB).
-    let service = service_fn(move |req| {
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let busy = Busy::new(&counted);
+        let connect = req.method() == http::Method::CONNECT;
         let handled = crate::proxy::handle(gw.clone(), info.clone(), req);
         Box::pin(async move {
             let Ok(resp) = handled.await;
+            // Set before hyper writes the response: a client may send
+            // tunnel bytes only once it has read it (RFC 6455 section 4.1;
+            // RFC 9110 section 9.3.6).
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                || (connect && resp.status().is_success())
+            {
+                busy.0.switched.store(true, Relaxed);
+            }
             Ok::<_, Infallible>(resp.map(|body| CountedBody { body, _busy: busy }))
         })
     });
@@ -363,7 +433,10 @@ async fn serve_active<IO: ClientIo>(
     let io = TokioIo::new(Tracked {
         inner: Some(io),
         state: state.clone(),
-        framing: (proto != Proto::Http2).then(framing::FramingGuard::default),
+        framing: Some(match proto {
+            Proto::Http2 => framing::FramingGuard::http2(),
+            Proto::Http1 | Proto::Detect => framing::FramingGuard::default(),
+        }),
         slot: slot.clone(),
         write_blocked: false,
     });
@@ -438,6 +511,17 @@ impl Watch<'_> {
         let check_every = (limits.idle_timeout / 4)
             .min(PARK_AFTER)
             .max(Duration::from_millis(10));
+        // HTTP/2 header deadline: hyper has none for HTTP/2 (its
+        // `header_read_timeout` is HTTP/1's), and h2 bounds a header
+        // block's size and CONTINUATION frames but not its time; streams
+        // after the first would otherwise be bounded only by the idle
+        // timeout, which a client trickling a header block keeps away. So
+        // a header block seen in progress (`h2_block`, from the framing
+        // pass) for `header_read_timeout` closes the connection: at once,
+        // as a goodbye would wait on the client. (The same block seen at
+        // two looks, `check_every` apart at most, is the same block: they
+        // are numbered.)
+        let mut open_block: Option<(u64, Instant)> = None;
         loop {
             tokio::select! {
                 _ = conn.as_mut() => return,
@@ -457,7 +541,20 @@ impl Watch<'_> {
                         closing = true;
                     }
                 }
-                _ = tokio::time::sleep(check_every), if !closing => {
+                _ = tokio::time::sleep(check_every) => {
+                    match (state.h2_block.load(Relaxed), open_block) {
+                        (0, _) => open_block = None,
+                        (b, Some((seen, since))) if b == seen => {
+                            if since.elapsed() >= limits.header_read_timeout {
+                                tracing::debug!("HTTP/2 header block not finished in time");
+                                return;
+                            }
+                        }
+                        (b, _) => open_block = Some((b, Instant::now())),
+                    }
+                    if closing {
+                        continue;
+                    }
                     let now = state.events();
                     if now != idle.seen {
                         idle.seen = now;
@@ -482,7 +579,10 @@ impl Watch<'_> {
 
 /// The client socket as hyper sees it: records activity (for the idle
 /// deadline), guards HTTP/1.1 request framing (`framing.rs`), and hands
-/// the socket back to the loop when asked to park.
+/// the socket back to the loop when asked to park. After a protocol
+/// switch hyper's `Upgraded` still reads through it (the tunnel's client
+/// side), which is why the guard is told about the switch rather than
+/// stopping at a head that asks for one.
 struct Tracked<IO> {
     /// `None` once handed over to `slot`.
     inner: Option<IO>,
@@ -523,7 +623,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             this.state.touch();
             if let Some(g) = &mut this.framing {
+                if this.state.switched.load(Relaxed) {
+                    g.switched();
+                }
                 g.scan(&mut buf.filled_mut()[before..]);
+                this.state.h2_block.store(g.h2_open_block(), Relaxed);
                 if g.is_done() {
                     this.framing = None;
                 }

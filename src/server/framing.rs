@@ -12,15 +12,32 @@
 //! The scan is one pass over head bytes that looks at each line's name
 //! only: the rest of a line (values, the request target) is skipped with
 //! `memchr`, except a `Content-Length` value, which is read. Bodies are
-//! skipped by length, and chunked bodies by their size lines. After a
-//! protocol switch (or for HTTP/2) the guard stops.
+//! skipped by length, and chunked bodies by their size lines.
+//!
+//! HTTP/2 (from the connection preface, or from the start when ALPN chose
+//! it) is not HTTP/1.1 framing, but it has a slow-header problem of its
+//! own: hyper and h2 bound a header block's size and its CONTINUATION
+//! frames, not how long it takes to arrive, and hyper's header deadline
+//! applies to HTTP/1 only. So over HTTP/2 the same pass reads frame
+//! headers (9 bytes each; payloads are skipped by length) and tracks
+//! whether a header block (a HEADERS frame up to the end of the frame
+//! carrying END_HEADERS, RFC 9113 section 4.3) is in progress, and which
+//! one: [`FramingGuard::h2_open_block`]. The connection closes a block
+//! left unfinished for `header_read_timeout` (`conn.rs`). Nothing is
+//! changed in HTTP/2 bytes.
+//!
+//! The HTTP/1.1 guard stops when told that a response switched protocols
+//! ([`FramingGuard::switched`]: a relayed `101`, or a `2xx` to
+//! `CONNECT`); from then on the bytes belong to a tunnel that hyper no
+//! longer reads. A request head merely asking for a switch (`Upgrade`,
+//! `CONNECT`) does not stop it: the answer may refuse, and the connection
+//! then carries further requests, which are checked like any other.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Header {
     Other,
     ContentLength,
     TransferEncoding,
-    Upgrade,
 }
 
 #[derive(Debug)]
@@ -40,9 +57,29 @@ enum State {
     ChunkEnd,
     /// After the last chunk: trailer lines until an empty one.
     Trailer,
-    /// Nothing more to check (HTTP/2, upgrade, or input hyper will refuse).
+    /// Nothing more to check (a protocol switch, or input hyper will
+    /// refuse).
     Done,
+    /// HTTP/2: `n` bytes of the connection preface left.
+    H2Preface(u8),
+    /// HTTP/2: `have` bytes of a frame header read into `head`.
+    H2FrameHeader {
+        have: u8,
+        head: [u8; 9],
+    },
+    /// HTTP/2: `left` payload bytes of a frame; `ends_block`: it carries
+    /// END_HEADERS, so the header block is complete with its last byte.
+    H2Payload {
+        left: u32,
+        ends_block: bool,
+    },
 }
+
+/// The HTTP/2 connection preface (RFC 9113 section 3.4).
+const H2_PREFACE_LEN: u8 = 24;
+const H2_HEADERS: u8 = 0x1;
+const H2_CONTINUATION: u8 = 0x9;
+const H2_END_HEADERS: u8 = 0x4;
 
 #[derive(Debug)]
 pub(crate) struct FramingGuard {
@@ -55,9 +92,12 @@ pub(crate) struct FramingGuard {
     current: Header,
     saw_cl: bool,
     saw_te: bool,
-    saw_upgrade: bool,
     content_length: u64,
     first_line: [u8; 8],
+    /// HTTP/2 header blocks begun so far; the last one is still in
+    /// progress while `h2_in_block`.
+    h2_blocks: u64,
+    h2_in_block: bool,
 }
 
 impl Default for FramingGuard {
@@ -71,16 +111,41 @@ impl Default for FramingGuard {
             current: Header::Other,
             saw_cl: false,
             saw_te: false,
-            saw_upgrade: false,
             content_length: 0,
             first_line: [0; 8],
+            h2_blocks: 0,
+            h2_in_block: false,
         }
     }
 }
 
 impl FramingGuard {
+    /// For a connection known to be HTTP/2 (ALPN): from its preface on.
+    pub(crate) fn http2() -> FramingGuard {
+        FramingGuard {
+            state: State::H2Preface(H2_PREFACE_LEN),
+            ..FramingGuard::default()
+        }
+    }
+
+    /// HTTP/2: the number of the header block in progress (1 for the
+    /// connection's first), or 0 when none is.
+    pub(crate) fn h2_open_block(&self) -> u64 {
+        if self.h2_in_block {
+            self.h2_blocks
+        } else {
+            0
+        }
+    }
+
     pub(crate) fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
+    }
+
+    /// A response switched the connection to another protocol: what
+    /// follows is tunnel data, not HTTP/1.1, and is left alone.
+    pub(crate) fn switched(&mut self) {
+        self.state = State::Done;
     }
 
     /// Between two messages: no byte of a head or a body pending.
@@ -101,8 +166,6 @@ impl FramingGuard {
             Header::ContentLength
         } else if n.eq_ignore_ascii_case(b"transfer-encoding") {
             Header::TransferEncoding
-        } else if n.eq_ignore_ascii_case(b"upgrade") {
-            Header::Upgrade
         } else {
             Header::Other
         }
@@ -114,6 +177,51 @@ impl FramingGuard {
         while i < buf.len() {
             match self.state {
                 State::Done => return,
+                State::H2Preface(n) => {
+                    let take = usize::from(n).min(buf.len() - i);
+                    i += take;
+                    self.state = if take == usize::from(n) {
+                        State::H2FrameHeader {
+                            have: 0,
+                            head: [0; 9],
+                        }
+                    } else {
+                        // take < n <= 24
+                        State::H2Preface(n - take as u8)
+                    };
+                }
+                State::H2FrameHeader { have, mut head } => {
+                    let have = usize::from(have);
+                    let take = (9 - have).min(buf.len() - i);
+                    head[have..have + take].copy_from_slice(&buf[i..i + take]);
+                    i += take;
+                    self.state = if have + take < 9 {
+                        State::H2FrameHeader {
+                            have: (have + take) as u8,
+                            head,
+                        }
+                    } else {
+                        self.h2_frame(&head)
+                    };
+                }
+                State::H2Payload { left, ends_block } => {
+                    let take = (left as usize).min(buf.len() - i);
+                    i += take;
+                    if take == left as usize {
+                        if ends_block {
+                            self.h2_in_block = false;
+                        }
+                        self.state = State::H2FrameHeader {
+                            have: 0,
+                            head: [0; 9],
+                        };
+                    } else {
+                        self.state = State::H2Payload {
+                            left: left - take as u32,
+                            ends_block,
+                        };
+                    }
+                }
                 State::Fixed(n) => {
                     let take = n.min((buf.len() - i) as u64);
                     i += take as usize;
@@ -219,12 +327,14 @@ impl FramingGuard {
                         if self.line_len < self.first_line.len() {
                             self.first_line[self.line_len] = b;
                             if self.line_len + 1 == self.first_line.len()
-                                && (self.first_line.starts_with(b"PRI * ")
-                                    || self.first_line.starts_with(b"CONNECT "))
+                                && self.first_line.starts_with(b"PRI * ")
                             {
-                                // HTTP/2 prior knowledge or a tunnel: not ours to read.
-                                self.state = State::Done;
-                                return;
+                                // HTTP/2 prior knowledge: the rest of the
+                                // preface, then frames.
+                                self.state =
+                                    State::H2Preface(H2_PREFACE_LEN - self.first_line.len() as u8);
+                                i += 1;
+                                continue;
                             }
                         }
                         self.line_len += 1;
@@ -246,7 +356,6 @@ impl FramingGuard {
                                     self.content_length = 0;
                                 }
                                 Header::TransferEncoding => self.saw_te = true,
-                                Header::Upgrade => self.saw_upgrade = true,
                                 Header::Other => {}
                             }
                         } else {
@@ -266,6 +375,32 @@ impl FramingGuard {
         }
     }
 
+    /// A whole HTTP/2 frame header: notes where header blocks start and
+    /// end, and skips to the next frame.
+    fn h2_frame(&mut self, head: &[u8; 9]) -> State {
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]);
+        let (kind, flags) = (head[3], head[4]);
+        if kind == H2_HEADERS && !self.h2_in_block {
+            self.h2_in_block = true;
+            self.h2_blocks += 1;
+        }
+        let ends_block =
+            matches!(kind, H2_HEADERS | H2_CONTINUATION) && flags & H2_END_HEADERS != 0;
+        if len > 0 {
+            return State::H2Payload {
+                left: len,
+                ends_block,
+            };
+        }
+        if ends_block {
+            self.h2_in_block = false;
+        }
+        State::H2FrameHeader {
+            have: 0,
+            head: [0; 9],
+        }
+    }
+
     /// Moves past the current line's bytes up to (not including) its `\n`,
     /// or to the end of `buf`; returns the new position.
     fn skip_line(&mut self, buf: &[u8], i: usize) -> usize {
@@ -275,10 +410,9 @@ impl FramingGuard {
     }
 
     fn end_of_head(&mut self) {
-        self.state = if self.saw_upgrade {
-            // The rest may be another protocol (WebSocket): stop here.
-            State::Done
-        } else if self.saw_te {
+        // An `Upgrade` header changes nothing here: until a response
+        // actually switches (`switched`), the next bytes are a request.
+        self.state = if self.saw_te {
             State::ChunkSize {
                 value: 0,
                 in_ext: false,
@@ -290,7 +424,6 @@ impl FramingGuard {
         };
         self.saw_cl = false;
         self.saw_te = false;
-        self.saw_upgrade = false;
         self.content_length = 0;
         self.first_line = [0; 8];
     }
@@ -386,16 +519,102 @@ mod tests {
         assert!(poisoned(&req));
     }
 
+    fn h2_frame(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        out.extend_from_slice(&[kind, flags, 0, 0, 0, 1]);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// The open block after each byte of `input`, fed in `step`-byte reads.
+    fn h2_blocks(mut g: FramingGuard, input: &[u8], step: usize) -> Vec<u64> {
+        let mut data = input.to_vec();
+        let mut seen = Vec::new();
+        for chunk in data.chunks_mut(step) {
+            g.scan(chunk);
+            seen.push(g.h2_open_block());
+        }
+        assert_eq!(data, input, "HTTP/2 bytes are never changed");
+        seen
+    }
+
     #[test]
-    fn upgrades_and_http2_stop_the_scan() {
-        let mut g = FramingGuard::default();
-        let mut b = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        g.scan(&mut b);
-        assert!(g.is_done());
+    fn http2_header_blocks_are_tracked_from_headers_to_end_headers() {
+        let settings = h2_frame(0x4, 0, &[]);
+        let whole = h2_frame(H2_HEADERS, H2_END_HEADERS | 0x1, b"abc");
+        let start = h2_frame(H2_HEADERS, 0, b"ab");
+        let more = h2_frame(H2_CONTINUATION, 0, b"cd");
+        let end = h2_frame(H2_CONTINUATION, H2_END_HEADERS, b"ef");
+        let data = h2_frame(0x0, 0x1, b"body");
+        // Whole frames per read: SETTINGS, one complete block, one block
+        // over three frames, DATA.
+        let frames = [&settings, &whole, &start, &more, &end, &data];
+        // Known HTTP/2 (ALPN), or prior knowledge found by its preface.
+        for g in [FramingGuard::http2(), FramingGuard::default()] {
+            let mut input = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+            let mut bounds = vec![input.len()];
+            for f in frames {
+                input.extend_from_slice(f);
+                bounds.push(input.len());
+            }
+            let per_byte = h2_blocks(g, &input, 1);
+            let at = |n: usize| per_byte[n - 1];
+            assert_eq!(at(bounds[1]), 0, "after SETTINGS");
+            assert_eq!(at(bounds[2]), 0, "after a complete block");
+            assert_eq!(at(bounds[1] + 9), 1, "a HEADERS frame's payload is pending");
+            assert_eq!(at(bounds[3]), 2, "block 2 open");
+            assert_eq!(at(bounds[4]), 2, "still open after CONTINUATION");
+            assert_eq!(at(bounds[5] - 1), 2, "open until END_HEADERS's last byte");
+            assert_eq!(at(bounds[5]), 0, "closed");
+            assert_eq!(at(bounds[6]), 0, "DATA opens nothing");
+        }
+        // Read boundaries do not matter.
+        let mut input = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        input.extend_from_slice(&start);
+        for step in [1, 2, 7, 9, 100] {
+            let seen = h2_blocks(FramingGuard::default(), &input, step);
+            assert_eq!(seen.last(), Some(&1), "step {step}");
+        }
+    }
+
+    #[test]
+    fn a_switch_stops_the_scan() {
         let mut g = FramingGuard::default();
         let mut b =
             b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n".to_vec();
         g.scan(&mut b);
-        assert!(g.is_done());
+        assert!(!g.is_done(), "asking for a switch is not a switch");
+        g.switched();
+        // Tunnel data that looks like a smuggling head is left as it is.
+        let frames = b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut b = frames.to_vec();
+        g.scan(&mut b);
+        assert_eq!(b, frames);
+    }
+
+    #[test]
+    fn a_request_that_only_asks_for_a_switch_leaves_the_guard_on() {
+        let smuggle: &[u8] =
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for first in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n"[..],
+            b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            b"POST / HTTP/1.1\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\nhi",
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        ] {
+            let mut req = first.to_vec();
+            req.extend_from_slice(smuggle);
+            assert!(poisoned(&req), "{:?}", String::from_utf8_lossy(first));
+        }
+        // Upgrade and both framing headers in one head, in any order.
+        assert!(poisoned(
+            b"POST / HTTP/1.1\r\nUpgrade: websocket\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(poisoned(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nUpgrade: foo\r\nContent-Length: 3\r\n\r\n"
+        ));
+        assert!(poisoned(
+            b"CONNECT x:1 HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
     }
 }

@@ -10,11 +10,10 @@ pub(crate) mod framing;
 pub mod tls;
 
 pub use conn::PARK_AFTER;
-use conn::{serve_http, Limits, Proto};
+use conn::{serve_http, serve_side, Limits, Proto};
 
 use crate::gateway::{BoundAddrs, Gateway};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -327,34 +326,6 @@ async fn serve_redirect(gw: Arc<Gateway>, stream: TcpStream, shutdown: watch::Re
             Ok::<_, std::convert::Infallible>(resp)
         },
     );
-    serve_http1(stream, service, shutdown).await;
-}
-
-/// One plain HTTP/1.1 connection of a side listener (admin, redirect),
-/// served until it ends or shutdown begins (then the current request
-/// finishes).
-pub(crate) async fn serve_http1<S>(
-    stream: TcpStream,
-    service: S,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    S: hyper::service::Service<
-        http::Request<hyper::body::Incoming>,
-        Response = http::Response<crate::body::Body>,
-    >,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
+    let limits = Limits::from(&gw.snapshot().config.server);
+    serve_side(stream, service, limits, shutdown).await;
 }

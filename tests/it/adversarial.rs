@@ -945,3 +945,420 @@ async fn backends_cannot_set_the_gateways_session_cookie() {
     assert!(r.header("set-cookie").unwrap().starts_with("app=1"));
     gw.stop().await;
 }
+
+/// Reads one response head (up to the blank line) from `s`.
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, async {
+        while !head.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).await.unwrap_or(0) == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no response head in time: {head:?}");
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// SPEC 16: a backend's `101` is relayed only as the answer to a WebSocket
+/// handshake, with the `Sec-WebSocket-Accept` the client's key calls for.
+/// Otherwise the client gets 502 and no tunnel: what it sends next never
+/// reaches the backend as raw bytes. A correct handshake still tunnels
+/// (the control at the end, which also shows the negatives had time).
+#[tokio::test]
+async fn a_backend_switch_without_the_websocket_accept_gets_502_and_no_tunnel() {
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let b = RawBackend::replying(|r| {
+        let path = r.head.split(' ').nth(1).unwrap_or("");
+        let accept = match path {
+            "/ws-none" | "/plain" => None,
+            "/ws-wrong" => Some(crate::support::backend::websocket_accept(b"another key")),
+            "/ws-right" => Some(crate::support::backend::websocket_accept(
+                r.header_values("sec-websocket-key")
+                    .first()
+                    .map_or("", |k| k.as_str())
+                    .as_bytes(),
+            )),
+            _ => return b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+        };
+        let mut out =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                .to_vec();
+        if let Some(a) = accept {
+            out.extend_from_slice(format!("Sec-WebSocket-Accept: {a}\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    })
+    .await;
+    let gw = Gw::start(&open_config(&b.addr, "")).await;
+    let handshake = |path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+    };
+    for (name, request) in [
+        ("no accept", handshake("/ws-none")),
+        ("wrong accept", handshake("/ws-wrong")),
+        (
+            "101 to a plain request",
+            "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n".to_string(),
+        ),
+    ] {
+        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_eq!(status_of(&head), 502, "{name}: {head}");
+        // What the client meant for the tunnel.
+        let _ = s.write_all(format!("RAW-{name}\r\n\r\n").as_bytes()).await;
+    }
+    // The control: a real handshake opens a tunnel and bytes flow.
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(handshake("/ws-right").as_bytes())
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert_eq!(status_of(&head), 101, "{head}");
+    s.write_all(b"RAW-control").await.unwrap();
+    assert!(
+        eventually(WAIT, || b.raw_after_switch().contains("RAW-control")).await,
+        "the control's bytes never arrived: {:?}",
+        b.raw_after_switch()
+    );
+    let after = b.raw_after_switch();
+    assert!(
+        !after.contains("RAW-no") && !after.contains("RAW-wrong") && !after.contains("RAW-101"),
+        "a refused switch tunnelled: {after:?}"
+    );
+    assert_eq!(b.requests().len(), 4, "{:?}", b.requests());
+    drop(s); // ends the tunnel, which a stop would wait for
+    gw.stop().await;
+}
+
+/// SPEC 3 step 2 after an `Upgrade` that was not switched: the request
+/// carrying it is answered normally (the backend says 200, or the route
+/// refuses), and the next request on the connection with both
+/// Content-Length and Transfer-Encoding still gets 400, its body never a
+/// request of its own.
+#[tokio::test]
+async fn a_smuggling_head_after_an_unswitched_upgrade_still_gets_400() {
+    let b = RawBackend::start().await;
+    let cfg = open_config(&b.addr, "").replace(
+        "[[routes]]\n",
+        "[[routes]]\nname = \"closed\"\npath_prefix = \"/closed\"\nupstream = \"app\"\n\n[[routes]]\n",
+    );
+    let gw = Gw::start(&cfg).await;
+    let smuggle = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (name, first, first_status) in [
+        (
+            "Upgrade: foo, backend 200",
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n",
+            200,
+        ),
+        (
+            "WebSocket handshake, backend 200",
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            200,
+        ),
+        (
+            "WebSocket handshake, route refuses",
+            "GET /closed/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            401,
+        ),
+    ] {
+        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+        s.write_all(first.as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_eq!(status_of(&head), first_status, "{name}: {head}");
+        // Its body, so the next response starts where it should.
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+        s.write_all(smuggle.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut rest)).await;
+        let rest = String::from_utf8_lossy(&rest);
+        assert_eq!(status_of(&rest), 400, "{name}: {rest}");
+        assert_eq!(rest.matches("HTTP/1.1 ").count(), 1, "{name}: {rest}");
+    }
+    // Upgrade and both framing headers in one head.
+    let resp = raw(
+        gw.addr(),
+        b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nConnection: upgrade\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 400, "{resp}");
+    let seen = b.requests();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|r| r.head.starts_with("GET ")), "{seen:?}");
+    gw.stop().await;
+}
+
+/// SPEC 16: a backend's `Set-Cookie` for any of the gateway's cookies
+/// (session, affinity, OIDC sign-in state), in any spelling a browser
+/// reads as that name, never reaches the client; other cookies do.
+#[tokio::test]
+async fn backends_cannot_set_the_gateways_cookies_in_any_spelling() {
+    let planted = [
+        "gatehouse_session=planted-1; Path=/",
+        " gatehouse_session =planted-2; Path=/",
+        "\tgatehouse_session\t=planted-3",
+        "=gatehouse_session=planted-4; Path=/",
+        "= gatehouse_session =planted-5",
+        "gatehouse_oidc=planted-6; Path=/; HttpOnly",
+        "=gatehouse_oidc=planted-7",
+        "gh_aff=planted-8; Path=/",
+        " =gh_aff=planted-9",
+    ];
+    let kept = [
+        "app=1; Path=/",
+        "gatehouse_session_x=2",
+        "a=gatehouse_session=3",
+    ];
+    let mut reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n".to_vec();
+    for c in planted.iter().chain(&kept) {
+        reply.extend_from_slice(format!("Set-Cookie: {c}\r\n").as_bytes());
+    }
+    reply.extend_from_slice(b"\r\nok");
+    let b = RawBackend::replying(move |_| reply.clone()).await;
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nsecret = \"adversarial-tests-secret-0123456789abcdef\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess_log = false\n\n\
+         [sessions]\nstore = \"memory\"\ncookie_secure = false\n\n\
+         [[upstreams]]\nname = \"app\"\nbackends = [\"{}\"]\n[upstreams.sticky]\nmode = \"cookie\"\ncookie_name = \"gh_aff\"\n\n\
+         [[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n",
+        b.addr
+    );
+    let gw = Gw::start(&cfg).await;
+    for path in ["/", "/again"] {
+        let r = gw.plain().get(path).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let got: Vec<&str> = r
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert!(
+            !got.iter().any(|c| c.contains("planted")),
+            "a planted cookie reached the client: {got:?}"
+        );
+        for k in kept {
+            assert!(got.contains(&k), "{k} was dropped: {got:?}");
+        }
+    }
+    gw.stop().await;
+}
+
+/// The admin listener has the main listener's bounds: a head sent slowly
+/// is cut at `header_read_timeout`, a keep-alive connection left quiet is
+/// closed at `idle_timeout`, a client that never speaks is dropped at the
+/// header deadline, and a head over `max_header_bytes` gets 431.
+#[tokio::test]
+async fn the_admin_listener_bounds_slow_idle_and_oversized_clients() {
+    let b = Backend::start("b1").await;
+    // Slow heads: a short header deadline, a long idle timeout (the
+    // trickle would keep an idle deadline away anyway).
+    let gw = Gw::start(&simple_proxy_config(&[&b]).replace(
+        "[server]\n",
+        "[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"60s\"\nmax_header_bytes = \"16KiB\"\n",
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.admin()).await.unwrap();
+    let start = Instant::now();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    let trickle = tokio::spawn(async move {
+        for i in 0..100 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr
+                .write_all(format!("X-{i}: v\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), rd.read_to_end(&mut out)).await;
+    trickle.abort();
+    assert!(closed.is_ok(), "a slow head held the admin connection");
+    let took = start.elapsed();
+    eprintln!("admin: slow head (a header line every 200 ms) cut after {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "slow head cut after {took:?}"
+    );
+    assert!(!String::from_utf8_lossy(&out).contains(" 200 "), "{out:?}");
+
+    // A connection that never speaks.
+    let mut s = TcpStream::connect(gw.admin()).await.unwrap();
+    let start = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "a silent admin connection was kept");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // Oversized heads: 431, whether one large header or many.
+    let big = "v".repeat(20 * 1024);
+    let resp = raw(
+        gw.admin(),
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 431, "one large header");
+    let many: String = (0..101).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let resp = raw(
+        gw.admin(),
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes(),
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 431, "101 headers");
+    // Still serving.
+    let resp = raw(
+        gw.admin(),
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    gw.stop().await;
+
+    // Idle keep-alive: the idle timeout, well before the header deadline.
+    let gw = Gw::start(&simple_proxy_config(&[&b]).replace(
+        "[server]\n",
+        "[server]\nheader_read_timeout = \"10s\"\nidle_timeout = \"1s\"\n",
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.admin()).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert_eq!(status_of(&head), 200, "{head}");
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "an idle keep-alive admin connection was kept"
+    );
+    let took = start.elapsed();
+    eprintln!("admin: idle keep-alive connection closed after {took:?}");
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(3),
+        "idle admin connection closed after {took:?}"
+    );
+    gw.stop().await;
+}
+
+/// HTTP/2 streams after the first have a header deadline too: a header
+/// block left unfinished (HEADERS without END_HEADERS, or a HEADERS frame
+/// whose payload trickles in) for `header_read_timeout` closes the
+/// connection, however long `idle_timeout` is and though bytes keep
+/// coming. A connection that only waits between complete requests is
+/// kept (the control).
+#[tokio::test]
+async fn http2_header_blocks_after_the_first_request_meet_the_header_deadline() {
+    use h2raw::*;
+    let b = Backend::start("b1").await;
+    let gw = Gw::start(&simple_proxy_config(&[&b]).replace(
+        "[server]\n",
+        "[server]\nheader_read_timeout = \"1s\"\nidle_timeout = \"60s\"\n",
+    ))
+    .await;
+    // A first request, answered: after it, only the new deadline applies.
+    let opened = || async {
+        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+        let mut out = start();
+        frame(
+            &mut out,
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            1,
+            &request_block("/first"),
+        );
+        s.write_all(&out).await.unwrap();
+        let (kinds, closed) = read_frame_types(&mut s, Duration::from_millis(500)).await;
+        assert!(kinds.contains(&HEADERS) && !closed, "{kinds:?}");
+        s
+    };
+    let block = request_block("/second");
+
+    // Stalled: HEADERS without END_HEADERS, then nothing.
+    let mut s = opened().await;
+    let mut out = Vec::new();
+    frame(&mut out, HEADERS, END_STREAM, 3, &block[..block.len() / 2]);
+    s.write_all(&out).await.unwrap();
+    let started = Instant::now();
+    let (_, closed) = read_frame_types(&mut s, Duration::from_secs(8)).await;
+    let took = started.elapsed();
+    eprintln!("HTTP/2: stalled header block, connection closed after {took:?}");
+    assert!(closed, "a stalled header block kept the connection");
+    assert!(
+        took < Duration::from_secs(3),
+        "stalled block closed after {took:?}"
+    );
+
+    // Trickled: a HEADERS frame's payload one byte every 200 ms.
+    let s = opened().await;
+    let (mut rd, mut wr) = s.into_split();
+    let mut head = Vec::new();
+    frame(&mut head, HEADERS, END_STREAM | END_HEADERS, 3, &block);
+    let payload = head.split_off(9);
+    wr.write_all(&head).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for byte in payload {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr.write_all(&[byte]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut sink = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(8), rd.read_to_end(&mut sink)).await;
+    trickle.abort();
+    let took = started.elapsed();
+    eprintln!("HTTP/2: trickled header block, connection closed after {took:?}");
+    assert!(
+        closed.is_ok(),
+        "a trickled header block kept the connection"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "trickled block closed after {took:?}"
+    );
+
+    // The control: quiet between complete requests for longer than the
+    // header deadline, then another request on the same connection.
+    let mut s = opened().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut out = Vec::new();
+    frame(&mut out, HEADERS, END_STREAM | END_HEADERS, 3, &block);
+    s.write_all(&out).await.unwrap();
+    let (kinds, closed) = read_frame_types(&mut s, Duration::from_millis(500)).await;
+    assert!(!closed && kinds.contains(&HEADERS), "{kinds:?}");
+    assert!(b.requests().iter().any(|r| r.path_and_query == "/second"));
+    drop(s);
+    still_serves(&gw).await;
+    gw.stop().await;
+}

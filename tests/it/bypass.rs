@@ -12,7 +12,9 @@
 //!
 //! The property, checked on every request any backend received:
 //! - no client-supplied identity header arrives (X-Auth-*, X_Auth_*,
-//!   Remote-User, X-Forwarded-User, the configured X_Remote_Login);
+//!   Remote-User, X-Forwarded-User, the configured X_Remote_Login), nor
+//!   any forwarding header only a trusted proxy may send (X-Original-URL,
+//!   True-Client-IP, ... in either spelling);
 //! - the gateway's session cookie never arrives;
 //! - an identity, when present, is one the client proved with a valid
 //!   credential, in the place and by a method the route accepts, with the
@@ -529,6 +531,29 @@ const SPOOF_NAMES: &[&str] = &[
     "X_Remote_Login",
     "X-Remote-Login",
     "x-remote-login",
+    // Forwarding headers only a trusted proxy may send (SPEC 16); the
+    // gateway trusts none here.
+    "X-Original-URL",
+    "x_original_url",
+    "X-Rewrite-URL",
+    "X-Original-Host",
+    "X-Original-Method",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Port",
+    "X-Forwarded-Ssl",
+    "X-Forwarded-Scheme",
+    "X-Forwarded-Server",
+    "X-Forwarded-Method",
+    "x_forwarded_method",
+    "X-Forwarded-Uri",
+    "X-Host",
+    "True-Client-IP",
+    "true_client_ip",
+    "X-Client-IP",
+    "X-Cluster-Client-IP",
+    "CF-Connecting-IP",
+    "Client-IP",
+    "client_ip",
 ];
 
 fn gen_path(rng: &mut Rng) -> String {

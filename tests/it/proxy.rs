@@ -83,6 +83,65 @@ async fn trusted_proxy_chain_and_request_id_are_kept() {
     gw.stop().await;
 }
 
+/// SPEC 16: the headers some frameworks read as the original URL, method,
+/// host, scheme or client address.
+const OTHER_FORWARDING: [&str; 17] = [
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-Original-Host",
+    "X-Original-Method",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Port",
+    "X-Forwarded-Ssl",
+    "X-Forwarded-Scheme",
+    "X-Forwarded-Server",
+    "X-Forwarded-Method",
+    "X-Forwarded-Uri",
+    "X-Host",
+    "True-Client-IP",
+    "X-Client-IP",
+    "X-Cluster-Client-IP",
+    "CF-Connecting-IP",
+    "Client-IP",
+];
+
+/// From an untrusted peer none of them reaches the backend, in either
+/// spelling; from a trusted proxy they pass as sent.
+#[tokio::test]
+async fn other_forwarding_headers_pass_only_from_trusted_proxies() {
+    let b = Backend::start("b1").await;
+    let untrusted = Gw::start(&simple_proxy_config(&[&b])).await;
+    let trusted = Gw::start(&simple_proxy_config(&[&b]).replace(
+        "[server]\n",
+        "[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
+    ))
+    .await;
+    let underscored: Vec<String> = OTHER_FORWARDING
+        .iter()
+        .map(|h| h.replace('-', "_"))
+        .collect();
+    let mut sent: Vec<(&str, &str)> = OTHER_FORWARDING.iter().map(|h| (*h, "/admin")).collect();
+    sent.extend(underscored.iter().map(|h| (h.as_str(), "/admin")));
+    sent.push(("X-Original-URL-Note", "kept"));
+
+    let r = untrusted.plain().get_with("/", &sent).await;
+    assert_eq!(r.status, 200);
+    let seen = b.last();
+    for (h, _) in &sent[..sent.len() - 1] {
+        assert!(seen.headers.get(*h).is_none(), "{h} reached the backend");
+    }
+    assert_eq!(seen.headers["x-original-url-note"], "kept");
+
+    let r = trusted.plain().get_with("/", &sent).await;
+    assert_eq!(r.status, 200);
+    let seen = b.last();
+    for h in OTHER_FORWARDING {
+        assert_eq!(seen.headers[h], "/admin", "{h} from a trusted proxy");
+    }
+    untrusted.stop().await;
+    trusted.stop().await;
+}
+
 #[tokio::test]
 async fn spoofed_identity_headers_never_reach_the_backend_on_an_open_route() {
     let b = Backend::start("b1").await;

@@ -28,7 +28,8 @@ pub fn claim_at<'a>(claims: &'a Claims, path: &str) -> Option<&'a Value> {
 }
 
 /// A claim value as one header-ready string: strings as they are, numbers
-/// and booleans as JSON writes them, lists joined with `,`, objects as
+/// and booleans as JSON writes them, lists joined with `,` (leaving out
+/// elements that contain `,`: see [`crate::auth::join_list`]), objects as
 /// compact JSON; `null` is no value. Nothing is sanitised here: a value
 /// with CR, LF or NUL makes the request fail (400) where headers are set.
 pub fn render(v: &Value) -> Option<String> {
@@ -37,13 +38,13 @@ pub fn render(v: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
-        Value::Array(items) => Some(
-            items
-                .iter()
-                .filter_map(render)
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
+        Value::Array(items) => {
+            let rendered: Vec<String> = items.iter().filter_map(render).collect();
+            Some(crate::auth::join_list(
+                rendered.iter().map(String::as_str),
+                "claim",
+            ))
+        }
         Value::Object(_) => Some(v.to_string()),
     }
 }

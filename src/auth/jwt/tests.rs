@@ -467,6 +467,35 @@ fn claim_paths_and_rendering() {
 }
 
 #[test]
+fn a_list_element_with_a_comma_is_left_out_of_the_joined_header() {
+    // SPEC 16: a backend splitting on `,` must never see `admin` here.
+    assert_eq!(
+        render(&json!(["staff", "admin,ops", "dev"])).unwrap(),
+        "staff,dev"
+    );
+    assert_eq!(render(&json!(["a,b"])).unwrap(), "");
+    assert_eq!(render(&json!([{"x": 1, "y": 2}, "k"])).unwrap(), "k");
+    let f = hs256();
+    let t = hmac().sign(
+        None,
+        &with(
+            claims(),
+            json!({"realm_access": {"roles": ["staff", "admin,ops"]}}),
+        ),
+    );
+    let id = f.verify(&t).unwrap();
+    // The identity keeps the group as the issuer named it (for
+    // `[routes.require] groups`); only the header leaves it out.
+    assert_eq!(id.groups, ["staff", "admin,ops"]);
+    assert_eq!(id.field("groups").unwrap(), "staff");
+    let t = hmac().sign(
+        None,
+        &with(claims(), json!({"realm_access": {"roles": ["admin,ops"]}})),
+    );
+    assert_eq!(f.verify(&t).unwrap().field("groups"), None);
+}
+
+#[test]
 fn header_unsafe_claim_values_are_caught_before_forwarding() {
     // Rendering keeps values as they are; the proxy refuses (400) any
     // identity value that `is_safe_value` rejects.

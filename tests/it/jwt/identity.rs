@@ -35,6 +35,40 @@ async fn identity_headers_reach_the_backend_with_the_claims_values() {
     gw.stop().await;
 }
 
+/// SPEC 16: a list claim element containing `,` is left out of the joined
+/// header, so a backend splitting `X-Auth-Groups` on `,` never sees a
+/// group nobody is in (`admin` out of `"admin,ops"`). The same for a list
+/// mapped to a header of its own.
+#[tokio::test]
+async fn a_group_with_a_comma_is_left_out_of_the_groups_header() {
+    let b = Backend::start("b1").await;
+    let jwt = format!(
+        "{}claims_map = {{ groups = \"groups\", roles = \"roles\" }}\n\
+         [identity]\nheaders = {{ \"X-Auth-User\" = \"sub\", \"X-Auth-Groups\" = \"groups\", \"X-Auth-Roles\" = \"roles\" }}\n",
+        hs_issuer()
+    );
+    let gw = Gw::start(&config(&b, JWT_ROUTE, &jwt)).await;
+    let t = hs_key().sign(
+        None,
+        &with(
+            claims(),
+            json!({"groups": ["staff", "admin,ops"], "roles": ["reader", "writer,admin"]}),
+        ),
+    );
+    let r = get_bearer(&gw, "/who", &t, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let h = &b.last().headers;
+    assert_eq!(h["x-auth-groups"], "staff");
+    assert_eq!(h.get_all("x-auth-groups").iter().count(), 1);
+    assert_eq!(h["x-auth-roles"], "reader");
+    // Only such elements: no groups header at all.
+    let t = hs_key().sign(None, &with(claims(), json!({"groups": ["admin,ops"]})));
+    let r = get_bearer(&gw, "/who", &t, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(b.last().headers.get("x-auth-groups").is_none());
+    gw.stop().await;
+}
+
 /// Identity headers a client sends (any case, `_` for `-`) are removed on
 /// every route, so a backend can trust them.
 #[tokio::test]

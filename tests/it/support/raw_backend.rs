@@ -1,8 +1,12 @@
 //! A backend that records the exact bytes of every request it receives:
 //! the head as written on the wire, and the body framed by its own plain
-//! reading (Content-Length, else chunked, else none). Answers `200 ok` and
-//! keeps the connection for the next request. Tests use it to see what a
-//! smuggling attempt or an odd header turned into on the backend side.
+//! reading (Content-Length, else chunked, else none). Answers `200 ok`
+//! (or what a test's reply function writes) and keeps the connection for
+//! the next request. Tests use it to see what a smuggling attempt or an
+//! odd header turned into on the backend side, and to send answers no
+//! well-behaved server library would. After a reply that starts with
+//! `HTTP/1.1 101` it reads no more requests: every further byte is
+//! recorded as it came (`raw_after_switch`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,9 +43,14 @@ impl RawRequest {
     }
 }
 
+/// What the backend writes back for a request: the whole response.
+pub type Reply = Arc<dyn Fn(&RawRequest) -> Vec<u8> + Send + Sync>;
+
 pub struct RawBackend {
     pub addr: String,
     pub seen: Arc<Mutex<Vec<RawRequest>>>,
+    /// Bytes received after a `101` reply, on any connection.
+    pub after_switch: Arc<Mutex<Vec<u8>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -53,20 +62,39 @@ impl Drop for RawBackend {
 
 impl RawBackend {
     pub async fn start() -> RawBackend {
+        RawBackend::replying(|_| b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()).await
+    }
+
+    /// Answers every request with what `reply` returns.
+    pub async fn replying(
+        reply: impl Fn(&RawRequest) -> Vec<u8> + Send + Sync + 'static,
+    ) -> RawBackend {
+        let reply: Reply = Arc::new(reply);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
+        let after_switch = Arc::new(Mutex::new(Vec::new()));
+        let (s, a) = (seen.clone(), after_switch.clone());
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, s.clone()));
+                tokio::spawn(serve(stream, s.clone(), reply.clone(), a.clone()));
             }
         });
-        RawBackend { addr, seen, task }
+        RawBackend {
+            addr,
+            seen,
+            after_switch,
+            task,
+        }
     }
 
     pub fn requests(&self) -> Vec<RawRequest> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// What arrived after a `101`, as text.
+    pub fn raw_after_switch(&self) -> String {
+        String::from_utf8_lossy(&self.after_switch.lock().unwrap()).into_owned()
     }
 }
 
@@ -85,7 +113,12 @@ fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
     h.windows(needle.len()).position(|w| w == needle)
 }
 
-async fn serve(mut s: TcpStream, seen: Arc<Mutex<Vec<RawRequest>>>) {
+async fn serve(
+    mut s: TcpStream,
+    seen: Arc<Mutex<Vec<RawRequest>>>,
+    reply: Reply,
+    after_switch: Arc<Mutex<Vec<u8>>>,
+) {
     let mut buf = Vec::new();
     loop {
         let end = loop {
@@ -159,12 +192,21 @@ async fn serve(mut s: TcpStream, seen: Arc<Mutex<Vec<RawRequest>>>) {
                 buf.drain(..2);
             }
         }
-        seen.lock().unwrap().push(RawRequest { body, ..req });
-        if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-            .await
-            .is_err()
-        {
+        let req = RawRequest { body, ..req };
+        let answer = reply(&req);
+        seen.lock().unwrap().push(req);
+        if s.write_all(&answer).await.is_err() {
             return;
+        }
+        if answer.starts_with(b"HTTP/1.1 101") {
+            // Another protocol from here: keep every byte as it comes.
+            loop {
+                after_switch.lock().unwrap().extend_from_slice(&buf);
+                buf.clear();
+                if !read_more(&mut s, &mut buf).await {
+                    return;
+                }
+            }
         }
     }
 }
