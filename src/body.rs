@@ -20,10 +20,13 @@ use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Decides, frame by frame, whether a long response may go on (its
-/// session or token still valid). Must be cheap: it runs on every frame.
+/// Decides whether a long response may go on (its session or token still
+/// valid). Polled with the body, so it registers the task to be woken when
+/// that may have changed (a revocation naming it, its deadline): a silent
+/// backend does not keep a revoked stream open. Must be cheap: it runs on
+/// every frame.
 pub trait StreamCheck: Send + Sync {
-    fn still_valid(&mut self) -> bool;
+    fn poll_valid(&mut self, cx: &mut Context<'_>) -> bool;
 }
 
 pub enum Body {
@@ -76,7 +79,7 @@ impl http_body::Body for Body {
             Body::Request(r) => r.poll_frame(cx),
             Body::Upstream { inner, watch, .. } => {
                 if let Some(w) = watch {
-                    if !w.still_valid() {
+                    if !w.poll_valid(cx) {
                         // An error mid-body makes hyper abort the response
                         // (HTTP/1.1: the connection closes; HTTP/2: RST_STREAM).
                         return Poll::Ready(Some(Err(

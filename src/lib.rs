@@ -26,6 +26,7 @@ pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
+pub mod liveness;
 pub mod login;
 pub mod metrics;
 pub mod proxy;

@@ -14,11 +14,13 @@
 pub mod forward;
 pub mod headers;
 pub mod respond;
+mod tunnel;
 
 use crate::auth::{self, Identity};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Snapshot};
+use crate::liveness::{Liveness, StreamWatch};
 use crate::route;
 use crate::server::ConnInfo;
 use crate::upstream::sticky;
@@ -391,7 +393,7 @@ async fn handle_inner(
         }
         let backend_upgrade = hyper::upgrade::on(&mut response);
         let shutdown = gw.shutdown.subscribe();
-        tokio::spawn(tunnel(
+        tokio::spawn(tunnel::run(
             client_upgrade,
             backend_upgrade,
             in_flight,
@@ -420,12 +422,12 @@ async fn handle_inner(
         .and_then(|v| v.parse::<u64>().ok())
         .is_none_or(|n| n > LONG_RESPONSE_BYTES);
     let watch = match (long, liveness) {
-        (true, Some(l)) => Some(Box::new(StreamWatch::new(
-            gw.clone(),
-            l,
-            snap,
-            session_record.as_deref(),
-        )) as Box<dyn crate::body::StreamCheck>),
+        (true, Some(l)) => {
+            let cap = session_record
+                .as_deref()
+                .map(|r| r.created_ms + snap.config.sessions.absolute_timeout.as_millis() as u64);
+            Some(Box::new(StreamWatch::new(gw.clone(), l, cap)) as Box<dyn crate::body::StreamCheck>)
+        }
         _ => None,
     };
     let body = Body::Upstream {
@@ -527,183 +529,5 @@ fn rewrite_request(
     Ok(())
 }
 
-/// What keeps a long-lived connection (a WebSocket) allowed: the session
-/// or token it was opened with (SPEC 6). Checked every
-/// [`LIVENESS_CHECK`]; when it is revoked or expires, the tunnel closes.
-enum Liveness {
-    Session {
-        key: crate::session::SessionKey,
-        user: String,
-    },
-    Token {
-        sub: String,
-        jti: Option<String>,
-        sid: Option<String>,
-        iat: Option<u64>,
-        exp: Option<u64>,
-        /// The `[[jwt]]` name that verified it (revoke-all leeway).
-        issuer: Option<std::sync::Arc<str>>,
-    },
-}
-
-const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// Responses above this size (or without a length) are watched.
 const LONG_RESPONSE_BYTES: u64 = 1 << 20;
-
-/// The per-frame check of a long response: a deadline (the token's `exp`,
-/// or the session's absolute cap), and, only when something was revoked
-/// somewhere (the epoch moved), the credential itself.
-struct StreamWatch {
-    gw: Arc<Gateway>,
-    liveness: Liveness,
-    seen: u64,
-    opened_ms: u64,
-    deadline_ms: Option<u64>,
-}
-
-impl StreamWatch {
-    fn new(
-        gw: Arc<Gateway>,
-        liveness: Liveness,
-        snap: &Snapshot,
-        record: Option<&crate::session::Record>,
-    ) -> StreamWatch {
-        let deadline_ms = match &liveness {
-            Liveness::Session { .. } => record
-                .map(|r| r.created_ms + snap.config.sessions.absolute_timeout.as_millis() as u64),
-            Liveness::Token { exp, .. } => exp.map(|e| e * 1000),
-        };
-        StreamWatch {
-            seen: gw.ended.epoch(),
-            gw,
-            liveness,
-            opened_ms: crate::session::now_ms(),
-            deadline_ms,
-        }
-    }
-}
-
-impl crate::body::StreamCheck for StreamWatch {
-    fn still_valid(&mut self) -> bool {
-        if self
-            .deadline_ms
-            .is_some_and(|d| crate::session::now_ms() >= d)
-        {
-            return false;
-        }
-        let e = self.gw.ended.epoch();
-        if e == self.seen {
-            return true;
-        }
-        self.seen = e;
-        self.liveness.holds_now(&self.gw, self.opened_ms)
-    }
-}
-
-impl Liveness {
-    fn of(session: Option<crate::session::SessionKey>, id: Option<&Identity>) -> Option<Liveness> {
-        let id = id?;
-        if let Some(key) = session {
-            return Some(Liveness::Session {
-                key,
-                user: id.sub.clone(),
-            });
-        }
-        let claims = id.claims.as_ref();
-        let text = |k: &str| {
-            claims
-                .and_then(|c| c.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        Some(Liveness::Token {
-            sub: id.sub.clone(),
-            jti: text("jti"),
-            sid: text("sid"),
-            iat: claims.and_then(|c| c.get("iat")).and_then(|v| v.as_u64()),
-            exp: id.expires_at,
-            issuer: id.issuer.clone(),
-        })
-    }
-
-    /// Without a store round trip: what this replica knows has ended.
-    fn holds_now(&self, gw: &Gateway, opened_ms: u64) -> bool {
-        match self {
-            Liveness::Session { key, user } => !gw.ended.has_ended(*key, user, opened_ms),
-            Liveness::Token {
-                sub,
-                jti,
-                sid,
-                iat,
-                exp,
-                issuer,
-            } => {
-                let now = crate::session::now_ms() / 1000;
-                let facts = crate::auth::revocation::TokenFacts {
-                    sub,
-                    jti: jti.as_deref(),
-                    sid: sid.as_deref(),
-                    iat: *iat,
-                };
-                let leeway = crate::auth::jwt::revoke_leeway_of(
-                    &gw.snapshot().config,
-                    issuer.as_deref().unwrap_or(""),
-                );
-                exp.is_none_or(|e| now < e) && !gw.revocations.is_revoked(facts, now, leeway)
-            }
-        }
-    }
-
-    async fn holds(&self, gw: &Gateway) -> bool {
-        match self {
-            Liveness::Session { key, .. } => match gw.sessions.get(*key).await {
-                Ok(Some(v)) => v.is_live(&gw.snapshot().config.sessions, crate::session::now_ms()),
-                Ok(None) => false,
-                // An unreachable store says nothing about this session.
-                Err(_) => true,
-            },
-            Liveness::Token { .. } => self.holds_now(gw, 0),
-        }
-    }
-}
-
-/// Relays bytes between an upgraded client connection and the backend's,
-/// until either side closes, or the credential it was opened with ends.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    backend: hyper::upgrade::OnUpgrade,
-    in_flight: crate::upstream::InFlight,
-    shutdown: tokio::sync::watch::Receiver<bool>,
-    gw: Arc<Gateway>,
-    liveness: Option<Liveness>,
-) {
-    // Holding a shutdown receiver makes a graceful shutdown wait for this
-    // tunnel, up to the grace period.
-    let _draining = shutdown;
-    let _in_flight = in_flight;
-    let (c, b) = match tokio::try_join!(client, backend) {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::debug!(error = %e, "upgrade failed");
-            return;
-        }
-    };
-    let mut c = hyper_util::rt::TokioIo::new(c);
-    let mut b = hyper_util::rt::TokioIo::new(b);
-    let watch = async {
-        let Some(l) = &liveness else {
-            return std::future::pending().await;
-        };
-        loop {
-            tokio::time::sleep(LIVENESS_CHECK).await;
-            if !l.holds(&gw).await {
-                return;
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut c, &mut b) => {}
-        _ = watch => tracing::info!("closed a WebSocket: its session or token was revoked or expired"),
-    }
-}

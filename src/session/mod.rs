@@ -524,33 +524,35 @@ mod tests {
 }
 
 /// Sessions that ended (logout, admin revocation, revoke-all), here or on
-/// another replica (through the Redis event feed), so long-lived streams can
-/// notice without a store round trip. Every change bumps an epoch: a stream
-/// compares one atomic per frame and looks further only when it moved.
+/// another replica (through the Redis event feed), so long-lived
+/// connections can tell without a store round trip; and the doorbell that
+/// wakes the ones a revocation ends (`crate::liveness`).
 ///
-/// Who writes: logout, the admin API, the Redis subscriber, token
-/// revocations (epoch only). Who reads: streamed responses. Entries are
-/// pruned once older than a day (no stream outlives its session's absolute
-/// cap by that much in practice).
+/// Who writes: logout, the admin API, the Redis subscriber; token
+/// revocations ring through [`Ended::ring`]. Who reads: tunnels and
+/// streamed responses, woken by their keys. Entries are pruned once older
+/// than a day (no stream outlives its session's absolute cap by that much
+/// in practice).
 #[derive(Default)]
 pub struct Ended {
-    epoch: std::sync::atomic::AtomicU64,
     sessions: dashmap::DashMap<SessionKey, u64>,
     users: dashmap::DashMap<String, u64>,
+    watchers: Arc<crate::liveness::Watchers>,
 }
 
 const ENDED_KEEP_MS: u64 = 24 * 3600 * 1000;
 const ENDED_MAX: usize = 200_000;
 
 impl Ended {
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    /// Where long-lived connections register to be woken.
+    pub fn watchers(&self) -> &Arc<crate::liveness::Watchers> {
+        &self.watchers
     }
 
-    /// Something was revoked: streams should look again.
-    pub fn bump(&self) {
-        self.epoch
-            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    /// Wakes the connections registered under `key`; call after the
+    /// revocation it stands for is in place, so they see it.
+    pub fn ring(&self, key: &crate::liveness::Key) {
+        self.watchers.fire(key);
     }
 
     pub fn session(&self, key: SessionKey) {
@@ -560,13 +562,13 @@ impl Ended {
                 .retain(|_, t| now.saturating_sub(*t) < ENDED_KEEP_MS);
         }
         self.sessions.insert(key, now);
-        self.bump();
+        self.ring(&crate::liveness::Key::Session(key));
     }
 
     /// Every session of `user` that existed until now has ended.
     pub fn user(&self, user: &str) {
         self.users.insert(user.to_string(), now_ms());
-        self.bump();
+        self.ring(&crate::liveness::Key::User(user.into()));
     }
 
     pub fn has_ended(&self, key: SessionKey, user: &str, opened_ms: u64) -> bool {

@@ -168,14 +168,26 @@ impl Revoke {
         }
     }
 
+    /// Puts the revocation in place, then wakes the long-lived connections
+    /// it may end (they look again and find it).
     fn apply(&self, gw: &Gateway) {
+        use crate::liveness::Key;
         let now = unix_now();
-        gw.ended.bump();
-        match self {
-            Revoke::Jti { jti, exp } => gw.revocations.revoke_jti(jti, *exp, now),
-            Revoke::Family { sid, until } => gw.revocations.revoke_sid(sid, *until, now),
-            Revoke::Subject { sub, mark } => gw.revocations.revoke_subject(sub, *mark),
-        }
+        let key = match self {
+            Revoke::Jti { jti, exp } => {
+                gw.revocations.revoke_jti(jti, *exp, now);
+                Key::Jti(jti.as_str().into())
+            }
+            Revoke::Family { sid, until } => {
+                gw.revocations.revoke_sid(sid, *until, now);
+                Key::Sid(sid.as_str().into())
+            }
+            Revoke::Subject { sub, mark } => {
+                gw.revocations.revoke_subject(sub, *mark);
+                Key::User(sub.as_str().into())
+            }
+        };
+        gw.ended.ring(&key);
     }
 }
 

@@ -638,12 +638,23 @@ async fn open_ws(
 }
 
 async fn closed_within(s: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    closed_after(s, limit).await.is_some()
+}
+
+/// Reads until the server closes, within `limit`; what it sent last (a
+/// WebSocket close frame, say), or `None` if it did not close in time.
+async fn closed_after(s: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
     let mut buf = [0u8; 64];
-    matches!(
-        tokio::time::timeout(limit, s.read(&mut buf)).await,
-        Ok(Ok(0)) | Ok(Err(_))
-    )
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(got),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return None,
+        }
+    }
 }
 
 #[tokio::test]
@@ -944,5 +955,99 @@ async fn a_familys_stored_state_stays_bounded_however_often_it_rotates_redis() {
         "invalid_grant"
     );
     assert_eq!(refresh(&c, &rt).await.1["error"], "invalid_grant");
+    gw.stop().await;
+}
+
+/// A silent WebSocket: no frame from either side. Its session's logout
+/// wakes it (no polling): the client gets a close frame with status 1008
+/// (policy violation), then the TCP close.
+#[tokio::test]
+async fn a_silent_websocket_gets_a_1008_close_moments_after_its_session_ends() {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, "", "", tempdir()).await;
+    let c = gw.plain();
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    let mut ws = open_ws(gw.addr(), "/web/ws", ("cookie", &cookie)).await;
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/logout",
+            &[("cookie", &cookie), ("origin", "http://localhost")],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 204);
+    let answered = std::time::Instant::now();
+    let last = closed_after(&mut ws, Duration::from_secs(2))
+        .await
+        .expect("the WebSocket was not closed");
+    let took = answered.elapsed();
+    eprintln!("silent WebSocket closed {took:?} after the logout answer");
+    assert_eq!(
+        last, b"\x88\x09\x03\xf0revoked",
+        "a 1008 close frame, then EOF"
+    );
+    gw.stop().await;
+}
+
+/// A silent HTTP/2 stream: the backend sent its first chunk and then
+/// nothing. Revoking the token ends the stream (RST_STREAM) at once; the
+/// connection's other streams are not affected.
+#[tokio::test]
+async fn a_silent_http2_stream_ends_moments_after_its_token_is_revoked() {
+    use http_body_util::BodyExt;
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, "", "", tempdir()).await;
+    let c = gw.plain();
+    let at = password_grant(&c).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let get = |path: &str| {
+        http::Request::builder()
+            .uri(format!("http://localhost{path}"))
+            .header("authorization", format!("Bearer {at}"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    let r = h2.send_request(get("/api/silent")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut body = r.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "hello\n");
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/logout",
+            &[("authorization", &format!("Bearer {at}"))],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 204);
+    let answered = std::time::Instant::now();
+    let end = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("the revoked stream stayed open");
+    let took = answered.elapsed();
+    eprintln!("silent HTTP/2 stream ended {took:?} after the logout answer");
+    assert!(
+        matches!(end, Some(Err(_))),
+        "ended with an error (reset), not a clean end: {end:?}"
+    );
+    // The connection itself still serves.
+    let other = h2.send_request(get("/api/x")).await.unwrap();
+    assert_eq!(
+        other.status(),
+        401,
+        "the token is revoked, the connection is fine"
+    );
     gw.stop().await;
 }

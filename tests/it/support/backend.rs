@@ -4,7 +4,8 @@
 //! `/upload` (answers `<len> <sha256>` of the streamed body), `/ws`
 //! (WebSocket echo), `/healthz` (answers the status set by
 //! [`Backend::set_health`], 200 at first), `/setcookie/NAME=VALUE` (JSON
-//! with that `Set-Cookie`); anything else answers JSON naming the backend.
+//! with that `Set-Cookie`), `.../silent` (one chunk, then a minute of
+//! silence); anything else answers JSON naming the backend.
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -163,6 +164,16 @@ async fn serve(
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        });
+        Response::new(StreamBody::new(ReceiverStream(rx)).boxed())
+    } else if path.ends_with("/silent") {
+        // One chunk, then nothing for a minute: a quiet long-lived stream
+        // (server-sent events between events, a long poll).
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+        tokio::spawn(async move {
+            let _ = tx.send(Ok(Frame::data(Bytes::from("hello\n")))).await;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(tx);
         });
         Response::new(StreamBody::new(ReceiverStream(rx)).boxed())
     } else if path == "/upload" {

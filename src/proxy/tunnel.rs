@@ -1,0 +1,82 @@
+//! An upgraded connection (a WebSocket): bytes relayed both ways until
+//! either side closes, shutdown's grace ends it, or the credential it was
+//! opened with ends.
+//!
+//! The credential is watched without polling (`crate::liveness`): the
+//! tunnel sleeps on its registration's doorbell and on one timer for the
+//! credential's own deadline. Woken by a revocation naming it, it looks in
+//! memory; at the deadline it asks the store (a session may have been used
+//! meanwhile, which moves its idle deadline). When the credential is gone,
+//! the client gets a WebSocket close frame, 1008 (policy violation), before
+//! the TCP close, so browsers report why instead of 1006.
+
+use crate::gateway::Gateway;
+use crate::liveness::{instant_at, Liveness};
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// RFC 6455 section 5.5.1: FIN + close opcode, unmasked (server to client),
+/// a 2-byte status 1008 and a short reason.
+const CLOSE_POLICY: &[u8] = b"\x88\x09\x03\xf0revoked";
+
+pub(super) async fn run(
+    client: hyper::upgrade::OnUpgrade,
+    backend: hyper::upgrade::OnUpgrade,
+    in_flight: crate::upstream::InFlight,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    gw: Arc<Gateway>,
+    liveness: Option<Liveness>,
+) {
+    // Holding a shutdown receiver makes a graceful shutdown wait for this
+    // tunnel, up to the grace period.
+    let _draining = shutdown;
+    let _in_flight = in_flight;
+    let (c, b) = match tokio::try_join!(client, backend) {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::debug!(error = %e, "upgrade failed");
+            return;
+        }
+    };
+    let mut c = hyper_util::rt::TokioIo::new(c);
+    let mut b = hyper_util::rt::TokioIo::new(b);
+    let opened_ms = crate::session::now_ms();
+    let ended = async {
+        let Some(l) = &liveness else {
+            return std::future::pending().await;
+        };
+        let registration = gw.ended.watchers().register(l.keys());
+        // Where the credential stands now, and when to look next.
+        let mut next = match l.holds_until(&gw, opened_ms).await {
+            Some(until) => until,
+            None => return,
+        };
+        loop {
+            let deadline = async {
+                match next {
+                    Some(ms) => tokio::time::sleep_until(instant_at(ms)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = registration.signal().fired() => {
+                    if !l.holds_now(&gw, opened_ms) {
+                        return;
+                    }
+                }
+                _ = deadline => match l.holds_until(&gw, opened_ms).await {
+                    Some(until) => next = until,
+                    None => return,
+                },
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut c, &mut b) => {}
+        _ = ended => {
+            tracing::info!("closed a WebSocket: its session or token was revoked or expired");
+            let _ = c.write_all(CLOSE_POLICY).await;
+            let _ = c.shutdown().await;
+        }
+    }
+}
