@@ -24,6 +24,8 @@ pub struct Snapshot {
     /// Parallel to `config.routes`.
     pub route_metrics: Vec<Arc<RouteMetrics>>,
     pub no_route_metrics: Arc<RouteMetrics>,
+    /// Route `_gatehouse`: the gateway's own endpoints.
+    pub own_endpoint_metrics: Arc<RouteMetrics>,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// Lowercased endpoint prefix followed by `/`, for a cheap prefix test.
     pub endpoint_prefix_slash: String,
@@ -65,6 +67,7 @@ impl Snapshot {
             upstreams,
             route_metrics,
             no_route_metrics: metrics.route(""),
+            own_endpoint_metrics: metrics.route(crate::proxy::OWN_ENDPOINT_ROUTE),
             tls,
             endpoint_prefix_slash,
             config,

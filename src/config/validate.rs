@@ -713,6 +713,11 @@ fn routes(
                 format!("{p}.name"),
                 format!("duplicate route name `{}`", r.name),
             );
+        } else if r.name == crate::proxy::OWN_ENDPOINT_ROUTE {
+            c.err(
+                format!("{p}.name"),
+                "`_gatehouse` is the route label of the gateway's own endpoints; pick another name",
+            );
         }
         let upstream = match upstreams.iter().position(|u| u.name == r.upstream) {
             Some(u) => u,

@@ -41,6 +41,8 @@ struct Ctx {
     expire_session_cookie: bool,
     /// When the request head was in: the body deadline counts from here.
     received: tokio::time::Instant,
+    /// Served by the gateway's own endpoints (metrics route `_gatehouse`).
+    own_endpoint: bool,
 }
 
 /// Serves one request from a client connection. Never fails: every error
@@ -66,6 +68,7 @@ pub async fn handle(
         backend: None,
         expire_session_cookie: false,
         received: tokio::time::Instant::now(),
+        own_endpoint: false,
     };
     let method = req.method().clone();
     let http1 = req.version() <= Version::HTTP_11;
@@ -74,10 +77,20 @@ pub async fn handle(
     } else {
         None
     };
-    let mut resp = match handle_inner(&gw, &snap, &conn, trusted, req, &mut ctx).await {
+    // Every line logged while serving this request carries its id, and
+    // its route and backend once they are known.
+    let span = tracing::info_span!(
+        "request",
+        request_id = ctx.request_id.to_str().unwrap_or(""),
+        route = tracing::field::Empty,
+        backend = tracing::field::Empty,
+    );
+    let inner = handle_inner(&gw, &snap, &conn, trusted, req, &mut ctx);
+    let mut resp = match tracing::Instrument::instrument(inner, span.clone()).await {
         Ok(r) => r,
         Err(e) => {
             if e.status().is_server_error() {
+                let _in_request = span.enter();
                 tracing::warn!(
                     request_id = ctx.request_id.to_str().unwrap_or(""),
                     error = %crate::telemetry::chain(&e),
@@ -113,14 +126,17 @@ pub async fn handle(
     let elapsed = start.elapsed();
     let rm = match ctx.route {
         Some(i) => &snap.route_metrics[i],
+        None if ctx.own_endpoint => &snap.own_endpoint_metrics,
         None => &snap.no_route_metrics,
     };
     rm.requests.inc(status);
     rm.duration.observe(elapsed);
     if let Some(path) = path_for_log {
-        let route_name = ctx
-            .route
-            .map_or("", |i| snap.config.routes[i].name.as_str());
+        let route_name = match ctx.route {
+            Some(i) => snap.config.routes[i].name.as_str(),
+            None if ctx.own_endpoint => OWN_ENDPOINT_ROUTE,
+            None => "",
+        };
         let bytes = resp
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -188,6 +204,8 @@ async fn handle_inner(
         || path == snap.config.server.endpoint_prefix
     {
         let sub_path = path[snap.config.server.endpoint_prefix.len()..].to_string();
+        ctx.own_endpoint = true;
+        tracing::Span::current().record("route", OWN_ENDPOINT_ROUTE);
         return crate::login::handle(gw, snap, conn, req, &sub_path, ctx.html).await;
     }
 
@@ -208,6 +226,7 @@ async fn handle_inner(
     }
     let (route_idx, route) = found.ok_or(GatewayError::NoRoute)?;
     ctx.route = Some(route_idx);
+    tracing::Span::current().record("route", route.name.as_str());
     // The path to forward when it is not the request's own (normalisation
     // or strip_prefix changed it); `None`: the request's path as it came.
     let forward_path: Option<String> = if route.strip_prefix {
@@ -528,6 +547,10 @@ fn rewrite_request(
     }
     Ok(())
 }
+
+/// The `route` label of the gateway's own endpoints (login, token, ...) in
+/// metrics and logs; `""` is left for requests no route matched.
+pub const OWN_ENDPOINT_ROUTE: &str = "_gatehouse";
 
 /// Responses above this size (or without a length) are watched.
 const LONG_RESPONSE_BYTES: u64 = 1 << 20;

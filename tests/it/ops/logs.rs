@@ -44,6 +44,11 @@ async fn json_logs_carry_plain_request_ids_error_chains_and_short_durations() {
         .find(|l| l["message"] == "request failed")
         .unwrap_or_else(|| panic!("no failure line: {}", gw.log()));
     assert_eq!(warn["request_id"], rid.as_str(), "{warn}");
+    // Lines logged while serving a request carry its span: id, route and
+    // the backend it was sent to.
+    assert_eq!(warn["span"]["request_id"], rid.as_str(), "{warn}");
+    assert_eq!(warn["span"]["route"], "dead", "{warn}");
+    assert_eq!(warn["span"]["backend"], dead.to_string().as_str(), "{warn}");
     let error = warn["error"].as_str().unwrap();
     assert!(error.starts_with("backend connection failed: "), "{error}");
     assert!(
@@ -124,5 +129,27 @@ async fn reload_applies_max_connections_and_names_what_needs_a_restart_once() {
         .unwrap();
     assert_eq!(status, 200);
     drop(first);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateways_own_endpoints_have_their_own_route_label() {
+    let b = Backend::start("b").await;
+    let gw = Gw::start(
+        &simple_proxy_config(&[&b]).replace("path_prefix = \"/\"", "path_prefix = \"/app\""),
+    )
+    .await;
+    let c = gw.plain();
+    assert_eq!(c.get("/.gatehouse/nothing-here").await.status, 404);
+    assert_eq!(c.get("/nowhere").await.status, 404);
+    let m = Client::plain(gw.admin()).get("/metrics").await.text();
+    assert!(
+        m.contains("gatehouse_requests_total{route=\"_gatehouse\",status=\"404\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gatehouse_requests_total{route=\"\",status=\"404\"} 1"),
+        "{m}"
+    );
     gw.stop().await;
 }
