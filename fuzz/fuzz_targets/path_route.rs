@@ -28,6 +28,7 @@ fn routes() -> &'static [Route] {
             on_unauthenticated: OnUnauthenticated::Auto,
             strip_prefix: false,
             websocket: false,
+            issuers: Vec::new(),
             require: Default::default(),
         };
         vec![
