@@ -89,7 +89,36 @@ pub fn safe_redirect(rd: &str, request_host: &str, snap: &Snapshot, plain_http: 
     if authority.contains('@') || authority.contains('\\') {
         return "/".into();
     }
-    let host = crate::route::host_without_port(authority);
+    // The authority must read the same to every URL parser: a DNS name (or
+    // a bracketed IPv6 literal) and an optional numeric port. Anything
+    // else (`a:b.example.org`, `%`-escapes) could pass a wildcard match
+    // here and send the browser somewhere else.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((h, p))
+                if h.bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') =>
+            {
+                (h, p)
+            }
+            _ => return "/".into(),
+        },
+        None => match authority.split_once(':') {
+            Some((h, _)) => (h, &authority[h.len()..]),
+            None => (authority, ""),
+        },
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let name_ok = authority.starts_with('[')
+        || host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !port_ok || !name_ok {
+        return "/".into();
+    }
     let this = crate::route::host_without_port(request_host);
     // Any host, named or matched by a wildcard; `HostMatch::Any` (a route
     // without `host`) names none.

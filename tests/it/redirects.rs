@@ -56,3 +56,29 @@ async fn rd_may_name_a_wildcard_routes_host_and_http_only_over_plain_http() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn rd_authorities_that_parsers_could_read_apart_fall_back_to_root() {
+    let b = Backend::start("app").await;
+    let wildcard = "[[routes]]\nname = \"corp\"\nhost = \"*.corp.test\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n";
+    let gw = session_gateway(&Store::Memory, &b, "", wildcard).await;
+    let c = gw.plain();
+    // Found by the login_form fuzz target: `evil:x.corp.test` ends with
+    // `.corp.test` and has one label before it, yet a browser reads the
+    // host as `evil`.
+    for bad in [
+        "https://evil:x.corp.test/",
+        "https://evil.test:x.corp.test/",
+        "https://wiki.corp.test:/",
+        "https://wiki.corp.test:80x/",
+        "https://wiki%2ecorp.test/",
+        "https://[::1/",
+    ] {
+        assert_eq!(login_to(&c, bad).await, "/", "{bad}");
+    }
+    assert_eq!(
+        login_to(&c, "https://wiki.corp.test:8443/x").await,
+        "https://wiki.corp.test:8443/x"
+    );
+    gw.stop().await;
+}
