@@ -26,7 +26,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// backend does not keep a revoked stream open. Must be cheap: it runs on
 /// every frame.
 pub trait StreamCheck: Send + Sync {
-    fn poll_valid(&mut self, cx: &mut Context<'_>) -> bool;
+    /// `idle`: the backend has nothing for the client right now (the
+    /// stream is waiting); `frame_bytes`: data just passed on.
+    fn poll_valid(&mut self, cx: &mut Context<'_>, idle: bool, frame_bytes: u64) -> bool;
 }
 
 pub enum Body {
@@ -78,16 +80,24 @@ impl http_body::Body for Body {
             Body::Incoming(i) => Pin::new(i).poll_frame(cx).map_err(Into::into),
             Body::Request(r) => r.poll_frame(cx),
             Body::Upstream { inner, watch, .. } => {
+                let r = Pin::new(inner).poll_frame(cx);
                 if let Some(w) = watch {
-                    if !w.poll_valid(cx) {
+                    let (idle, n) = match &r {
+                        Poll::Pending => (true, 0),
+                        Poll::Ready(Some(Ok(f))) => {
+                            (false, f.data_ref().map_or(0, |d| d.len() as u64))
+                        }
+                        _ => (false, 0),
+                    };
+                    if !w.poll_valid(cx, idle, n) {
                         // An error mid-body makes hyper abort the response
-                        // (HTTP/1.1: the connection closes; HTTP/2: RST_STREAM).
+                        // (HTTP/1.1: the connection closes; HTTP/2:
+                        // RST_STREAM). A frame just read is not passed on.
                         return Poll::Ready(Some(Err(
                             "the session or token of this stream ended".into()
                         )));
                     }
                 }
-                let r = Pin::new(inner).poll_frame(cx);
                 match &r {
                     Poll::Ready(None) => this.end(),
                     Poll::Ready(Some(Ok(_))) if http_body::Body::is_end_stream(&*this) => {

@@ -134,18 +134,33 @@ pub struct ReloadSummary {
 
 /// `max_connections`: the permits shared by the main and redirect
 /// listeners. A reload resizes it: growing adds permits at once; shrinking
-/// forgets the free ones and takes the rest as connections end, so the
-/// new limit holds once the surplus connections are gone.
+/// forgets free permits, and one background task takes the rest as
+/// connections end. The totals are kept here (the semaphore knows only
+/// what is free), so a grow that comes while a shrink is still collecting
+/// settles against it instead of feeding it.
 pub struct ConnLimit {
     sem: Arc<tokio::sync::Semaphore>,
-    size: std::sync::Mutex<usize>,
+    state: Arc<std::sync::Mutex<LimitState>>,
+}
+
+struct LimitState {
+    /// Permits in existence (free or held).
+    total: usize,
+    /// What `max_connections` says.
+    target: usize,
+    /// A task is collecting surplus permits.
+    shrinking: bool,
 }
 
 impl ConnLimit {
     pub fn new(n: usize) -> ConnLimit {
         ConnLimit {
             sem: Arc::new(tokio::sync::Semaphore::new(n)),
-            size: std::sync::Mutex::new(n),
+            state: Arc::new(std::sync::Mutex::new(LimitState {
+                total: n,
+                target: n,
+                shrinking: false,
+            })),
         }
     }
 
@@ -154,22 +169,59 @@ impl ConnLimit {
     }
 
     pub fn resize(&self, n: usize) {
-        let mut size = self.size.lock().unwrap_or_else(|e| e.into_inner());
-        if n > *size {
-            self.sem.add_permits(n - *size);
-        } else if n < *size {
-            let surplus = *size - n;
-            let rest = surplus - self.sem.forget_permits(surplus);
-            if rest > 0 {
-                let sem = self.sem.clone();
-                tokio::spawn(async move {
-                    if let Ok(p) = sem.acquire_many_owned(rest as u32).await {
-                        p.forget();
-                    }
-                });
-            }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.target = n;
+        if st.total < n {
+            self.sem.add_permits(n - st.total);
+            st.total = n;
+            return;
         }
-        *size = n;
+        let forgotten = self.sem.forget_permits(st.total - n);
+        st.total -= forgotten;
+        if st.total > n && !st.shrinking {
+            st.shrinking = true;
+            let (sem, state) = (self.sem.clone(), self.state.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok(permit) = sem.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                    if st.total > st.target {
+                        permit.forget();
+                        st.total -= 1;
+                    } else {
+                        drop(permit);
+                    }
+                    if st.total <= st.target {
+                        st.shrinking = false;
+                        return;
+                    }
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::ConnLimit;
+
+    #[tokio::test]
+    async fn shrinking_while_busy_then_growing_keeps_the_new_limit() {
+        let l = ConnLimit::new(4);
+        let sem = l.semaphore();
+        let held: Vec<_> = (0..4)
+            .map(|_| sem.clone().try_acquire_owned().unwrap())
+            .collect();
+        l.resize(1); // all four busy: three must be taken as they end
+        l.resize(6); // before any ended
+        drop(held);
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(sem.available_permits(), 6);
+        l.resize(2);
+        assert_eq!(sem.available_permits(), 2);
     }
 }
 

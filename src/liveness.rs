@@ -41,11 +41,21 @@ pub enum Key {
 }
 
 /// One watched connection's doorbell: set and woken by a revocation that
-/// names one of its keys.
-#[derive(Default)]
+/// names one of its keys. It starts rung, so the first look happens at
+/// registration: a revocation between authentication and registration is
+/// not missed.
 pub struct Signal {
     fired: AtomicBool,
     waker: AtomicWaker,
+}
+
+impl Default for Signal {
+    fn default() -> Signal {
+        Signal {
+            fired: AtomicBool::new(true),
+            waker: AtomicWaker::new(),
+        }
+    }
 }
 
 impl Signal {
@@ -74,10 +84,11 @@ impl Signal {
     }
 }
 
-/// The keys long-lived connections wait on.
+/// The keys long-lived connections wait on. Per key, the signals by
+/// address, so a connection leaves in O(1) however many share its user.
 #[derive(Default)]
 pub struct Watchers {
-    by_key: DashMap<Key, Vec<Weak<Signal>>>,
+    by_key: DashMap<Key, std::collections::HashMap<usize, Weak<Signal>>>,
 }
 
 impl Watchers {
@@ -85,11 +96,12 @@ impl Watchers {
     /// returned [`Registration`] drops.
     pub fn register(self: &Arc<Self>, keys: Vec<Key>) -> Registration {
         let signal = Arc::new(Signal::default());
+        let id = Arc::as_ptr(&signal) as usize;
         for k in &keys {
             self.by_key
                 .entry(k.clone())
                 .or_default()
-                .push(Arc::downgrade(&signal));
+                .insert(id, Arc::downgrade(&signal));
         }
         Registration {
             watchers: Arc::downgrade(self),
@@ -101,7 +113,17 @@ impl Watchers {
     /// Wakes every connection registered under `key`.
     pub fn fire(&self, key: &Key) {
         if let Some(list) = self.by_key.get(key) {
-            for s in list.iter().filter_map(Weak::upgrade) {
+            for s in list.values().filter_map(Weak::upgrade) {
+                s.fire();
+            }
+        }
+    }
+
+    /// Wakes every watched connection, to look again (e.g. after the feed
+    /// between replicas was down: what ended meanwhile was not announced).
+    pub fn fire_all(&self) {
+        for list in self.by_key.iter() {
+            for s in list.values().filter_map(Weak::upgrade) {
                 s.fire();
             }
         }
@@ -135,10 +157,10 @@ impl Drop for Registration {
         let Some(w) = self.watchers.upgrade() else {
             return;
         };
-        let me = Arc::as_ptr(&self.signal);
+        let me = Arc::as_ptr(&self.signal) as usize;
         for k in &self.keys {
             w.by_key.remove_if_mut(k, |_, list| {
-                list.retain(|s| s.as_ptr() != me && s.strong_count() > 0);
+                list.remove(&me);
                 list.is_empty()
             });
         }
@@ -207,7 +229,7 @@ impl Liveness {
     /// The token's own end (unix ms); sessions have their caps elsewhere.
     pub fn token_deadline_ms(&self) -> Option<u64> {
         match self {
-            Liveness::Token { exp, .. } => exp.map(|e| e * 1000),
+            Liveness::Token { exp, .. } => exp.map(|e| e.saturating_mul(1000)),
             Liveness::Session { .. } => None,
         }
     }
@@ -268,43 +290,86 @@ impl Liveness {
 const STORE_RETRY_MS: u64 = 5_000;
 
 /// A long response's watch (see [`crate::body::StreamCheck`]): its
-/// credential's deadline as a timer (the token's `exp`, or the session's
-/// absolute cap: a long download is activity, so not its idle deadline),
-/// and its registration, so a revocation wakes the body even while the
-/// backend sends nothing.
+/// credential's deadline (the token's `exp`, or the session's absolute cap:
+/// a long download is activity, so not its idle deadline) and, once the
+/// stream proves long-lived, a registration, so a revocation wakes the body
+/// even while the backend sends nothing.
+///
+/// Registration waits until the backend first keeps the client waiting or
+/// 1 MiB has passed: most responses without a length (chunked pages) end
+/// before either, and cost a clock read per frame and nothing else.
 pub struct StreamWatch {
     gw: Arc<Gateway>,
     liveness: Liveness,
-    registration: Registration,
     opened_ms: u64,
+    deadline_ms: Option<u64>,
+    bytes: u64,
+    armed: Option<Armed>,
+}
+
+struct Armed {
+    registration: Registration,
     deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
+/// Bytes after which a stream registers even if data keeps flowing.
+const ARM_AFTER_BYTES: u64 = 1 << 20;
+
 impl StreamWatch {
-    pub fn new(gw: Arc<Gateway>, liveness: Liveness, absolute_cap_ms: Option<u64>) -> StreamWatch {
+    /// `opened_ms`: when the request was authenticated (unix ms); what
+    /// ended after it counts.
+    pub fn new(
+        gw: Arc<Gateway>,
+        liveness: Liveness,
+        absolute_cap_ms: Option<u64>,
+        opened_ms: u64,
+    ) -> StreamWatch {
         let deadline_ms = match &liveness {
             Liveness::Session { .. } => absolute_cap_ms,
             Liveness::Token { .. } => liveness.token_deadline_ms(),
         };
-        let registration = gw.ended.watchers().register(liveness.keys());
         StreamWatch {
-            deadline: deadline_ms.map(|d| Box::pin(tokio::time::sleep_until(instant_at(d)))),
-            registration,
-            opened_ms: crate::session::now_ms(),
-            liveness,
             gw,
+            liveness,
+            opened_ms,
+            deadline_ms,
+            bytes: 0,
+            armed: None,
         }
+    }
+
+    fn arm(&mut self) -> &mut Armed {
+        let gw = &self.gw;
+        let keys = self.liveness.keys();
+        let deadline_ms = self.deadline_ms;
+        self.armed.get_or_insert_with(|| Armed {
+            registration: gw.ended.watchers().register(keys),
+            deadline: deadline_ms.map(|d| Box::pin(tokio::time::sleep_until(instant_at(d)))),
+        })
     }
 }
 
 impl crate::body::StreamCheck for StreamWatch {
-    fn poll_valid(&mut self, cx: &mut Context<'_>) -> bool {
-        if let Some(d) = &mut self.deadline {
+    fn poll_valid(&mut self, cx: &mut Context<'_>, idle: bool, frame_bytes: u64) -> bool {
+        self.bytes = self.bytes.saturating_add(frame_bytes);
+        if self.armed.is_none() {
+            if self
+                .deadline_ms
+                .is_some_and(|d| crate::session::now_ms() >= d)
+            {
+                return false;
+            }
+            if !idle && self.bytes < ARM_AFTER_BYTES {
+                return true;
+            }
+        }
+        let armed = self.arm();
+        if let Some(d) = &mut armed.deadline {
             if d.as_mut().poll(cx).is_ready() {
                 return false;
             }
         }
-        if self.registration.signal().poll_fired(cx) {
+        if armed.registration.signal().poll_fired(cx) {
             return self.liveness.holds_now(&self.gw, self.opened_ms);
         }
         true
@@ -337,6 +402,9 @@ mod tests {
         let count = Arc::new(Count(Default::default()));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
+        // A new registration starts rung: its first look happens at once.
+        assert!(a.signal().poll_fired(&mut cx));
+        assert!(b.signal().poll_fired(&mut cx));
         assert!(!a.signal().poll_fired(&mut cx));
         assert!(!b.signal().poll_fired(&mut cx));
         w.fire(&Key::Jti("a".into()));

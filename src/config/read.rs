@@ -9,7 +9,6 @@
 //! bytes are ever read, whatever the file turns into between the look and
 //! the read.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -95,7 +94,15 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
     // What was opened may not be what was looked at (the path was swapped
     // in between): look again at the open file, and read no more than one
     // byte past the limit in any case.
-    let file = File::open(path).map_err(io_err)?;
+    // Non-blocking, so a FIFO swapped in since cannot hang the open either.
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io_err)?
+    };
     let meta = file.metadata().map_err(io_err)?;
     if !meta.is_file() {
         return Err(not_a_file());

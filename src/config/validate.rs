@@ -345,10 +345,17 @@ fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
         None => {
             c.warnings.push(
                 "no [server] secret_file: using a random secret for this process; \
-                 replicas will not agree on affinity cookies"
+                 replicas will not agree on affinity cookies or each other's refresh tokens"
                     .into(),
             );
-            Secret(crate::crypto::random_bytes::<32>().to_vec())
+            // One per process, not per load: a reload must not invalidate
+            // affinity cookies and refresh tokens.
+            static PROCESS_SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+            Secret(
+                PROCESS_SECRET
+                    .get_or_init(crate::crypto::random_bytes::<32>)
+                    .to_vec(),
+            )
         }
     };
     let tls = s

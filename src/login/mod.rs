@@ -355,8 +355,14 @@ pub async fn check_password(
         window: login.failure_window,
         lockout: login.lockout,
     };
-    // The place is reserved before the hash, so simultaneous attempts
+    // First a turn at the checker, so the lockout's entries grow no faster
+    // than checks can run (attempts waiting in line leave nothing behind);
+    // then the place is reserved before the hash, so simultaneous attempts
     // cannot all pass a check that still counts none of them.
+    // (`None` only if the checker were shut, which it never is: fail closed.)
+    let slot = users::slot().await.ok_or(GatewayError::Locked {
+        retry_after: std::time::Duration::from_secs(1),
+    })?;
     let attempt = match gw.throttle.begin(username, ip, policy) {
         Ok(a) => a,
         Err(retry_after) => {
@@ -365,6 +371,7 @@ pub async fn check_password(
         }
     };
     match users::verify(
+        slot,
         login.users.clone(),
         username.to_string(),
         password.to_string(),

@@ -16,8 +16,10 @@
 //! Shared state: a DashMap keyed by (user, IP), written by login attempts
 //! only; each decision happens under that entry's shard lock. Entries with
 //! nothing in flight whose window and lockout have both passed are dropped
-//! when the map grows, so a flood of made-up names cannot grow it forever
-//! (and usernames are capped at [`MAX_USERNAME_BYTES`] before they get here).
+//! when the map is full; a map still full of live entries takes no new
+//! keys. Callers reserve after taking a turn at the password checker, so
+//! entries are made no faster than checks run; usernames are capped at
+//! [`MAX_USERNAME_BYTES`] before they get here.
 
 use dashmap::DashMap;
 use std::net::IpAddr;
@@ -73,14 +75,21 @@ impl Throttle {
     /// flight already fill `max_failures`.
     pub fn begin(&self, user: &str, ip: IpAddr, policy: Policy) -> Result<Attempt<'_>, Duration> {
         let now = Instant::now();
-        if self.attempts.len() >= MAX_TRACKED {
+        let key = (user.to_string(), ip);
+        if self.attempts.len() >= MAX_TRACKED && !self.attempts.contains_key(&key) {
             self.attempts.retain(|_, a| {
                 a.in_flight > 0
                     || now.duration_since(a.window_start) < policy.window
                     || a.locked_until.is_some_and(|u| u > now)
             });
+            // Still full of live entries: a flood of made-up names. New
+            // keys wait (fail closed) rather than grow the map; known ones
+            // go on. Callers take a checker slot first, so entries are
+            // made no faster than checks run and this is rare.
+            if self.attempts.len() >= MAX_TRACKED {
+                return Err(IN_FLIGHT_RETRY);
+            }
         }
-        let key = (user.to_string(), ip);
         let mut a = self.attempts.entry(key.clone()).or_insert(Entry {
             failures: 0,
             in_flight: 0,

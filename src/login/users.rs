@@ -117,11 +117,35 @@ fn limiter() -> &'static Arc<Semaphore> {
     })
 }
 
+/// A turn at the password checker: at most one per core at once.
+pub struct CheckSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Waits for a turn. Callers take it before anything else that a check
+/// costs (the lockout's bookkeeping included), so attempts that are
+/// waiting, or give up while waiting, cost nothing but the wait.
+pub async fn slot() -> Option<CheckSlot> {
+    limiter()
+        .clone()
+        .acquire_owned()
+        .await
+        .ok()
+        .map(|p| CheckSlot { _permit: p })
+}
+
 /// Checks `password` for `username`. `Some(user)` only for an enabled user
-/// with the right password; the work done is the same either way.
-pub async fn verify(users: Arc<Users>, username: String, password: String) -> Option<User> {
-    let _permit = limiter().clone().acquire_owned().await.ok()?;
+/// with the right password; the work done is the same either way. The slot
+/// is held by the check itself, so a caller that goes away mid-check does
+/// not free it before the hash ends.
+pub async fn verify(
+    slot: CheckSlot,
+    users: Arc<Users>,
+    username: String,
+    password: String,
+) -> Option<User> {
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let user = users.get(&username);
         let phc = user.map_or(dummy_hash(), |u| u.password_hash.as_str());
         let ok = PasswordHash::new(phc)
@@ -193,17 +217,36 @@ mod tests {
              [[users]]\nusername = \"bob\"\npassword_hash = \"{h}\"\ndisabled = true\n"
         );
         let users = Arc::new(Users::parse(&text).unwrap());
-        let ok = verify(users.clone(), "alice".into(), "s3cret".into())
-            .await
-            .unwrap();
+        let ok = verify(
+            slot().await.unwrap(),
+            users.clone(),
+            "alice".into(),
+            "s3cret".into(),
+        )
+        .await
+        .unwrap();
         assert_eq!(ok.groups, vec!["staff"]);
-        assert!(verify(users.clone(), "alice".into(), "wrong".into())
-            .await
-            .is_none());
-        assert!(verify(users.clone(), "mallory".into(), "s3cret".into())
-            .await
-            .is_none());
-        assert!(verify(users, "bob".into(), "s3cret".into()).await.is_none());
+        assert!(verify(
+            slot().await.unwrap(),
+            users.clone(),
+            "alice".into(),
+            "wrong".into()
+        )
+        .await
+        .is_none());
+        assert!(verify(
+            slot().await.unwrap(),
+            users.clone(),
+            "mallory".into(),
+            "s3cret".into()
+        )
+        .await
+        .is_none());
+        assert!(
+            verify(slot().await.unwrap(), users, "bob".into(), "s3cret".into())
+                .await
+                .is_none()
+        );
     }
 
     #[test]

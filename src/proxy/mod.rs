@@ -252,6 +252,8 @@ async fn handle_inner(
     auth::authz::authorize(gw, snap, route, &parts, identity.as_deref(), ctx.html)?;
     let session_key = found.authenticated.as_ref().and_then(|a| a.session);
     let liveness = Liveness::of(session_key, identity.as_deref());
+    // What ends after this moment ends long-lived connections opened now.
+    let authenticated_ms = crate::session::now_ms();
     let session_record = found.authenticated.and_then(|a| a.session_record);
     if snap.config.identity.strip_session_cookie && snap.config.sessions.enabled {
         crate::session::strip_cookie(&mut parts.headers, &snap.config.sessions.cookie_name);
@@ -419,6 +421,7 @@ async fn handle_inner(
             shutdown,
             gw.clone(),
             liveness,
+            authenticated_ms,
         ));
         let (mut rparts, _) = response.into_parts();
         headers::remove_hop_by_hop(&mut rparts.headers, true);
@@ -445,7 +448,10 @@ async fn handle_inner(
             let cap = session_record
                 .as_deref()
                 .map(|r| r.created_ms + snap.config.sessions.absolute_timeout.as_millis() as u64);
-            Some(Box::new(StreamWatch::new(gw.clone(), l, cap)) as Box<dyn crate::body::StreamCheck>)
+            Some(
+                Box::new(StreamWatch::new(gw.clone(), l, cap, authenticated_ms))
+                    as Box<dyn crate::body::StreamCheck>,
+            )
         }
         _ => None,
     };

@@ -19,6 +19,9 @@ use tokio::io::AsyncWriteExt;
 /// a 2-byte status 1008 and a short reason.
 const CLOSE_POLICY: &[u8] = b"\x88\x09\x03\xf0revoked";
 
+/// How long the client gets to take the close frame.
+const CLOSE_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(super) async fn run(
     client: hyper::upgrade::OnUpgrade,
     backend: hyper::upgrade::OnUpgrade,
@@ -26,6 +29,7 @@ pub(super) async fn run(
     shutdown: tokio::sync::watch::Receiver<bool>,
     gw: Arc<Gateway>,
     liveness: Option<Liveness>,
+    opened_ms: u64,
 ) {
     // Holding a shutdown receiver makes a graceful shutdown wait for this
     // tunnel, up to the grace period.
@@ -40,17 +44,14 @@ pub(super) async fn run(
     };
     let mut c = hyper_util::rt::TokioIo::new(c);
     let mut b = hyper_util::rt::TokioIo::new(b);
-    let opened_ms = crate::session::now_ms();
     let ended = async {
         let Some(l) = &liveness else {
             return std::future::pending().await;
         };
         let registration = gw.ended.watchers().register(l.keys());
-        // Where the credential stands now, and when to look next.
-        let mut next = match l.holds_until(&gw, opened_ms).await {
-            Some(until) => until,
-            None => return,
-        };
+        // The signal starts rung: the first turn of the loop looks (with
+        // the store) at where the credential stands now.
+        let mut next = None;
         loop {
             let deadline = async {
                 match next {
@@ -58,16 +59,17 @@ pub(super) async fn run(
                     None => std::future::pending().await,
                 }
             };
+            // Rung (a revocation naming it, or every tunnel after the feed
+            // between replicas came back) or due: look, with the store for
+            // a session (what ended elsewhere while the feed was down was
+            // never announced).
             tokio::select! {
-                _ = registration.signal().fired() => {
-                    if !l.holds_now(&gw, opened_ms) {
-                        return;
-                    }
-                }
-                _ = deadline => match l.holds_until(&gw, opened_ms).await {
-                    Some(until) => next = until,
-                    None => return,
-                },
+                _ = registration.signal().fired() => {}
+                _ = deadline => {}
+            }
+            match l.holds_until(&gw, opened_ms).await {
+                Some(until) => next = until,
+                None => return,
             }
         }
     };
@@ -75,8 +77,15 @@ pub(super) async fn run(
         _ = tokio::io::copy_bidirectional(&mut c, &mut b) => {}
         _ = ended => {
             tracing::info!("closed a WebSocket: its session or token was revoked or expired");
-            let _ = c.write_all(CLOSE_POLICY).await;
-            let _ = c.shutdown().await;
+            // The backend side goes at once; a client that stopped reading
+            // cannot hold the tunnel (and the backend's slot) with a full
+            // send buffer.
+            drop(b);
+            let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, async {
+                let _ = c.write_all(CLOSE_POLICY).await;
+                let _ = c.shutdown().await;
+            })
+            .await;
         }
     }
 }

@@ -76,8 +76,8 @@ impl SigningKey {
     }
 
     pub fn load(path: &Path) -> Result<SigningKey, String> {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let pem = crate::config::read::read_limited(path, crate::config::read::MAX_FILE_BYTES)
+            .map_err(|e| e.to_string())?;
         let key = PrivateKeyDer::from_pem_slice(&pem)
             .map_err(|e| format!("{}: no PKCS#8 private key: {e}", path.display()))?;
         match key {

@@ -127,10 +127,6 @@ fn unix_now() -> u64 {
     session::now_ms() / 1000
 }
 
-fn random_token() -> String {
-    URL_SAFE_NO_PAD.encode(crate::crypto::random_bytes::<32>())
-}
-
 /// One revocation, applied here and announced to every replica.
 #[derive(Debug, Clone)]
 pub enum Revoke {
@@ -229,6 +225,9 @@ pub fn install_revocation_sync(gw: &Arc<Gateway>) {
                 }
             }
             session::redis::StoreEvent::Subscribed => {
+                // Sessions ended elsewhere while the feed was down were not
+                // announced: every watched connection looks again.
+                gw.ended.watchers().fire_all();
                 let (weak, store) = (Arc::downgrade(&gw), store.clone());
                 tokio::spawn(async move {
                     // The command connection may still be reconnecting after
@@ -286,8 +285,8 @@ fn mint(snap: &Snapshot, grant: &Grant, family: &str) -> Result<(Pair, [u8; 32])
     // RFC 9068: access tokens are typed `at+jwt`.
     let access_token = login.keys.current.sign("at+jwt", &claims);
     // `<family>.<secret>`: the store keeps one record per family and can
-    // tell any older token of it (reuse) from a stranger's guess.
-    let refresh_token = format!("{family}.{}", random_token());
+    // tell any older token of it (reuse) from a forgery (its MAC fails).
+    let refresh_token = Presented::mint(family, &refresh::token_mac(&snap.config.server.secret.0));
     let hash = crate::crypto::sha256(refresh_token.as_bytes());
     Ok((
         Pair {
@@ -534,7 +533,8 @@ async fn refresh(
             "the refresh token is invalid, expired or revoked",
         )
     };
-    let Some(token) = Presented::parse(presented) else {
+    let mac = refresh::token_mac(&snap.config.server.secret.0);
+    let Some(token) = Presented::parse(presented, &mac) else {
         gw.metrics
             .auth("token", crate::metrics::AuthResult::Invalid);
         return Ok(invalid());

@@ -16,7 +16,9 @@ use crate::session::redis::RedisStore;
 use crate::session::StoreError;
 
 /// Decides a rotation atomically. KEYS: family, replay pair. ARGV: the
-/// presented token's hash, now, grace. Returns `{"won", user, ends}`,
+/// presented token's hash, now, grace, the mint timeout (the current token
+/// waits for a successor being minted, or wins again once that was given
+/// up). Returns `{"won", user, ends}`,
 /// `{"replay", pair}`, `{"pending"}`, `{"reused", user}` or `{"invalid"}`.
 const ROTATE: &str = r#"
 local f = redis.call('HMGET', KEYS[1], 'revoked', 'exp', 'cur', 'state', 'at', 'prev', 'prev_at', 'user', 'ends')
@@ -25,11 +27,9 @@ local now, grace = tonumber(ARGV[2]), tonumber(ARGV[3])
 if tonumber(f[2]) <= now then return {'invalid'} end
 local function within(at) return grace > 0 and at and (now - tonumber(at)) <= grace end
 if ARGV[1] == f[3] then
-  if f[4] == 'fresh' then
-    redis.call('HSET', KEYS[1], 'state', 'pending', 'at', ARGV[2])
-    return {'won', f[8], f[9]}
-  end
-  if within(f[5]) then return {'pending'} end
+  if f[4] == 'pending' and (now - tonumber(f[5])) <= tonumber(ARGV[4]) then return {'pending'} end
+  redis.call('HSET', KEYS[1], 'state', 'pending', 'at', ARGV[2])
+  return {'won', f[8], f[9]}
 elseif ARGV[1] == f[6] and within(f[7]) then
   local replay = redis.call('GET', KEYS[2])
   if replay then return {'replay', replay} end
@@ -122,7 +122,8 @@ pub async fn rotate(
         .arg(replay)
         .arg(hex(&t.hash))
         .arg(now_ms)
-        .arg(grace_ms);
+        .arg(grace_ms)
+        .arg(super::refresh::MINT_TIMEOUT_MS);
     let (r,): (Vec<String>,) = s.run(&pipe).await?;
     Ok(match r.first().map(String::as_str) {
         Some("won") if r.len() == 3 => Rotation::Won {

@@ -5,13 +5,18 @@
 //! its rotation, where the same new pair is handed out again, so two tabs
 //! refreshing at once never log a user out.
 //!
-//! A refresh token reads `<family>.<secret>`. The family is the one record
-//! kept per login, whatever the number of rotations (SPEC 16: a family's
-//! state stays bounded): the SHA-256 of its one current token, the previous
-//! token's hash for the grace window, the login time that bounds the whole
-//! family (`refresh_token_max_age`), and `revoked`. Any other token naming
-//! the family is an old one coming back: reuse. Tokens are stored by hash,
-//! never in clear; the replayable pair lives only for the grace window.
+//! A refresh token reads `<family>.<secret>`, the secret being 128 random
+//! bits and a MAC over them and the family (keyed by the server secret).
+//! The family is the one record kept per login, whatever the number of
+//! rotations (SPEC 16: a family's state stays bounded): the SHA-256 of its
+//! one current token, the previous token's hash for the grace window, the
+//! login time that bounds the whole family (`refresh_token_max_age`), and
+//! `revoked`. A token whose MAC holds was minted here: if it is neither the
+//! current nor the previous one, it is an old one coming back (reuse). One
+//! whose MAC fails is a forgery and changes nothing, so knowing a family id
+//! (it is the `sid` of every access token) is not enough to end the family.
+//! Tokens are stored by hash, never in clear; the replayable pair lives
+//! only for the grace window.
 //!
 //! A rotation is decided atomically (the family's shard lock here; one Lua
 //! script in Redis), so concurrent refreshes of one token, on one replica
@@ -20,6 +25,11 @@
 //! re-reads the user and mints from what the users file says now.
 
 use serde::{Deserialize, Serialize};
+
+/// A successor being minted for this long is given up for lost (its
+/// request went away, or its store write failed): the current token wins
+/// again rather than count as reused.
+pub const MINT_TIMEOUT_MS: u64 = 10_000;
 
 /// Who a new family is issued to, as the access tokens will say.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -56,16 +66,48 @@ pub struct Presented {
 }
 
 impl Presented {
-    /// `None` unless the token has the shape the gateway mints:
-    /// 32 hex digits, `.`, the secret.
-    pub fn parse(token: &str) -> Option<Presented> {
+    /// `None` unless the token is one the gateway minted: 32 hex digits,
+    /// `.`, the secret whose MAC holds under `mac`.
+    pub fn parse(token: &str, mac: &crate::crypto::Mac) -> Option<Presented> {
+        use base64::Engine;
         let (family, secret) = token.split_once('.')?;
-        let hex_ok = family.len() == 32 && family.bytes().all(|b| b.is_ascii_hexdigit());
-        (hex_ok && !secret.is_empty()).then(|| Presented {
-            family: family.to_ascii_lowercase(),
+        if family.len() != 32 || !family.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut raw = [0u8; 33];
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode_slice(secret, &mut raw)
+            .ok()?;
+        if n != 32 {
+            return None;
+        }
+        let (random, tag) = raw[..32].split_at(16);
+        let family = family.to_ascii_lowercase();
+        let want = mac.sign_parts(&[family.as_bytes(), random]);
+        crate::crypto::ct_eq(&want[..16], tag).then(|| Presented {
+            family,
             hash: crate::crypto::sha256(token.as_bytes()),
         })
     }
+
+    /// A new token of `family`: `<family>.<secret>` (see [`Presented::parse`]).
+    pub fn mint(family: &str, mac: &crate::crypto::Mac) -> String {
+        use base64::Engine;
+        let random = crate::crypto::random_bytes::<16>();
+        let tag = mac.sign_parts(&[family.as_bytes(), &random]);
+        let mut raw = [0u8; 32];
+        raw[..16].copy_from_slice(&random);
+        raw[16..].copy_from_slice(&tag[..16]);
+        format!(
+            "{family}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        )
+    }
+}
+
+/// The MAC key of refresh tokens, from the server secret.
+pub fn token_mac(server_secret: &[u8]) -> crate::crypto::Mac {
+    crate::crypto::Mac::derive(server_secret, "refresh-token")
 }
 
 /// A new family's first token.
@@ -209,8 +251,14 @@ pub mod memory {
             }
             let within = |at: u64| grace_ms > 0 && now.saturating_sub(at) <= grace_ms;
             if crate::crypto::ct_eq(&t.hash, &f.current) {
+                // The current token is never a sign of a leak: it waits
+                // for a successor being minted, or wins (again, when the
+                // last winner gave up without completing).
                 match f.state {
-                    State::Fresh => {
+                    State::Pending(at) if now.saturating_sub(at) <= super::MINT_TIMEOUT_MS => {
+                        return Rotation::Pending
+                    }
+                    _ => {
                         f.state = State::Pending(now);
                         return Rotation::Won {
                             family: t.family.clone(),
@@ -218,8 +266,6 @@ pub mod memory {
                             ends_ms: f.ends_ms,
                         };
                     }
-                    State::Pending(at) if within(at) => return Rotation::Pending,
-                    State::Pending(_) => {}
                 }
             } else if let Some(p) = &f.previous {
                 if crate::crypto::ct_eq(&t.hash, &p.hash) && within(p.rotated_ms) {
@@ -294,8 +340,13 @@ mod tests {
 
     const FAM: &str = "0123456789abcdef0123456789abcdef";
 
-    fn token(n: u8) -> Presented {
-        Presented::parse(&format!("{FAM}.secret{n}")).unwrap()
+    fn mac() -> crate::crypto::Mac {
+        token_mac(b"0123456789abcdef0123456789abcdef")
+    }
+
+    /// A minted token of `FAM` (each call a new one; `n` only names it).
+    fn token(_n: u8) -> Presented {
+        Presented::parse(&Presented::mint(FAM, &mac()), &mac()).unwrap()
     }
 
     fn family(first: &Presented, ends_ms: u64) -> NewFamily<'static> {
@@ -317,11 +368,25 @@ mod tests {
     }
 
     #[test]
-    fn only_tokens_of_the_minted_shape_parse() {
-        assert!(Presented::parse("abc").is_none());
-        assert!(Presented::parse(&format!("{FAM}.")).is_none());
-        assert!(Presented::parse("0123456789abcdef0123456789abcdeg.x").is_none());
-        assert_eq!(token(1).family, FAM);
+    fn only_tokens_the_gateway_minted_parse() {
+        let m = mac();
+        assert!(Presented::parse("abc", &m).is_none());
+        assert!(Presented::parse(&format!("{FAM}."), &m).is_none());
+        let good = Presented::mint(FAM, &m);
+        assert_eq!(Presented::parse(&good, &m).unwrap().family, FAM);
+        // A family id alone (every access token's `sid`) forges nothing.
+        assert!(Presented::parse(
+            &format!("{FAM}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            &m
+        )
+        .is_none());
+        let other_family = good.replacen(&FAM[..1], "f", 1);
+        assert!(
+            Presented::parse(&other_family, &m).is_none(),
+            "the MAC binds the family"
+        );
+        let other_key = token_mac(b"another secret of 32 bytes......");
+        assert!(Presented::parse(&good, &other_key).is_none());
         assert_ne!(token(1).hash, token(2).hash);
     }
 
@@ -374,6 +439,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_successor_never_completed_lets_the_current_token_win_again() {
+        let s = MemoryRefresh::start();
+        let t1 = token(1);
+        s.create(&NewFamily {
+            expires_ms: u64::MAX,
+            ..family(&t1, u64::MAX)
+        });
+        assert!(matches!(s.rotate(&t1, 1000, 0), Rotation::Won { .. }));
+        assert!(
+            matches!(s.rotate(&t1, 1001, 0), Rotation::Pending),
+            "no grace: still waits, never reuse"
+        );
+        assert!(matches!(
+            s.rotate(&t1, 1000 + MINT_TIMEOUT_MS + 1, 0),
+            Rotation::Won { .. }
+        ));
+    }
+
+    #[tokio::test]
     async fn the_family_ends_at_its_max_age_whatever_the_rotations() {
         let s = MemoryRefresh::start();
         let (t1, t2) = (token(1), token(2));
@@ -395,7 +479,11 @@ mod tests {
         assert!(matches!(s.rotate(&t1, 1000, 0), Rotation::Won { .. }));
         s.complete(&t1, t2.hash, 5_000, None, 1000);
         assert!(matches!(s.rotate(&t1, 1000, 0), Rotation::Reused { .. }));
-        let other = Presented::parse("ffffffffffffffffffffffffffffffff.x").unwrap();
+        let other = Presented::parse(
+            &Presented::mint("ffffffffffffffffffffffffffffffff", &mac()),
+            &mac(),
+        )
+        .unwrap();
         assert!(matches!(s.rotate(&other, 1, 0), Rotation::Invalid));
     }
 
@@ -404,7 +492,11 @@ mod tests {
         let s = MemoryRefresh::start();
         let t1 = token(1);
         s.create(&family(&t1, u64::MAX));
-        let t2 = Presented::parse("11111111111111111111111111111111.y").unwrap();
+        let t2 = Presented::parse(
+            &Presented::mint("11111111111111111111111111111111", &mac()),
+            &mac(),
+        )
+        .unwrap();
         s.create(&NewFamily {
             family: "11111111111111111111111111111111",
             ..family(&t2, u64::MAX)

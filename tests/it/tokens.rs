@@ -1051,3 +1051,22 @@ async fn a_silent_http2_stream_ends_moments_after_its_token_is_revoked() {
     );
     gw.stop().await;
 }
+
+/// The family id is every access token's `sid`, so anyone who saw one
+/// access token (a backend, a log) knows it. A refresh token made up from
+/// it is a forgery, not a reuse: the family lives on.
+#[tokio::test]
+async fn a_refresh_token_forged_from_a_known_family_id_ends_nothing() {
+    let b = Backend::start("app").await;
+    let gw = token_gateway(&b, "", "", tempdir()).await;
+    let c = gw.plain();
+    let first = password_grant(&c).await;
+    let at = first["access_token"].as_str().unwrap();
+    let sid = claims_of(at)["sid"].as_str().unwrap().to_string();
+    let forged = format!("{sid}.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    assert_eq!(refresh(&c, &forged).await.1["error"], "invalid_grant");
+    assert_eq!(api(&c, at).await, 200, "the family's access tokens live on");
+    let (s, j) = refresh(&c, first["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(s, 200, "{j}");
+    gw.stop().await;
+}
