@@ -104,21 +104,14 @@ pub fn safe_redirect(rd: &str, request_host: &str, snap: &Snapshot, plain_http: 
 }
 
 /// The client reached the gateway over plain HTTP: its own connection, or
-/// `X-Forwarded-Proto: http` from a trusted proxy in front.
+/// `X-Forwarded-Proto: http` from a trusted proxy in front (see
+/// [`auth::client_used_https`], which the CSRF origin check shares).
 pub(crate) fn arrived_over_http(
     snap: &Snapshot,
     conn: &ConnInfo,
     headers: &http::HeaderMap,
 ) -> bool {
-    if snap.is_trusted_proxy(conn.peer.ip()) {
-        if let Some(p) = headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-        {
-            return p.trim().eq_ignore_ascii_case("http");
-        }
-    }
-    !conn.tls
+    !auth::client_used_https(snap, conn, headers)
 }
 
 fn login_action(snap: &Snapshot) -> String {
@@ -417,7 +410,7 @@ async fn login_submit(
     // then does). Checked before the body is read and any password is
     // tried. A login stating no origin at all is an API client's.
     if snap.config.sessions.csrf
-        && auth::request_origin(req.headers(), req.uri(), conn) == auth::RequestOrigin::Foreign
+        && auth::request_origin(snap, req.headers(), req.uri(), conn) == auth::RequestOrigin::Foreign
     {
         gw.metrics.auth("login", AuthResult::Forbidden);
         return Err(GatewayError::Forbidden);
@@ -506,7 +499,7 @@ async fn logout(
     if let Some(id) =
         session::cookie_value(&parts.headers, &cfg.cookie_name).and_then(SessionId::parse)
     {
-        if cfg.csrf && !auth::same_origin(&parts, conn) {
+        if cfg.csrf && !auth::same_origin(snap, &parts, conn) {
             gw.metrics.auth("session", AuthResult::Forbidden);
             return Err(GatewayError::Forbidden);
         }
