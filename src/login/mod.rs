@@ -494,24 +494,33 @@ async fn logout(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return Ok(r);
     }
-    // Where a single sign-on session ends: at its provider, when it says where.
+    // Every well-formed session cookie is ended, not only the first: a
+    // cookie planted for the parent domain by a sibling subdomain may come
+    // before ours (see `auth::lookup_session`), and a logout that deleted
+    // only that one would leave the user signed in. Ill-formed values never
+    // reach the store; at most `MAX_SESSION_COOKIES` are looked at.
+    let keys: Vec<session::SessionKey> = session::cookie_values(&parts.headers, &cfg.cookie_name)
+        .filter_map(SessionId::key_of)
+        .collect();
+    if !keys.is_empty() && cfg.csrf && !auth::same_origin(snap, &parts, conn) {
+        gw.metrics.auth("session", AuthResult::Forbidden);
+        return Err(GatewayError::Forbidden);
+    }
+    // Where a single sign-on session ends: at its provider, when it says
+    // where (the first such session's).
     let mut provider_logout = None;
-    if let Some(id) =
-        session::cookie_value(&parts.headers, &cfg.cookie_name).and_then(SessionId::parse)
-    {
-        if cfg.csrf && !auth::same_origin(snap, &parts, conn) {
-            gw.metrics.auth("session", AuthResult::Forbidden);
-            return Err(GatewayError::Forbidden);
-        }
+    for &key in &keys {
         if let Some(r) = gw
             .sessions
-            .delete(id.key())
+            .delete(key)
             .await
             .map_err(|e| GatewayError::StoreUnavailable(Box::new(e)))?
         {
-            tracing::info!(user = %r.user, session = %&id.key().hex()[..12], "logged out");
-            gw.ended.session(id.key());
-            provider_logout = oidc::logout_location(snap, conn, &parts, &r);
+            tracing::info!(user = %r.user, session = %&key.hex()[..12], "logged out");
+            gw.ended.session(key);
+            if provider_logout.is_none() {
+                provider_logout = oidc::logout_location(snap, conn, &parts, &r);
+            }
         }
     }
     let mut resp = Response::new(Body::Empty);

@@ -134,6 +134,7 @@ both_stores!(
     authorization_by_group_gives_403,
     a_login_from_another_origin_is_refused_before_any_password_check,
     a_second_session_cookie_planted_beside_ours_is_not_a_logout,
+    logout_ends_every_session_cookie_not_only_the_first,
     behind_a_trusted_tls_proxy_https_origins_are_same_origin,
 );
 
@@ -608,6 +609,61 @@ async fn a_second_session_cookie_planted_beside_ours_is_not_a_logout(store: Stor
         )
         .await;
     assert_eq!(r.status, 401);
+    gw.stop().await;
+}
+
+/// Logout with several cookies of the session name ends every session
+/// they name: a cookie planted for the parent domain and sent first (junk,
+/// unknown, or someone's live session) must not leave ours alive.
+async fn logout_ends_every_session_cookie_not_only_the_first(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let logout = |cookie: String| {
+        let c = c.clone();
+        async move {
+            c.send(req(
+                "POST",
+                "/.gatehouse/logout",
+                &[("cookie", &cookie), ("origin", "http://localhost")],
+                "",
+            ))
+            .await
+        }
+    };
+    let unknown = "gatehouse_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for planted in ["gatehouse_session=junk", unknown] {
+        let ours = login(&c, "alice", ALICE_PW).await.unwrap();
+        assert_eq!(get_app(&c, &format!("{planted}; {ours}")).await, 200);
+        let r = logout(format!("{planted}; {ours}")).await;
+        assert_eq!(r.status, 204, "{planted}");
+        assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+        assert_eq!(get_app(&c, &ours).await, 401, "{planted}: still signed in");
+    }
+    // Two live sessions in one request (the first one planted): both end.
+    let first = login(&c, "alice", ALICE_PW).await.unwrap();
+    let second = login(&c, "alice", ALICE_PW).await.unwrap();
+    assert_eq!(alice_sessions(&gw).await, 2);
+    let r = logout(format!("{first}; other=1; {second}")).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(get_app(&c, &first).await, 401);
+    assert_eq!(get_app(&c, &second).await, 401);
+    assert_eq!(alice_sessions(&gw).await, 0);
+    // The origin check still guards them all.
+    let ours = login(&c, "alice", ALICE_PW).await.unwrap();
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/logout",
+            &[
+                ("cookie", &format!("gatehouse_session=junk; {ours}")),
+                ("origin", "http://evil.example"),
+            ],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(get_app(&c, &ours).await, 200);
     gw.stop().await;
 }
 
