@@ -213,7 +213,7 @@ impl Issuers {
                         JwtKeys::Static(set) => IssuerKeys::Static(set.clone()),
                         JwtKeys::Remote(src) => {
                             let old = prev.iter().find_map(|i| match &i.keys {
-                                IssuerKeys::Remote(r) if r.source.url == src.url => Some(r),
+                                IssuerKeys::Remote(r) if r.source.same_location(src) => Some(r),
                                 _ => None,
                             });
                             IssuerKeys::Remote(Arc::new(RemoteKeys::new(

@@ -23,6 +23,11 @@ pub const DEFAULT_JWT_TOKEN_SOURCES: &[&str] = &["header:Authorization"];
 pub const DEFAULT_JWT_CLAIMS_MAP: &[(&str, &str)] =
     &[("email", "email"), ("groups", "groups"), ("name", "name")];
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(600);
+/// `jwks_refresh` of a `jwks_file`: reading a small local file costs
+/// nothing, and a key removed from it (a compromised one) should stop
+/// verifying about as soon as the kubelet has synced the mount (about a
+/// minute), not ten minutes later.
+pub const DEFAULT_JWKS_FILE_REFRESH: Duration = Duration::from_secs(60);
 pub const DEFAULT_JWKS_MIN_REFETCH: Duration = Duration::from_secs(30);
 /// Shortest `jwks_refresh` / `jwks_min_refetch`: anything faster would
 /// hammer the identity provider.
@@ -51,19 +56,57 @@ pub struct JwtIssuer {
 /// Where an issuer's keys come from.
 #[derive(Debug)]
 pub enum JwtKeys {
-    /// Loaded with the config: `secret*`, `public_key_file`, `jwks_file`.
+    /// Loaded with the config: `secret*`, `public_key_file`.
     Static(Arc<KeySet>),
-    /// `jwks_url`: fetched in the background and refreshed.
+    /// `jwks_url` or `jwks_file`: loaded again in the background every
+    /// `jwks_refresh` and on an unknown `kid`.
     Remote(JwksSource),
 }
 
+/// A key set that is loaded again while the gateway runs.
 #[derive(Debug, Clone)]
 pub struct JwksSource {
-    pub url: JwksUrl,
-    /// System roots, or only `ca_file` when given.
-    pub tls: Arc<rustls::ClientConfig>,
+    pub location: JwksLocation,
     pub refresh: Duration,
     pub min_refetch: Duration,
+}
+
+/// Where a refreshed key set is read from.
+#[derive(Debug, Clone)]
+pub enum JwksLocation {
+    /// `jwks_url` (or an OpenID provider's `jwks_uri`), fetched over HTTP.
+    Url {
+        url: JwksUrl,
+        /// System roots, or only `ca_file` when given.
+        tls: Arc<rustls::ClientConfig>,
+    },
+    /// `jwks_file` (resolved against the config's folder): a mounted
+    /// Secret or ConfigMap changes on disk while the gateway runs.
+    File {
+        path: std::path::PathBuf,
+        /// What `check` read, in use until the first re-read: the issuer
+        /// verifies tokens from the start, as with any file key.
+        read: Arc<KeySet>,
+    },
+}
+
+impl JwksSource {
+    /// The same URL or file as `other` (a reload keeps what was loaded).
+    pub fn same_location(&self, other: &JwksSource) -> bool {
+        match (&self.location, &other.location) {
+            (JwksLocation::Url { url: a, .. }, JwksLocation::Url { url: b, .. }) => a == b,
+            (JwksLocation::File { path: a, .. }, JwksLocation::File { path: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The URL or path, for logs and `/readyz`.
+    pub fn describe(&self) -> std::borrow::Cow<'_, str> {
+        match &self.location {
+            JwksLocation::Url { url, .. } => url.text.as_str().into(),
+            JwksLocation::File { path, .. } => path.to_string_lossy(),
+        }
+    }
 }
 
 /// A checked `jwks_url`.
@@ -312,14 +355,20 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
             ),
         );
     }
-    let only_url = |c: &mut Check<'_>, key: &str, set: bool| {
-        if set && j.jwks_url.is_none() {
-            c.err(format!("{p}.{key}"), "only applies with jwks_url");
+    if j.ca_file.is_some() && j.jwks_url.is_none() {
+        c.err(format!("{p}.ca_file"), "only applies with jwks_url");
+    }
+    for (key, set) in [
+        ("jwks_refresh", j.jwks_refresh.is_some()),
+        ("jwks_min_refetch", j.jwks_min_refetch.is_some()),
+    ] {
+        if set && j.jwks_url.is_none() && j.jwks_file.is_none() {
+            c.err(
+                format!("{p}.{key}"),
+                "only applies with jwks_url or jwks_file",
+            );
         }
-    };
-    only_url(c, "ca_file", j.ca_file.is_some());
-    only_url(c, "jwks_refresh", j.jwks_refresh.is_some());
-    only_url(c, "jwks_min_refetch", j.jwks_min_refetch.is_some());
+    }
 
     let hmac: Vec<Algorithm> = algorithms
         .iter()
@@ -396,6 +445,7 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
             })
         } else if let Some(f) = &j.jwks_file {
             let key = format!("{p}.jwks_file");
+            let (refresh, min_refetch) = intervals(c, p, j, DEFAULT_JWKS_FILE_REFRESH);
             read(c, &key, f, &mut material).and_then(|bytes| match KeySet::from_jwks(&bytes) {
                 Ok((set, skipped)) => {
                     for s in skipped {
@@ -411,7 +461,14 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
                             format!("no key in {f} fits any of the allowed algorithms"),
                         );
                     }
-                    Some(JwtKeys::Static(Arc::new(set)))
+                    Some(JwtKeys::Remote(JwksSource {
+                        location: JwksLocation::File {
+                            path: c.file_path(f),
+                            read: Arc::new(set),
+                        },
+                        refresh,
+                        min_refetch,
+                    }))
                 }
                 Err(m) => {
                     c.err(key, format!("{f}: {m}"));
@@ -528,11 +585,21 @@ fn remote(
         }
     };
     let tls = c.client_tls(p, j.ca_file.as_ref(), material);
-    let refresh = c.duration(
-        &format!("{p}.jwks_refresh"),
-        &j.jwks_refresh,
-        DEFAULT_JWKS_REFRESH,
-    );
+    let (refresh, min_refetch) = intervals(c, p, j, DEFAULT_JWKS_REFRESH);
+    Some(JwtKeys::Remote(JwksSource {
+        location: JwksLocation::Url {
+            url: url?,
+            tls: tls?,
+        },
+        refresh,
+        min_refetch,
+    }))
+}
+
+/// `jwks_refresh` (default `refresh`) and `jwks_min_refetch`, each at
+/// least [`MIN_JWKS_INTERVAL`].
+fn intervals(c: &mut Check<'_>, p: &str, j: &JwtFile, refresh: Duration) -> (Duration, Duration) {
+    let refresh = c.duration(&format!("{p}.jwks_refresh"), &j.jwks_refresh, refresh);
     let min_refetch = c.duration(
         &format!("{p}.jwks_min_refetch"),
         &j.jwks_min_refetch,
@@ -543,12 +610,7 @@ fn remote(
             c.err(format!("{p}.{key}"), "must be at least 1s");
         }
     }
-    Some(JwtKeys::Remote(JwksSource {
-        url: url?,
-        tls: tls?,
-        refresh,
-        min_refetch,
-    }))
+    (refresh, min_refetch)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::auth::jwt::Issuer;
 use crate::auth::keys::jwks::RemoteKeys;
 use crate::auth::keys::{parse_alg, KeyKind};
 use crate::config::{
-    parse_jwks_url, JwksSource, JwksUrl, JwtIssuer, JwtKeys, OidcProvider, DEFAULT_JWKS_REFRESH,
+    parse_jwks_url, JwksLocation, JwksSource, JwksUrl, JwtIssuer, JwtKeys, OidcProvider, DEFAULT_JWKS_REFRESH,
     DEFAULT_JWT_LEEWAY, MIN_JWKS_INTERVAL,
 };
 use crate::fetch::{self as client, Outgoing};
@@ -250,7 +250,7 @@ impl Provider {
             }),
             Some(m) if m.keys().current().is_none() => Some(format!(
                 "oidc provider `{name}`: signing keys from {} not fetched yet",
-                m.keys().source.url.text
+                m.keys().source.describe()
             )),
             Some(_) => None,
         }
@@ -318,8 +318,10 @@ impl Provider {
     /// Where this provider's ID-token keys come from, per `checked`.
     fn key_source(&self, checked: &Checked) -> JwksSource {
         JwksSource {
-            url: checked.jwks_uri.clone(),
-            tls: self.cfg.tls.clone(),
+            location: JwksLocation::Url {
+                url: checked.jwks_uri.clone(),
+                tls: self.cfg.tls.clone(),
+            },
             refresh: DEFAULT_JWKS_REFRESH,
             // ID tokens come from the provider itself, never from a
             // client, so a rotation may be picked up at once.
@@ -336,7 +338,7 @@ impl Provider {
         metrics: &Arc<Metrics>,
     ) -> Metadata {
         let keys = match previous.map(|p| p.keys()) {
-            Some(k) if k.source.url == checked.jwks_uri => k.clone(),
+            Some(k) if k.source.same_location(&self.key_source(&checked)) => k.clone(),
             _ => {
                 let k = Arc::new(RemoteKeys::new(
                     &format!("oidc:{}", self.cfg.name),
