@@ -6,7 +6,7 @@
 
 use super::Check;
 use crate::auth::keys::{alg_name, parse_alg, KeyKind, KeySet, ALGORITHMS};
-use crate::config::file::JwtFile;
+use crate::config::file::{JwtFile, OidcFile};
 use crate::config::read;
 use crate::config::Identity;
 use jsonwebtoken::Algorithm;
@@ -61,6 +61,16 @@ pub enum JwtKeys {
     /// `jwks_url` or `jwks_file`: loaded again in the background every
     /// `jwks_refresh` and on an unknown `kid`.
     Remote(JwksSource),
+    /// `oidc = "NAME"`: the keys of that `[[oidc]]` provider, from its
+    /// discovery document's `jwks_uri` (one fetch for sign-ins and API
+    /// tokens alike).
+    Provider {
+        name: String,
+        /// `jwks_min_refetch`: how often this entry's tokens may ask the
+        /// provider's keys to be fetched again. Clients can forge `kid`s;
+        /// the provider's own, shorter window is for its ID tokens.
+        min_refetch: Duration,
+    },
 }
 
 /// A key set that is loaded again while the gateway runs.
@@ -243,14 +253,56 @@ fn stripped_before_auth(name: &str, identity: &Identity) -> bool {
         .any(|(h, _)| super::fold_header_name(h.as_str()) == folded)
 }
 
-/// Validates every `[[jwt]]` entry.
+/// Issuers compare exactly, except that one shared with an `[[oidc]]`
+/// provider is the same issuer with or without a trailing `/` (as the
+/// provider's discovery check has it).
+fn same_issuer(a: (&str, bool), b: (&str, bool)) -> bool {
+    a.0 == b.0 || ((a.1 || b.1) && a.0.trim_end_matches('/') == b.0.trim_end_matches('/'))
+}
+
+/// The issuer of an entry: its own, or with `oidc`, the provider's (which
+/// `issuer`, when given, must equal, trailing `/` aside).
+fn effective_issuer(c: &mut Check<'_>, p: &str, j: &JwtFile, oidc: &[OidcFile]) -> Option<String> {
+    let Some(name) = &j.oidc else {
+        if j.issuer.is_empty() {
+            c.err(format!("{p}.issuer"), "must not be empty");
+            return None;
+        }
+        return Some(j.issuer.clone());
+    };
+    let Some(provider) = oidc.iter().find(|o| o.name == *name) else {
+        c.err(
+            format!("{p}.oidc"),
+            format!("no [[oidc]] provider named `{name}`"),
+        );
+        return None;
+    };
+    if j.issuer.is_empty() {
+        Some(provider.issuer.clone())
+    } else if same_issuer((&j.issuer, true), (&provider.issuer, true)) {
+        Some(j.issuer.clone())
+    } else {
+        c.err(
+            format!("{p}.issuer"),
+            format!(
+                "`{}` is not the issuer of [[oidc]] provider `{name}` (`{}`); leave issuer out to use the provider's",
+                j.issuer, provider.issuer
+            ),
+        );
+        None
+    }
+}
+
+/// Validates every `[[jwt]]` entry; `oidc` is the `[[oidc]]` section, for
+/// entries that name a provider.
 pub(super) fn issuers(
     c: &mut Check<'_>,
     list: &[JwtFile],
     identity: &Identity,
+    oidc: &[OidcFile],
 ) -> Vec<Arc<JwtIssuer>> {
     let mut names = HashSet::new();
-    let mut iss_seen = HashSet::new();
+    let mut iss_seen: Vec<(String, bool)> = Vec::new();
     let mut out = Vec::new();
     for (i, j) in list.iter().enumerate() {
         let p = format!("jwt[{i}]");
@@ -267,25 +319,34 @@ pub(super) fn issuers(
                 format!("duplicate jwt name `{}`", j.name),
             );
         }
-        if j.issuer.is_empty() {
-            c.err(format!("{p}.issuer"), "must not be empty");
-        } else if !iss_seen.insert(j.issuer.clone()) {
-            c.err(
-                format!("{p}.issuer"),
-                format!(
-                    "duplicate issuer `{}`: tokens pick their [[jwt]] entry by `iss`",
-                    j.issuer
-                ),
-            );
+        let issuer = effective_issuer(c, &p, j, oidc);
+        if let Some(iss) = &issuer {
+            let shared = j.oidc.is_some();
+            if iss_seen
+                .iter()
+                .any(|(seen, s)| same_issuer((seen, *s), (iss, shared)))
+            {
+                c.err(
+                    format!("{p}.issuer"),
+                    format!("duplicate issuer `{iss}`: tokens pick their [[jwt]] entry by `iss`"),
+                );
+            }
+            iss_seen.push((iss.clone(), shared));
         }
-        if let Some(issuer) = one(c, &p, j, identity) {
+        if let Some(issuer) = one(c, &p, j, identity, issuer) {
             out.push(Arc::new(issuer));
         }
     }
     out
 }
 
-fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<JwtIssuer> {
+fn one(
+    c: &mut Check<'_>,
+    p: &str,
+    j: &JwtFile,
+    identity: &Identity,
+    issuer: Option<String>,
+) -> Option<JwtIssuer> {
     let before = c.problems.len();
     let mut material = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     material.update(format!("{j:?}").as_bytes());
@@ -341,10 +402,34 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
     .filter(|(on, _)| *on)
     .map(|(_, n)| *n)
     .collect();
-    if given.is_empty() {
+    if let Some(name) = &j.oidc {
+        // The provider's keys, fetched by the provider: nothing here may
+        // say otherwise.
+        let refused = [
+            ("jwks_url", j.jwks_url.is_some()),
+            ("jwks_file", j.jwks_file.is_some()),
+            ("public_key_file", j.public_key_file.is_some()),
+            ("secret", j.secret.is_some()),
+            ("secret_file", j.secret_file.is_some()),
+            ("secret_env", j.secret_env.is_some()),
+            ("ca_file", j.ca_file.is_some()),
+            ("jwks_refresh", j.jwks_refresh.is_some()),
+        ];
+        for (key, _) in refused.iter().filter(|(_, set)| *set) {
+            c.err(
+                format!("{p}.{key}"),
+                format!("not with `oidc`: the keys are those of [[oidc]] provider `{name}`, from its discovery document's jwks_uri"),
+            );
+        }
+        if j.audiences.as_ref().is_none_or(|a| a.is_empty()) {
+            c.warnings.push(format!(
+                "{p}: no audiences: every token provider `{name}` signs is accepted, ID tokens issued to other clients (the gateway's own sign-ins included) too; set audiences to your API's"
+            ));
+        }
+    } else if given.is_empty() {
         c.err(
             p,
-            "no key source: give one of jwks_url, jwks_file, public_key_file or secret (secret_file, secret_env)",
+            "no key source: give one of jwks_url, jwks_file, public_key_file or secret (secret_file, secret_env), or oidc",
         );
     } else if given.len() > 1 {
         c.err(
@@ -355,14 +440,14 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
             ),
         );
     }
-    if j.ca_file.is_some() && j.jwks_url.is_none() {
+    if j.ca_file.is_some() && j.jwks_url.is_none() && j.oidc.is_none() {
         c.err(format!("{p}.ca_file"), "only applies with jwks_url");
     }
     for (key, set) in [
-        ("jwks_refresh", j.jwks_refresh.is_some()),
+        ("jwks_refresh", j.jwks_refresh.is_some() && j.oidc.is_none()),
         ("jwks_min_refetch", j.jwks_min_refetch.is_some()),
     ] {
-        if set && j.jwks_url.is_none() && j.jwks_file.is_none() {
+        if set && j.jwks_url.is_none() && j.jwks_file.is_none() && j.oidc.is_none() {
             c.err(
                 format!("{p}.{key}"),
                 "only applies with jwks_url or jwks_file",
@@ -375,7 +460,26 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
         .copied()
         .filter(|a| KeyKind::Hmac.fits(*a))
         .collect();
-    let keys = if given.len() != 1 {
+    let keys = if let Some(name) = &j.oidc {
+        if !hmac.is_empty() {
+            c.err(
+                format!("{p}.algorithms"),
+                "HS256, HS384 and HS512 need a shared secret; a provider's published keys never are one",
+            );
+        }
+        let min_refetch = c.duration(
+            &format!("{p}.jwks_min_refetch"),
+            &j.jwks_min_refetch,
+            DEFAULT_JWKS_MIN_REFETCH,
+        );
+        if min_refetch < MIN_JWKS_INTERVAL {
+            c.err(format!("{p}.jwks_min_refetch"), "must be at least 1s");
+        }
+        Some(JwtKeys::Provider {
+            name: name.clone(),
+            min_refetch,
+        })
+    } else if given.len() != 1 {
         None
     } else if has_secret {
         let secret = c.secret(p, "secret", &j.secret, &j.secret_file, &j.secret_env);
@@ -533,12 +637,13 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
     let claims_map = claims_map(c, p, j.claims_map.as_ref());
 
     let keys = keys?;
+    let issuer = issuer?;
     if c.problems.len() > before {
         return None;
     }
     Some(JwtIssuer {
         name: j.name.clone(),
-        issuer: j.issuer.clone(),
+        issuer,
         audiences,
         algorithms,
         keys,

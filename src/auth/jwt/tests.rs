@@ -31,7 +31,7 @@ fn fixture(jwt: &str, files: &[(&str, &str)]) -> Fixture {
          [[jwt]]\nname = \"idp\"\nissuer = \"{ISS}\"\n{jwt}"
     );
     let cfg = load_str(&text, &dir.path().join("g.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let issuers = Issuers::build(&cfg.jwt, None);
+    let issuers = Issuers::build(&cfg.jwt, None, &Default::default());
     Fixture {
         cfg,
         issuers,
@@ -399,7 +399,7 @@ fn cache_entries_end_at_exp_and_with_their_issuer() {
     let t = k.sign(None, &claims());
     assert!(f.verify(&t).is_ok());
     // A reload with the same entry keeps the issuer, so the entry answers.
-    let same = Issuers::build(&f.cfg.jwt, Some(&f.issuers));
+    let same = Issuers::build(&f.cfg.jwt, Some(&f.issuers), &Default::default());
     let v = Verifier {
         issuers: &same,
         ..f.verifier()

@@ -234,6 +234,13 @@ impl Provider {
         self.meta.load_full()
     }
 
+    /// Generation of the ID-token key set (0: none yet). Cheap: no
+    /// refcount (checked on every cached token of a `[[jwt]]` entry that
+    /// shares these keys).
+    pub fn key_generation(&self) -> u64 {
+        self.meta.load().as_ref().map_or(0, |m| m.keys().generation())
+    }
+
     /// Why this provider cannot sign anyone in yet, if it cannot.
     pub fn not_ready(&self) -> Option<String> {
         let name = &self.cfg.name;
