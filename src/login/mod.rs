@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
 /// Bodies of login and token requests are small; anything larger is refused.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// Serves `<prefix><sub_path>`.
+/// Serves `<prefix><sub_path>`. `request_id` is the response's
+/// `X-Request-Id`, for pages and log lines that must be correlated with it.
 pub async fn handle(
     gw: &Gateway,
     snap: &Snapshot,
@@ -33,6 +34,7 @@ pub async fn handle(
     req: Request<Incoming>,
     sub_path: &str,
     html: bool,
+    request_id: &HeaderValue,
 ) -> Result<Response<Body>, GatewayError> {
     match (req.method(), sub_path) {
         (&Method::GET, "/login") => login_page(snap, conn, &req),
@@ -40,7 +42,7 @@ pub async fn handle(
         (&Method::POST, "/logout") => logout(gw, snap, conn, req, html).await,
         (&Method::GET, "/userinfo") => userinfo(gw, snap, conn, req).await,
         (_, "/token" | "/jwks.json") => crate::tokens::handle(gw, snap, conn, req, sub_path).await,
-        (&Method::GET, "/callback") => oidc::callback(gw, snap, conn, req, html).await,
+        (&Method::GET, "/callback") => oidc::callback(gw, snap, conn, req, html, request_id).await,
         (&Method::GET, p) if p.starts_with("/start/") => {
             oidc::start(snap, conn, &req, &p["/start/".len()..])
         }

@@ -3,6 +3,7 @@
 
 mod agent;
 mod api_tokens;
+mod failures;
 mod flows;
 pub mod op;
 mod tokens;
