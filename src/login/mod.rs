@@ -412,7 +412,8 @@ async fn login_submit(
     // then does). Checked before the body is read and any password is
     // tried. A login stating no origin at all is an API client's.
     if snap.config.sessions.csrf
-        && auth::request_origin(snap, req.headers(), req.uri(), conn) == auth::RequestOrigin::Foreign
+        && auth::request_origin(snap, req.headers(), req.uri(), conn)
+            == auth::RequestOrigin::Foreign
     {
         gw.metrics.auth("login", AuthResult::Forbidden);
         return Err(GatewayError::Forbidden);

@@ -63,13 +63,13 @@ pub async fn session_gateway_with(
     )
     .unwrap();
     let cfg = format!(
-        "{base}[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"admin-token-0123456789\"\n\n[sessions]\n{store}cookie_secure = false\nkey_prefix = \"gh-{prefix}:\"\n{sessions_extra}\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n[log]\naccess_log = false\n\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"admin-token-0123456789\"\n\n[sessions]\n{store}cookie_secure = false\nkey_prefix = \"gh-{prefix}:\"\n{sessions_extra}\n\n\
          [login]\nusers_file = \"users.toml\"\n{login_extra}\n\n\
          [[upstreams]]\nname = \"app\"\nbackends = [\"{b}\"]\n\n\
          [[routes]]\nname = \"app\"\npath_prefix = \"/app\"\nupstream = \"app\"\nauth = \"required\"\nmethods = [\"session\"]\n\n\
          [[routes]]\nname = \"staff\"\npath_prefix = \"/staff-only\"\nupstream = \"app\"\nauth = \"required\"\nmethods = [\"session\"]\n  [routes.require]\n  groups_any = [\"admins\"]\n\n\
          [[routes]]\nname = \"open\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n",
-        base = format!("[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n[log]\naccess_log = false\n\n"),
         store = store.toml(),
         prefix = gatehouse::crypto::hex(&gatehouse::crypto::random_bytes::<4>()),
         b = backend.addr,
@@ -673,14 +673,8 @@ async fn logout_ends_every_session_cookie_not_only_the_first(store: Store) {
 /// the header proves nothing.
 async fn behind_a_trusted_tls_proxy_https_origins_are_same_origin(store: Store) {
     let b = Backend::start("app").await;
-    let gw = session_gateway_with(
-        &store,
-        &b,
-        "trusted_proxies = [\"127.0.0.0/8\"]\n",
-        "",
-        "",
-    )
-    .await;
+    let gw =
+        session_gateway_with(&store, &b, "trusted_proxies = [\"127.0.0.0/8\"]\n", "", "").await;
     let c = gw.plain();
     let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
     let post = |path: &'static str, cookie: String, h: Vec<(&'static str, &'static str)>| {
@@ -755,7 +749,9 @@ async fn behind_a_trusted_tls_proxy_https_origins_are_same_origin(store: Store) 
         async move {
             let mut headers: Vec<(&str, &str)> = vec![("cookie", cookie.as_str())];
             headers.extend(h);
-            c.send(req("POST", "/app/form", &headers, "x=1")).await.status
+            c.send(req("POST", "/app/form", &headers, "x=1"))
+                .await
+                .status
         }
     };
     assert_eq!(post(https.clone()).await, 403);

@@ -101,7 +101,10 @@ impl RemoteKeys {
             state.last_error = st.last_error.clone();
         }
         if let JwksLocation::File { read, .. } = &source.location {
-            let same = current.load().as_ref().is_some_and(|c| c.same_material(read));
+            let same = current
+                .load()
+                .as_ref()
+                .is_some_and(|c| c.same_material(read));
             if !same {
                 current.store(Some(read.clone()));
             }

@@ -18,8 +18,8 @@ use crate::auth::jwt::Issuer;
 use crate::auth::keys::jwks::RemoteKeys;
 use crate::auth::keys::{parse_alg, KeyKind};
 use crate::config::{
-    parse_jwks_url, JwksLocation, JwksSource, JwksUrl, JwtIssuer, JwtKeys, OidcProvider, DEFAULT_JWKS_REFRESH,
-    DEFAULT_JWT_LEEWAY, MIN_JWKS_INTERVAL,
+    parse_jwks_url, JwksLocation, JwksSource, JwksUrl, JwtIssuer, JwtKeys, OidcProvider,
+    DEFAULT_JWKS_REFRESH, DEFAULT_JWT_LEEWAY, MIN_JWKS_INTERVAL,
 };
 use crate::fetch::{self as client, Outgoing};
 use crate::metrics::Metrics;
@@ -238,7 +238,10 @@ impl Provider {
     /// refcount (checked on every cached token of a `[[jwt]]` entry that
     /// shares these keys).
     pub fn key_generation(&self) -> u64 {
-        self.meta.load().as_ref().map_or(0, |m| m.keys().generation())
+        self.meta
+            .load()
+            .as_ref()
+            .map_or(0, |m| m.keys().generation())
     }
 
     /// Why this provider cannot sign anyone in yet, if it cannot.

@@ -67,7 +67,10 @@ async fn api_tokens_of_a_sign_in_provider_verify_with_its_keys_fetched_once() {
     // (aud = client_id) is not an API token.
     let id_token = op.lock().issued.last().unwrap().clone();
     assert_eq!(get_api(&gw, &id_token).await.status, 401);
-    let other = signed(&op, &crate::jwt::with(access(&op), json!({"aud": "billing"})));
+    let other = signed(
+        &op,
+        &crate::jwt::with(access(&op), json!({"aud": "billing"})),
+    );
     assert_eq!(get_api(&gw, &other).await.status, 401);
     // Not signed by the provider: refused.
     let forged = Key::rsa(jsonwebtoken::Algorithm::RS256).sign(Some("k1"), &access(&op));
@@ -85,9 +88,7 @@ async fn api_tokens_of_a_sign_in_provider_verify_with_its_keys_fetched_once() {
     for i in 0..5 {
         let mut c = access(&op);
         c["jti"] = json!(i);
-        let s = op.lock();
-        let key = s.keys[0].1.clone();
-        drop(s);
+        let key = op.lock().keys[0].1.clone();
         let t = key.sign(Some(&format!("forged-{i}")), &c);
         assert_eq!(get_api(&gw, &t).await.status, 401);
     }
@@ -143,10 +144,16 @@ async fn an_entry_naming_a_provider_refuses_its_own_keys_and_issuer() {
         }
     };
     for (extra, path) in [
-        ("jwks_url = \"https://idp.example.com/jwks\"", "jwt[0].jwks_url"),
+        (
+            "jwks_url = \"https://idp.example.com/jwks\"",
+            "jwt[0].jwks_url",
+        ),
         ("jwks_file = \"keys.json\"", "jwt[0].jwks_file"),
         ("public_key_file = \"k.pem\"", "jwt[0].public_key_file"),
-        ("secret = \"0123456789abcdef0123456789abcdef\"", "jwt[0].secret"),
+        (
+            "secret = \"0123456789abcdef0123456789abcdef\"",
+            "jwt[0].secret",
+        ),
         ("jwks_refresh = \"5m\"", "jwt[0].jwks_refresh"),
     ] {
         let e = check(extra);

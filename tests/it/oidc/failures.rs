@@ -55,7 +55,9 @@ async fn the_failure_page_shows_the_request_id_and_try_again_keeps_rd() {
     // No state cookie: nothing is known of rd; the id is still shown.
     let mut a = agent(&gw);
     let r = a
-        .get(&url("/.gatehouse/callback?code=c&state=s&rd=%2F%2Fevil.example"))
+        .get(&url(
+            "/.gatehouse/callback?code=c&state=s&rd=%2F%2Fevil.example",
+        ))
         .await;
     assert_refused(&r, "no cookie");
     assert_eq!(try_again(&r.text()), "/.gatehouse/login");
