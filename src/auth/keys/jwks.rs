@@ -254,7 +254,14 @@ impl RemoteKeys {
                         .iter()
                         .map(|k| k.kid.as_deref().unwrap_or("-"))
                         .collect();
-                    tracing::info!(issuer = %self.name, from = %self.source.describe(), kids = ?kids, "JWKS loaded");
+                    match &self.source.location {
+                        JwksLocation::Url { url, .. } => {
+                            tracing::info!(issuer = %self.name, url = %url.text, kids = ?kids, "JWKS loaded")
+                        }
+                        JwksLocation::File { path, .. } => {
+                            tracing::info!(issuer = %self.name, file = %path.display(), kids = ?kids, "JWKS loaded")
+                        }
+                    }
                     for s in &skipped {
                         tracing::warn!(issuer = %self.name, "JWKS {s}");
                     }
@@ -272,7 +279,14 @@ impl RemoteKeys {
             }
             Err(e) => {
                 metrics.jwks_fetches_failed.fetch_add(1, Relaxed);
-                tracing::warn!(issuer = %self.name, from = %self.source.describe(), error = %e, "JWKS fetch failed; keeping the current keys");
+                match &self.source.location {
+                    JwksLocation::Url { url, .. } => {
+                        tracing::warn!(issuer = %self.name, url = %url.text, error = %e, "JWKS fetch failed; keeping the current keys")
+                    }
+                    JwksLocation::File { path, .. } => {
+                        tracing::warn!(issuer = %self.name, file = %path.display(), error = %e, "JWKS fetch failed; keeping the current keys")
+                    }
+                }
                 let mut st = self.lock();
                 st.failures = st.failures.saturating_add(1);
                 let backoff = FIRST_RETRY

@@ -320,3 +320,54 @@ async fn a_jwks_file_is_re_read_every_jwks_refresh_and_a_broken_one_keeps_the_ol
     assert_eq!(ready(&gw).await.status, 200);
     gw.stop().await;
 }
+
+/// A `jwks_file` that cannot be used any more is logged, naming the file,
+/// and its keys stay in use (the real binary, its log as operators read
+/// it).
+#[tokio::test]
+async fn a_broken_jwks_file_is_logged_and_its_old_keys_kept() {
+    let b = Backend::start("b1").await;
+    let k = Key::ec(Algorithm::ES256);
+    let dir = tempdir();
+    let file = dir.path().join("keys.json");
+    std::fs::write(&file, jwks(&[k.jwk_with("k1")])).unwrap();
+    let jwt = format!(
+        "[[jwt]]\nname = \"idp\"\nissuer = \"{ISS}\"\naudiences = [\"app\"]\nalgorithms = [\"ES256\"]\n\
+         jwks_file = \"{}\"\njwks_refresh = \"1s\"\n",
+        file.display()
+    );
+    let cfg = config(&b, JWT_ROUTE, &jwt).replace("[log]\n", "[log]\nformat = \"json\"\n");
+    let gw = crate::support::process::GwProcess::spawn(&cfg, None).await;
+    let c = Client::plain(gw.listen);
+    let t = k.sign(Some("k1"), &claims());
+    let auth = format!("Bearer {t}");
+    assert_eq!(
+        c.get_with("/", &[("authorization", &auth)]).await.status,
+        200
+    );
+
+    std::fs::write(&file, "not a key set").unwrap();
+    let failed = |log: &str| {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["message"] == "JWKS fetch failed; keeping the current keys")
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || failed(&gw.log()).is_some()).await,
+        "{}",
+        gw.log()
+    );
+    let line = failed(&gw.log()).unwrap();
+    assert_eq!(line["issuer"], "idp", "{line}");
+    assert_eq!(line["file"], file.display().to_string(), "{line}");
+    assert!(
+        line["error"].as_str().unwrap().contains("not a JWKS"),
+        "{line}"
+    );
+    let t2 = k.sign(Some("k1"), &with(claims(), serde_json::json!({"jti": "2"})));
+    let auth = format!("Bearer {t2}");
+    assert_eq!(
+        c.get_with("/", &[("authorization", &auth)]).await.status,
+        200
+    );
+}
