@@ -590,7 +590,7 @@ async fn checked(
 /// refetch, which is rate-limited per issuer (see [`Refetch`]).
 async fn key_set(issuer: &Issuer, parsed: &Parsed<'_>) -> Result<Arc<KeySet>, Reject> {
     if let IssuerKeys::Provider(p) = &issuer.keys {
-        return provider_key_set(issuer, p, parsed).await;
+        return provider_key_set(p, parsed).await;
     }
     let mut refetched = false;
     loop {
@@ -627,11 +627,7 @@ async fn key_set(issuer: &Issuer, parsed: &Parsed<'_>) -> Result<Arc<KeySet>, Re
 /// token's `iss` must be the discovery document's issuer exactly, as an ID
 /// token's; an unknown `kid` asks the provider's keys for a refetch, at
 /// most once per this entry's `jwks_min_refetch`.
-async fn provider_key_set(
-    issuer: &Issuer,
-    p: &ProviderKeys,
-    parsed: &Parsed<'_>,
-) -> Result<Arc<KeySet>, Reject> {
+async fn provider_key_set(p: &ProviderKeys, parsed: &Parsed<'_>) -> Result<Arc<KeySet>, Reject> {
     let meta = p.provider.metadata().ok_or(Reject::KeysUnavailable)?;
     match parsed.claims.get("iss") {
         Some(Value::String(s)) if *s == meta.issuer => {}
@@ -648,7 +644,6 @@ async fn provider_key_set(
             },
         };
         if refetched || !p.may_refetch() || !keys.refetch().await {
-            tracing::debug!(issuer = %issuer.cfg.name, reason = missing.description(), "provider keys lack the token's key");
             return Err(missing);
         }
         refetched = true;

@@ -423,7 +423,7 @@ fn one(
         }
         if j.audiences.as_ref().is_none_or(|a| a.is_empty()) {
             c.warnings.push(format!(
-                "{p}: no audiences: every token provider `{name}` signs is accepted, ID tokens issued to other clients (the gateway's own sign-ins included) too; set audiences to your API's"
+                "{p}: without audiences, every token provider `{name}` signs is accepted, ID tokens issued to any of its clients (the gateway's own sign-ins included); set audiences to your API's"
             ));
         }
     } else if given.is_empty() {
@@ -440,18 +440,21 @@ fn one(
             ),
         );
     }
-    if j.ca_file.is_some() && j.jwks_url.is_none() && j.oidc.is_none() {
-        c.err(format!("{p}.ca_file"), "only applies with jwks_url");
-    }
-    for (key, set) in [
-        ("jwks_refresh", j.jwks_refresh.is_some() && j.oidc.is_none()),
-        ("jwks_min_refetch", j.jwks_min_refetch.is_some()),
-    ] {
-        if set && j.jwks_url.is_none() && j.jwks_file.is_none() && j.oidc.is_none() {
-            c.err(
-                format!("{p}.{key}"),
-                "only applies with jwks_url or jwks_file",
-            );
+    // (With `oidc` these were dealt with above.)
+    if j.oidc.is_none() {
+        if j.ca_file.is_some() && j.jwks_url.is_none() {
+            c.err(format!("{p}.ca_file"), "only applies with jwks_url");
+        }
+        for (key, set) in [
+            ("jwks_refresh", j.jwks_refresh.is_some()),
+            ("jwks_min_refetch", j.jwks_min_refetch.is_some()),
+        ] {
+            if set && j.jwks_url.is_none() && j.jwks_file.is_none() {
+                c.err(
+                    format!("{p}.{key}"),
+                    "only applies with jwks_url or jwks_file",
+                );
+            }
         }
     }
 
