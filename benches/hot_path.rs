@@ -173,7 +173,7 @@ fn jwt(c: &mut Criterion) {
         ));
     }
     let cfg = load(dir.path(), &toml);
-    let issuers = Issuers::build(&cfg.jwt, None);
+    let issuers = Issuers::build(&cfg.jwt, None, &Default::default());
     let revocations = Revocations::default();
     let metrics = Metrics::default();
     let mut g = c.benchmark_group("jwt");

@@ -59,8 +59,10 @@ impl Snapshot {
             .as_ref()
             .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
         let endpoint_prefix_slash = format!("{}/", config.server.endpoint_prefix);
-        let jwt = Issuers::build(&config.jwt, previous.map(|p| &p.jwt));
+        // Providers first: `[[jwt]]` entries with `oidc = "NAME"` share
+        // this snapshot's provider keys.
         let oidc = crate::login::oidc::Providers::build(&config.oidc, previous.map(|p| &p.oidc));
+        let jwt = Issuers::build(&config.jwt, previous.map(|p| &p.jwt), &oidc);
         Snapshot {
             jwt,
             oidc,

@@ -59,7 +59,7 @@ fn world() -> &'static World {
         let cfg = gatehouse::config::load_str(&toml, &dir.path().join("g.toml"))
             .unwrap_or_else(|e| panic!("fuzz config: {e}"));
         World {
-            issuers: Issuers::build(&cfg.jwt, None),
+            issuers: Issuers::build(&cfg.jwt, None, &Default::default()),
             revocations: Revocations::default(),
             metrics: Default::default(),
             ec_private: EncodingKey::from_ec_pem(kp.serialize_pem().as_bytes()).unwrap(),

@@ -27,6 +27,7 @@ use super::revocation::{Revocations, TokenFacts};
 use super::{Attempt, Identity};
 use crate::config::{JwtIssuer, JwtKeys, TokenSource};
 use crate::gateway::{Gateway, Snapshot};
+use crate::login::oidc::{Provider, Providers};
 use crate::metrics::{AuthResult, Metrics};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -107,6 +108,36 @@ impl Reject {
 enum IssuerKeys {
     Static(Arc<KeySet>),
     Remote(Arc<RemoteKeys>),
+    /// `oidc = "NAME"`: whatever keys that provider has loaded.
+    Provider(ProviderKeys),
+}
+
+/// The keys of an `[[oidc]]` provider, shared by a `[[jwt]]` entry: one
+/// discovery document, one `jwks_uri` fetch for sign-ins and API tokens.
+/// Until the document and keys are in, the entry's tokens get `issuer
+/// keys unavailable`.
+struct ProviderKeys {
+    provider: Arc<Provider>,
+    /// This entry's `jwks_min_refetch` window over the refetches its
+    /// tokens ask for (clients can forge `kid`s); the provider's own
+    /// window, one second, is for the ID tokens it hands the gateway.
+    min_refetch: std::time::Duration,
+    last_triggered: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl ProviderKeys {
+    /// Takes this entry's refetch window if it is open.
+    fn may_refetch(&self) -> bool {
+        let mut last = self
+            .last_triggered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < self.min_refetch) {
+            return false;
+        }
+        *last = Some(tokio::time::Instant::now());
+        true
+    }
 }
 
 /// What a token naming an unknown `kid` may do to a `jwks_url` key set.
@@ -139,11 +170,12 @@ impl Issuer {
         }
     }
 
-    /// The live key set behind a `jwks_url` (or `jwks_uri`) issuer.
+    /// The live key set behind a `jwks_url`, `jwks_file` (or `jwks_uri`)
+    /// issuer.
     pub(crate) fn remote_keys(&self) -> Option<&Arc<RemoteKeys>> {
         match &self.keys {
             IssuerKeys::Remote(r) => Some(r),
-            IssuerKeys::Static(_) => None,
+            IssuerKeys::Static(_) | IssuerKeys::Provider(_) => None,
         }
     }
 
@@ -172,6 +204,7 @@ impl Issuer {
         match &self.keys {
             IssuerKeys::Static(s) => Some(s.clone()),
             IssuerKeys::Remote(r) => r.current(),
+            IssuerKeys::Provider(p) => p.provider.metadata()?.keys().current(),
         }
     }
 
@@ -179,7 +212,18 @@ impl Issuer {
         match &self.keys {
             IssuerKeys::Static(s) => s.generation(),
             IssuerKeys::Remote(r) => r.generation(),
+            IssuerKeys::Provider(p) => p.provider.key_generation(),
         }
+    }
+
+    /// Whether a token's `iss` names this issuer. Exact, except for an
+    /// entry sharing an `[[oidc]]` provider, which is chosen trailing `/`
+    /// aside (as the provider's discovery check has it) and then held to
+    /// the discovery document's issuer exactly (see [`key_set`]).
+    fn is_named_by(&self, iss: &str) -> bool {
+        self.cfg.issuer == iss
+            || (matches!(self.keys, IssuerKeys::Provider(_))
+                && self.cfg.issuer.trim_end_matches('/') == iss.trim_end_matches('/'))
     }
 
     fn accepts(&self, source: &TokenSource) -> bool {
@@ -201,19 +245,48 @@ impl Issuers {
     /// Builds the issuers of `cfgs`. An issuer whose entry and key material
     /// are unchanged since `previous` is kept as it was (keys, fetch
     /// schedule, cached tokens); a changed one with the same `jwks_url`
-    /// starts from the keys already fetched.
-    pub fn build(cfgs: &[Arc<JwtIssuer>], previous: Option<&Issuers>) -> Issuers {
+    /// starts from the keys already fetched. Entries naming an `[[oidc]]`
+    /// provider use `providers`' (this snapshot's), so they are built
+    /// after them.
+    pub fn build(
+        cfgs: &[Arc<JwtIssuer>],
+        previous: Option<&Issuers>,
+        providers: &Providers,
+    ) -> Issuers {
         let prev: &[Arc<Issuer>] = previous.map_or(&[], |p| &p.list);
         let mut out = Issuers::default();
         for cfg in cfgs {
-            let issuer = match prev.iter().find(|i| i.cfg.fingerprint == cfg.fingerprint) {
+            // A kept issuer must not hold on to a provider this snapshot
+            // replaced.
+            let kept = prev.iter().find(|i| {
+                i.cfg.fingerprint == cfg.fingerprint
+                    && match (&i.keys, &cfg.keys) {
+                        (IssuerKeys::Provider(p), JwtKeys::Provider { name, .. }) => providers
+                            .get(name)
+                            .is_some_and(|now| Arc::ptr_eq(now, &p.provider)),
+                        _ => true,
+                    }
+            });
+            let issuer = match kept {
                 Some(same) => same.clone(),
                 None => {
                     let keys = match &cfg.keys {
+                        JwtKeys::Provider { name, min_refetch } => {
+                            let Some(provider) = providers.get(name) else {
+                                // The config check makes sure it exists.
+                                tracing::error!(issuer = %cfg.name, provider = %name, "jwt issuer names an unknown oidc provider; its tokens are refused");
+                                continue;
+                            };
+                            IssuerKeys::Provider(ProviderKeys {
+                                provider: provider.clone(),
+                                min_refetch: *min_refetch,
+                                last_triggered: std::sync::Mutex::new(None),
+                            })
+                        }
                         JwtKeys::Static(set) => IssuerKeys::Static(set.clone()),
                         JwtKeys::Remote(src) => {
                             let old = prev.iter().find_map(|i| match &i.keys {
-                                IssuerKeys::Remote(r) if r.source.url == src.url => Some(r),
+                                IssuerKeys::Remote(r) if r.source.same_location(src) => Some(r),
                                 _ => None,
                             });
                             IssuerKeys::Remote(Arc::new(RemoteKeys::new(
@@ -247,7 +320,8 @@ impl Issuers {
         self.list.is_empty()
     }
 
-    /// Starts background key fetches (idempotent per key source).
+    /// Starts background key fetches (idempotent per key source; a
+    /// provider's keys are started by the provider).
     pub fn start(&self, metrics: &Arc<Metrics>) {
         for i in &self.list {
             if let IssuerKeys::Remote(r) = &i.keys {
@@ -262,13 +336,17 @@ impl Issuers {
             .iter()
             .filter_map(|i| match &i.keys {
                 IssuerKeys::Remote(r) => r.not_ready(),
-                IssuerKeys::Static(_) => None,
+                IssuerKeys::Provider(p) if i.key_set().is_none() => Some(format!(
+                    "jwt issuer `{}`: no signing keys yet from oidc provider `{}`",
+                    i.cfg.name, p.provider.cfg.name
+                )),
+                IssuerKeys::Provider(_) | IssuerKeys::Static(_) => None,
             })
             .collect()
     }
 
     fn by_iss(&self, iss: &str) -> Option<&Arc<Issuer>> {
-        self.list.iter().find(|i| i.cfg.issuer == iss)
+        self.list.iter().find(|i| i.is_named_by(iss))
     }
 }
 
@@ -511,6 +589,9 @@ async fn checked(
 /// naming an unknown `kid` (or arriving before any keys) asks for one
 /// refetch, which is rate-limited per issuer (see [`Refetch`]).
 async fn key_set(issuer: &Issuer, parsed: &Parsed<'_>) -> Result<Arc<KeySet>, Reject> {
+    if let IssuerKeys::Provider(p) = &issuer.keys {
+        return provider_key_set(p, parsed).await;
+    }
     let mut refetched = false;
     loop {
         let set = issuer.key_set();
@@ -539,6 +620,33 @@ async fn key_set(issuer: &Issuer, parsed: &Parsed<'_>) -> Result<Arc<KeySet>, Re
             }
             _ => return Err(missing),
         }
+    }
+}
+
+/// [`key_set`] for an entry sharing an `[[oidc]]` provider's keys: the
+/// token's `iss` must be the discovery document's issuer exactly, as an ID
+/// token's; an unknown `kid` asks the provider's keys for a refetch, at
+/// most once per this entry's `jwks_min_refetch`.
+async fn provider_key_set(p: &ProviderKeys, parsed: &Parsed<'_>) -> Result<Arc<KeySet>, Reject> {
+    let meta = p.provider.metadata().ok_or(Reject::KeysUnavailable)?;
+    match parsed.claims.get("iss") {
+        Some(Value::String(s)) if *s == meta.issuer => {}
+        _ => return Err(Reject::UnknownIssuer),
+    }
+    let keys = meta.keys();
+    let mut refetched = false;
+    loop {
+        let missing = match keys.current() {
+            None => Reject::KeysUnavailable,
+            Some(s) => match s.lookup(parsed.kid.as_deref(), parsed.alg) {
+                Lookup::UnknownKid => Reject::UnknownKey,
+                _ => return Ok(s),
+            },
+        };
+        if refetched || !p.may_refetch() || !keys.refetch().await {
+            return Err(missing);
+        }
+        refetched = true;
     }
 }
 

@@ -243,9 +243,33 @@ pub enum RequestOrigin {
     Unstated,
 }
 
-/// The origin a request states, from its headers and the connection it
-/// came on.
+/// The client reached the gateway over https: from a peer in
+/// `trusted_proxies`, what its `X-Forwarded-Proto` says (the first value of
+/// a list: the proxy nearest the client); otherwise whether this connection
+/// is TLS. A TLS-terminating proxy in front of a plain listener makes the
+/// browser's origin `https://...` although this connection is plain. From
+/// any other peer the header is the client's say-so and is ignored; a
+/// trusted value that is neither `http` nor `https` leaves the
+/// connection's own scheme.
+pub fn client_used_https(snap: &Snapshot, conn: &ConnInfo, headers: &http::HeaderMap) -> bool {
+    if !snap.is_trusted_proxy(conn.peer.ip()) {
+        return conn.tls;
+    }
+    let forwarded = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(',').next().unwrap_or("").trim());
+    match forwarded {
+        Some(p) if p.eq_ignore_ascii_case("https") => true,
+        Some(p) if p.eq_ignore_ascii_case("http") => false,
+        _ => conn.tls,
+    }
+}
+
+/// The origin a request states, from its headers, against the scheme the
+/// client used (see [`client_used_https`]) and its `Host`.
 pub fn request_origin(
+    snap: &Snapshot,
     headers: &http::HeaderMap,
     uri: &http::Uri,
     conn: &ConnInfo,
@@ -255,7 +279,11 @@ pub fn request_origin(
         .and_then(|h| h.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
-    let scheme = if conn.tls { "https" } else { "http" };
+    let scheme = if client_used_https(snap, conn, headers) {
+        "https"
+    } else {
+        "http"
+    };
     let matches = |origin: &str| {
         !host.is_empty()
             && origin.len() == scheme.len() + 3 + host.len()
@@ -291,15 +319,15 @@ pub fn request_origin(
 /// The request came from a page of the same origin (SPEC 11, CSRF
 /// `origin`): `Origin`, or without it `Referer`, equals the
 /// scheme://host[:port] the client used. Neither header: not the same.
-pub fn same_origin(parts: &http::request::Parts, conn: &ConnInfo) -> bool {
-    request_origin(&parts.headers, &parts.uri, conn) == RequestOrigin::Same
+pub fn same_origin(snap: &Snapshot, parts: &http::request::Parts, conn: &ConnInfo) -> bool {
+    request_origin(snap, &parts.headers, &parts.uri, conn) == RequestOrigin::Same
 }
 
 /// CSRF `origin` for a credential the browser attaches by itself (a
 /// cookie, which rides along on cross-site requests): an unsafe method
 /// must come from the gateway's own origin.
 pub(crate) fn cross_site(snap: &Snapshot, parts: &http::request::Parts, conn: &ConnInfo) -> bool {
-    snap.config.sessions.csrf && !is_safe_method(&parts.method) && !same_origin(parts, conn)
+    snap.config.sessions.csrf && !is_safe_method(&parts.method) && !same_origin(snap, parts, conn)
 }
 
 fn is_safe_method(m: &http::Method) -> bool {
@@ -515,7 +543,22 @@ pub fn url_encode(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A snapshot whose `trusted_proxies` is `trusted` (TOML list text).
+    fn snapshot(trusted: &str) -> Snapshot {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = {trusted}\n\
+             [[upstreams]]\nname = \"app\"\nbackends = [\"127.0.0.1:9\"]\n"
+        );
+        let c = crate::config::load_str(&text, std::path::Path::new("/tmp/g.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        Snapshot::build(c, &crate::metrics::Metrics::default(), None)
+    }
+
     fn origin(tls: bool, pairs: &[(&str, &[u8])]) -> RequestOrigin {
+        origin_from(&snapshot("[]"), tls, pairs)
+    }
+
+    fn origin_from(snap: &Snapshot, tls: bool, pairs: &[(&str, &[u8])]) -> RequestOrigin {
         let mut h = http::HeaderMap::new();
         h.insert(http::header::HOST, "gw.example:8443".parse().unwrap());
         for (k, v) in pairs {
@@ -526,7 +569,44 @@ mod tests {
         }
         let addr = "127.0.0.1:1".parse().unwrap();
         let conn = ConnInfo::new(addr, addr, tls, None, false);
-        request_origin(&h, &"/".parse().unwrap(), &conn)
+        request_origin(snap, &h, &"/".parse().unwrap(), &conn)
+    }
+
+    #[test]
+    fn forwarded_proto_counts_only_from_trusted_proxies() {
+        use RequestOrigin::*;
+        let https: &[(&str, &[u8])] = &[
+            ("x-forwarded-proto", b"https"),
+            ("origin", b"https://gw.example:8443"),
+        ];
+        let trusting = snapshot("[\"127.0.0.0/8\"]");
+        assert_eq!(origin_from(&trusting, false, https), Same);
+        // The peer (127.0.0.1) is not trusted: its header is ignored.
+        assert_eq!(origin(false, https), Foreign);
+        assert_eq!(
+            origin_from(&snapshot("[\"10.0.0.0/8\"]"), false, https),
+            Foreign
+        );
+        // A trusted proxy saying http is believed, on a TLS connection
+        // too; a list counts by its first value; anything else leaves the
+        // connection's scheme.
+        let plain: &[(&str, &[u8])] = &[
+            ("x-forwarded-proto", b"http"),
+            ("origin", b"http://gw.example:8443"),
+        ];
+        assert_eq!(origin_from(&trusting, false, plain), Same);
+        assert_eq!(origin_from(&trusting, true, plain), Same);
+        assert_eq!(origin_from(&trusting, true, https), Same);
+        let listed: &[(&str, &[u8])] = &[
+            ("x-forwarded-proto", b"HTTPS, http"),
+            ("origin", b"https://gw.example:8443"),
+        ];
+        assert_eq!(origin_from(&trusting, false, listed), Same);
+        let odd: &[(&str, &[u8])] = &[
+            ("x-forwarded-proto", b"wss"),
+            ("origin", b"https://gw.example:8443"),
+        ];
+        assert_eq!(origin_from(&trusting, false, odd), Foreign);
     }
 
     #[test]

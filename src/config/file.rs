@@ -150,7 +150,11 @@ pub struct OidcFile {
 #[serde(deny_unknown_fields)]
 pub struct JwtFile {
     pub name: String,
+    /// Required, unless `oidc` names a provider (then its issuer).
+    #[serde(default)]
     pub issuer: String,
+    /// An `[[oidc]]` provider whose issuer and keys this entry shares.
+    pub oidc: Option<String>,
     pub audiences: Option<Vec<String>>,
     pub algorithms: Option<Vec<String>>,
     pub jwks_url: Option<String>,

@@ -6,7 +6,7 @@
 
 use super::Check;
 use crate::auth::keys::{alg_name, parse_alg, KeyKind, KeySet, ALGORITHMS};
-use crate::config::file::JwtFile;
+use crate::config::file::{JwtFile, OidcFile};
 use crate::config::read;
 use crate::config::Identity;
 use jsonwebtoken::Algorithm;
@@ -23,6 +23,11 @@ pub const DEFAULT_JWT_TOKEN_SOURCES: &[&str] = &["header:Authorization"];
 pub const DEFAULT_JWT_CLAIMS_MAP: &[(&str, &str)] =
     &[("email", "email"), ("groups", "groups"), ("name", "name")];
 pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(600);
+/// `jwks_refresh` of a `jwks_file`: reading a small local file costs
+/// nothing, and a key removed from it (a compromised one) should stop
+/// verifying about as soon as the kubelet has synced the mount (about a
+/// minute), not ten minutes later.
+pub const DEFAULT_JWKS_FILE_REFRESH: Duration = Duration::from_secs(60);
 pub const DEFAULT_JWKS_MIN_REFETCH: Duration = Duration::from_secs(30);
 /// Shortest `jwks_refresh` / `jwks_min_refetch`: anything faster would
 /// hammer the identity provider.
@@ -51,19 +56,67 @@ pub struct JwtIssuer {
 /// Where an issuer's keys come from.
 #[derive(Debug)]
 pub enum JwtKeys {
-    /// Loaded with the config: `secret*`, `public_key_file`, `jwks_file`.
+    /// Loaded with the config: `secret*`, `public_key_file`.
     Static(Arc<KeySet>),
-    /// `jwks_url`: fetched in the background and refreshed.
+    /// `jwks_url` or `jwks_file`: loaded again in the background every
+    /// `jwks_refresh` and on an unknown `kid`.
     Remote(JwksSource),
+    /// `oidc = "NAME"`: the keys of that `[[oidc]]` provider, from its
+    /// discovery document's `jwks_uri` (one fetch for sign-ins and API
+    /// tokens alike).
+    Provider {
+        name: String,
+        /// `jwks_min_refetch`: how often this entry's tokens may ask the
+        /// provider's keys to be fetched again. Clients can forge `kid`s;
+        /// the provider's own, shorter window is for its ID tokens.
+        min_refetch: Duration,
+    },
 }
 
+/// A key set that is loaded again while the gateway runs.
 #[derive(Debug, Clone)]
 pub struct JwksSource {
-    pub url: JwksUrl,
-    /// System roots, or only `ca_file` when given.
-    pub tls: Arc<rustls::ClientConfig>,
+    pub location: JwksLocation,
     pub refresh: Duration,
     pub min_refetch: Duration,
+}
+
+/// Where a refreshed key set is read from.
+#[derive(Debug, Clone)]
+pub enum JwksLocation {
+    /// `jwks_url` (or an OpenID provider's `jwks_uri`), fetched over HTTP.
+    Url {
+        url: JwksUrl,
+        /// System roots, or only `ca_file` when given.
+        tls: Arc<rustls::ClientConfig>,
+    },
+    /// `jwks_file` (resolved against the config's folder): a mounted
+    /// Secret or ConfigMap changes on disk while the gateway runs.
+    File {
+        path: std::path::PathBuf,
+        /// What `check` read, in use until the first re-read: the issuer
+        /// verifies tokens from the start, as with any file key.
+        read: Arc<KeySet>,
+    },
+}
+
+impl JwksSource {
+    /// The same URL or file as `other` (a reload keeps what was loaded).
+    pub fn same_location(&self, other: &JwksSource) -> bool {
+        match (&self.location, &other.location) {
+            (JwksLocation::Url { url: a, .. }, JwksLocation::Url { url: b, .. }) => a == b,
+            (JwksLocation::File { path: a, .. }, JwksLocation::File { path: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The URL or path, for logs and `/readyz`.
+    pub fn describe(&self) -> std::borrow::Cow<'_, str> {
+        match &self.location {
+            JwksLocation::Url { url, .. } => url.text.as_str().into(),
+            JwksLocation::File { path, .. } => path.to_string_lossy(),
+        }
+    }
 }
 
 /// A checked `jwks_url`.
@@ -200,14 +253,56 @@ fn stripped_before_auth(name: &str, identity: &Identity) -> bool {
         .any(|(h, _)| super::fold_header_name(h.as_str()) == folded)
 }
 
-/// Validates every `[[jwt]]` entry.
+/// Issuers compare exactly, except that one shared with an `[[oidc]]`
+/// provider is the same issuer with or without a trailing `/` (as the
+/// provider's discovery check has it).
+fn same_issuer(a: (&str, bool), b: (&str, bool)) -> bool {
+    a.0 == b.0 || ((a.1 || b.1) && a.0.trim_end_matches('/') == b.0.trim_end_matches('/'))
+}
+
+/// The issuer of an entry: its own, or with `oidc`, the provider's (which
+/// `issuer`, when given, must equal, trailing `/` aside).
+fn effective_issuer(c: &mut Check<'_>, p: &str, j: &JwtFile, oidc: &[OidcFile]) -> Option<String> {
+    let Some(name) = &j.oidc else {
+        if j.issuer.is_empty() {
+            c.err(format!("{p}.issuer"), "must not be empty");
+            return None;
+        }
+        return Some(j.issuer.clone());
+    };
+    let Some(provider) = oidc.iter().find(|o| o.name == *name) else {
+        c.err(
+            format!("{p}.oidc"),
+            format!("no [[oidc]] provider named `{name}`"),
+        );
+        return None;
+    };
+    if j.issuer.is_empty() {
+        Some(provider.issuer.clone())
+    } else if same_issuer((&j.issuer, true), (&provider.issuer, true)) {
+        Some(j.issuer.clone())
+    } else {
+        c.err(
+            format!("{p}.issuer"),
+            format!(
+                "`{}` is not the issuer of [[oidc]] provider `{name}` (`{}`); leave issuer out to use the provider's",
+                j.issuer, provider.issuer
+            ),
+        );
+        None
+    }
+}
+
+/// Validates every `[[jwt]]` entry; `oidc` is the `[[oidc]]` section, for
+/// entries that name a provider.
 pub(super) fn issuers(
     c: &mut Check<'_>,
     list: &[JwtFile],
     identity: &Identity,
+    oidc: &[OidcFile],
 ) -> Vec<Arc<JwtIssuer>> {
     let mut names = HashSet::new();
-    let mut iss_seen = HashSet::new();
+    let mut iss_seen: Vec<(String, bool)> = Vec::new();
     let mut out = Vec::new();
     for (i, j) in list.iter().enumerate() {
         let p = format!("jwt[{i}]");
@@ -224,25 +319,34 @@ pub(super) fn issuers(
                 format!("duplicate jwt name `{}`", j.name),
             );
         }
-        if j.issuer.is_empty() {
-            c.err(format!("{p}.issuer"), "must not be empty");
-        } else if !iss_seen.insert(j.issuer.clone()) {
-            c.err(
-                format!("{p}.issuer"),
-                format!(
-                    "duplicate issuer `{}`: tokens pick their [[jwt]] entry by `iss`",
-                    j.issuer
-                ),
-            );
+        let issuer = effective_issuer(c, &p, j, oidc);
+        if let Some(iss) = &issuer {
+            let shared = j.oidc.is_some();
+            if iss_seen
+                .iter()
+                .any(|(seen, s)| same_issuer((seen, *s), (iss, shared)))
+            {
+                c.err(
+                    format!("{p}.issuer"),
+                    format!("duplicate issuer `{iss}`: tokens pick their [[jwt]] entry by `iss`"),
+                );
+            }
+            iss_seen.push((iss.clone(), shared));
         }
-        if let Some(issuer) = one(c, &p, j, identity) {
+        if let Some(issuer) = one(c, &p, j, identity, issuer) {
             out.push(Arc::new(issuer));
         }
     }
     out
 }
 
-fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<JwtIssuer> {
+fn one(
+    c: &mut Check<'_>,
+    p: &str,
+    j: &JwtFile,
+    identity: &Identity,
+    issuer: Option<String>,
+) -> Option<JwtIssuer> {
     let before = c.problems.len();
     let mut material = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     material.update(format!("{j:?}").as_bytes());
@@ -298,10 +402,34 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
     .filter(|(on, _)| *on)
     .map(|(_, n)| *n)
     .collect();
-    if given.is_empty() {
+    if let Some(name) = &j.oidc {
+        // The provider's keys, fetched by the provider: nothing here may
+        // say otherwise.
+        let refused = [
+            ("jwks_url", j.jwks_url.is_some()),
+            ("jwks_file", j.jwks_file.is_some()),
+            ("public_key_file", j.public_key_file.is_some()),
+            ("secret", j.secret.is_some()),
+            ("secret_file", j.secret_file.is_some()),
+            ("secret_env", j.secret_env.is_some()),
+            ("ca_file", j.ca_file.is_some()),
+            ("jwks_refresh", j.jwks_refresh.is_some()),
+        ];
+        for (key, _) in refused.iter().filter(|(_, set)| *set) {
+            c.err(
+                format!("{p}.{key}"),
+                format!("not with `oidc`: the keys are those of [[oidc]] provider `{name}`, from its discovery document's jwks_uri"),
+            );
+        }
+        if j.audiences.as_ref().is_none_or(|a| a.is_empty()) {
+            c.warnings.push(format!(
+                "{p}: without audiences, every token provider `{name}` signs is accepted, ID tokens issued to any of its clients (the gateway's own sign-ins included); set audiences to your API's"
+            ));
+        }
+    } else if given.is_empty() {
         c.err(
             p,
-            "no key source: give one of jwks_url, jwks_file, public_key_file or secret (secret_file, secret_env)",
+            "no key source: give one of jwks_url, jwks_file, public_key_file or secret (secret_file, secret_env), or oidc",
         );
     } else if given.len() > 1 {
         c.err(
@@ -312,21 +440,49 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
             ),
         );
     }
-    let only_url = |c: &mut Check<'_>, key: &str, set: bool| {
-        if set && j.jwks_url.is_none() {
-            c.err(format!("{p}.{key}"), "only applies with jwks_url");
+    // (With `oidc` these were dealt with above.)
+    if j.oidc.is_none() {
+        if j.ca_file.is_some() && j.jwks_url.is_none() {
+            c.err(format!("{p}.ca_file"), "only applies with jwks_url");
         }
-    };
-    only_url(c, "ca_file", j.ca_file.is_some());
-    only_url(c, "jwks_refresh", j.jwks_refresh.is_some());
-    only_url(c, "jwks_min_refetch", j.jwks_min_refetch.is_some());
+        for (key, set) in [
+            ("jwks_refresh", j.jwks_refresh.is_some()),
+            ("jwks_min_refetch", j.jwks_min_refetch.is_some()),
+        ] {
+            if set && j.jwks_url.is_none() && j.jwks_file.is_none() {
+                c.err(
+                    format!("{p}.{key}"),
+                    "only applies with jwks_url or jwks_file",
+                );
+            }
+        }
+    }
 
     let hmac: Vec<Algorithm> = algorithms
         .iter()
         .copied()
         .filter(|a| KeyKind::Hmac.fits(*a))
         .collect();
-    let keys = if given.len() != 1 {
+    let keys = if let Some(name) = &j.oidc {
+        if !hmac.is_empty() {
+            c.err(
+                format!("{p}.algorithms"),
+                "HS256, HS384 and HS512 need a shared secret; a provider's published keys never are one",
+            );
+        }
+        let min_refetch = c.duration(
+            &format!("{p}.jwks_min_refetch"),
+            &j.jwks_min_refetch,
+            DEFAULT_JWKS_MIN_REFETCH,
+        );
+        if min_refetch < MIN_JWKS_INTERVAL {
+            c.err(format!("{p}.jwks_min_refetch"), "must be at least 1s");
+        }
+        Some(JwtKeys::Provider {
+            name: name.clone(),
+            min_refetch,
+        })
+    } else if given.len() != 1 {
         None
     } else if has_secret {
         let secret = c.secret(p, "secret", &j.secret, &j.secret_file, &j.secret_env);
@@ -396,6 +552,7 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
             })
         } else if let Some(f) = &j.jwks_file {
             let key = format!("{p}.jwks_file");
+            let (refresh, min_refetch) = intervals(c, p, j, DEFAULT_JWKS_FILE_REFRESH);
             read(c, &key, f, &mut material).and_then(|bytes| match KeySet::from_jwks(&bytes) {
                 Ok((set, skipped)) => {
                     for s in skipped {
@@ -411,7 +568,14 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
                             format!("no key in {f} fits any of the allowed algorithms"),
                         );
                     }
-                    Some(JwtKeys::Static(Arc::new(set)))
+                    Some(JwtKeys::Remote(JwksSource {
+                        location: JwksLocation::File {
+                            path: c.file_path(f),
+                            read: Arc::new(set),
+                        },
+                        refresh,
+                        min_refetch,
+                    }))
                 }
                 Err(m) => {
                     c.err(key, format!("{f}: {m}"));
@@ -476,12 +640,13 @@ fn one(c: &mut Check<'_>, p: &str, j: &JwtFile, identity: &Identity) -> Option<J
     let claims_map = claims_map(c, p, j.claims_map.as_ref());
 
     let keys = keys?;
+    let issuer = issuer?;
     if c.problems.len() > before {
         return None;
     }
     Some(JwtIssuer {
         name: j.name.clone(),
-        issuer: j.issuer.clone(),
+        issuer,
         audiences,
         algorithms,
         keys,
@@ -528,11 +693,21 @@ fn remote(
         }
     };
     let tls = c.client_tls(p, j.ca_file.as_ref(), material);
-    let refresh = c.duration(
-        &format!("{p}.jwks_refresh"),
-        &j.jwks_refresh,
-        DEFAULT_JWKS_REFRESH,
-    );
+    let (refresh, min_refetch) = intervals(c, p, j, DEFAULT_JWKS_REFRESH);
+    Some(JwtKeys::Remote(JwksSource {
+        location: JwksLocation::Url {
+            url: url?,
+            tls: tls?,
+        },
+        refresh,
+        min_refetch,
+    }))
+}
+
+/// `jwks_refresh` (default `refresh`) and `jwks_min_refetch`, each at
+/// least [`MIN_JWKS_INTERVAL`].
+fn intervals(c: &mut Check<'_>, p: &str, j: &JwtFile, refresh: Duration) -> (Duration, Duration) {
+    let refresh = c.duration(&format!("{p}.jwks_refresh"), &j.jwks_refresh, refresh);
     let min_refetch = c.duration(
         &format!("{p}.jwks_min_refetch"),
         &j.jwks_min_refetch,
@@ -543,12 +718,7 @@ fn remote(
             c.err(format!("{p}.{key}"), "must be at least 1s");
         }
     }
-    Some(JwtKeys::Remote(JwksSource {
-        url: url?,
-        tls: tls?,
-        refresh,
-        min_refetch,
-    }))
+    (refresh, min_refetch)
 }
 
 #[cfg(test)]

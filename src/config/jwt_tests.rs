@@ -56,11 +56,14 @@ fn a_minimal_jwks_url_issuer_gets_the_documented_defaults() {
     let JwtKeys::Remote(src) = &j.keys else {
         panic!("remote keys")
     };
+    let JwksLocation::Url { url, .. } = &src.location else {
+        panic!("a URL")
+    };
     assert_eq!(src.refresh, Duration::from_secs(600));
     assert_eq!(src.min_refetch, Duration::from_secs(30));
-    assert_eq!(src.url.host, "idp.example.com");
-    assert_eq!(src.url.port, 443);
-    assert_eq!(src.url.path_and_query, "/jwks.json");
+    assert_eq!(url.host, "idp.example.com");
+    assert_eq!(url.port, 443);
+    assert_eq!(url.path_and_query, "/jwks.json");
 }
 
 #[test]
@@ -101,6 +104,48 @@ fn every_key_source_loads() {
             TokenSource::Header(http::HeaderName::from_static("x-token")),
             TokenSource::Bearer,
         ]
+    );
+}
+
+/// SPEC 16: `jwks_refresh` and `jwks_min_refetch` apply to `jwks_file`
+/// too; a file is re-read every minute by default. Elsewhere they are
+/// refused like `ca_file` away from a URL.
+#[test]
+fn a_jwks_file_is_refreshed_and_takes_the_refresh_settings() {
+    let ed = TestKey::ed25519();
+    let doc = jwks(&[ed.jwk_with("k1")]);
+    let c = load(
+        "[[jwt]]\nname = \"a\"\nissuer = \"a\"\nalgorithms = [\"EdDSA\"]\njwks_file = \"k.json\"\n\
+         [[jwt]]\nname = \"b\"\nissuer = \"b\"\nalgorithms = [\"EdDSA\"]\njwks_file = \"k.json\"\n\
+         jwks_refresh = \"5s\"\njwks_min_refetch = \"2s\"\n",
+        &[("k.json", &doc)],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let file = |i: usize| {
+        let JwtKeys::Remote(src) = &c.jwt[i].keys else {
+            panic!("refreshed keys")
+        };
+        let JwksLocation::File { path, read } = &src.location else {
+            panic!("a file")
+        };
+        assert!(path.ends_with("k.json"), "{path:?}");
+        assert_eq!(read.keys().len(), 1);
+        (src.refresh, src.min_refetch)
+    };
+    assert_eq!(
+        file(0),
+        (DEFAULT_JWKS_FILE_REFRESH, DEFAULT_JWKS_MIN_REFETCH)
+    );
+    assert_eq!(file(1), (Duration::from_secs(5), Duration::from_secs(2)));
+    let p = problems(
+        "[[jwt]]\nname = \"a\"\nissuer = \"a\"\nalgorithms = [\"EdDSA\"]\njwks_file = \"k.json\"\n\
+         jwks_refresh = \"500ms\"\nca_file = \"ca.pem\"\n",
+        &[("k.json", &doc)],
+    );
+    assert!(has(&p, "jwt[0].jwks_refresh", "at least 1s"), "{p:?}");
+    assert!(
+        has(&p, "jwt[0].ca_file", "only applies with jwks_url"),
+        "{p:?}"
     );
 }
 

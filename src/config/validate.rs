@@ -192,7 +192,7 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     // Logins (local or single sign-on) end in a session: `[sessions]`
     // defaults apply when the section is absent.
     sessions.enabled |= !f.oidc.is_empty() || login.is_some();
-    let mut jwt = jwt::issuers(&mut c, &f.jwt, &identity);
+    let mut jwt = jwt::issuers(&mut c, &f.jwt, &identity, &f.oidc);
     if let Some(l) = &login {
         if l.keys.ephemeral {
             c.warnings.push(

@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
 /// Bodies of login and token requests are small; anything larger is refused.
 pub const MAX_FORM_BYTES: usize = 64 * 1024;
 
-/// Serves `<prefix><sub_path>`.
+/// Serves `<prefix><sub_path>`. `request_id` is the response's
+/// `X-Request-Id`, for pages and log lines that must be correlated with it.
 pub async fn handle(
     gw: &Gateway,
     snap: &Snapshot,
@@ -33,6 +34,7 @@ pub async fn handle(
     req: Request<Incoming>,
     sub_path: &str,
     html: bool,
+    request_id: &HeaderValue,
 ) -> Result<Response<Body>, GatewayError> {
     match (req.method(), sub_path) {
         (&Method::GET, "/login") => login_page(snap, conn, &req),
@@ -40,7 +42,7 @@ pub async fn handle(
         (&Method::POST, "/logout") => logout(gw, snap, conn, req, html).await,
         (&Method::GET, "/userinfo") => userinfo(gw, snap, conn, req).await,
         (_, "/token" | "/jwks.json") => crate::tokens::handle(gw, snap, conn, req, sub_path).await,
-        (&Method::GET, "/callback") => oidc::callback(gw, snap, conn, req, html).await,
+        (&Method::GET, "/callback") => oidc::callback(gw, snap, conn, req, html, request_id).await,
         (&Method::GET, p) if p.starts_with("/start/") => {
             oidc::start(snap, conn, &req, &p["/start/".len()..])
         }
@@ -133,21 +135,14 @@ pub fn safe_redirect(rd: &str, request_host: &str, snap: &Snapshot, plain_http: 
 }
 
 /// The client reached the gateway over plain HTTP: its own connection, or
-/// `X-Forwarded-Proto: http` from a trusted proxy in front.
+/// `X-Forwarded-Proto: http` from a trusted proxy in front (see
+/// [`auth::client_used_https`], which the CSRF origin check shares).
 pub(crate) fn arrived_over_http(
     snap: &Snapshot,
     conn: &ConnInfo,
     headers: &http::HeaderMap,
 ) -> bool {
-    if snap.is_trusted_proxy(conn.peer.ip()) {
-        if let Some(p) = headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-        {
-            return p.trim().eq_ignore_ascii_case("http");
-        }
-    }
-    !conn.tls
+    !auth::client_used_https(snap, conn, headers)
 }
 
 fn login_action(snap: &Snapshot) -> String {
@@ -453,7 +448,8 @@ async fn login_submit(
     // then does). Checked before the body is read and any password is
     // tried. A login stating no origin at all is an API client's.
     if snap.config.sessions.csrf
-        && auth::request_origin(req.headers(), req.uri(), conn) == auth::RequestOrigin::Foreign
+        && auth::request_origin(snap, req.headers(), req.uri(), conn)
+            == auth::RequestOrigin::Foreign
     {
         gw.metrics.auth("login", AuthResult::Forbidden);
         return Err(GatewayError::Forbidden);
@@ -537,24 +533,33 @@ async fn logout(
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         return Ok(r);
     }
-    // Where a single sign-on session ends: at its provider, when it says where.
+    // Every well-formed session cookie is ended, not only the first: a
+    // cookie planted for the parent domain by a sibling subdomain may come
+    // before ours (see `auth::lookup_session`), and a logout that deleted
+    // only that one would leave the user signed in. Ill-formed values never
+    // reach the store; at most `MAX_SESSION_COOKIES` are looked at.
+    let keys: Vec<session::SessionKey> = session::cookie_values(&parts.headers, &cfg.cookie_name)
+        .filter_map(SessionId::key_of)
+        .collect();
+    if !keys.is_empty() && cfg.csrf && !auth::same_origin(snap, &parts, conn) {
+        gw.metrics.auth("session", AuthResult::Forbidden);
+        return Err(GatewayError::Forbidden);
+    }
+    // Where a single sign-on session ends: at its provider, when it says
+    // where (the first such session's).
     let mut provider_logout = None;
-    if let Some(id) =
-        session::cookie_value(&parts.headers, &cfg.cookie_name).and_then(SessionId::parse)
-    {
-        if cfg.csrf && !auth::same_origin(&parts, conn) {
-            gw.metrics.auth("session", AuthResult::Forbidden);
-            return Err(GatewayError::Forbidden);
-        }
+    for &key in &keys {
         if let Some(r) = gw
             .sessions
-            .delete(id.key())
+            .delete(key)
             .await
             .map_err(|e| GatewayError::StoreUnavailable(Box::new(e)))?
         {
-            tracing::info!(user = %r.user, session = %&id.key().hex()[..12], "logged out");
-            gw.ended.session(id.key());
-            provider_logout = oidc::logout_location(snap, conn, &parts, &r);
+            tracing::info!(user = %r.user, session = %&key.hex()[..12], "logged out");
+            gw.ended.session(key);
+            if provider_logout.is_none() {
+                provider_logout = oidc::logout_location(snap, conn, &parts, &r);
+            }
         }
     }
     let mut resp = Response::new(Body::Empty);

@@ -206,7 +206,8 @@ async fn handle_inner(
         let sub_path = path[snap.config.server.endpoint_prefix.len()..].to_string();
         ctx.own_endpoint = true;
         tracing::Span::current().record("route", OWN_ENDPOINT_ROUTE);
-        return crate::login::handle(gw, snap, conn, req, &sub_path, ctx.html).await;
+        return crate::login::handle(gw, snap, conn, req, &sub_path, ctx.html, &ctx.request_id)
+            .await;
     }
 
     // 4. Route on host (port removed) and the normalised path.

@@ -41,6 +41,17 @@ pub async fn session_gateway(
     sessions_extra: &str,
     login_extra: &str,
 ) -> Gw {
+    session_gateway_with(store, backend, "", sessions_extra, login_extra).await
+}
+
+/// [`session_gateway`] with `server_extra` added to `[server]`.
+pub async fn session_gateway_with(
+    store: &Store,
+    backend: &Backend,
+    server_extra: &str,
+    sessions_extra: &str,
+    login_extra: &str,
+) -> Gw {
     let dir = tempdir();
     std::fs::write(
         dir.path().join("users.toml"),
@@ -52,13 +63,13 @@ pub async fn session_gateway(
     )
     .unwrap();
     let cfg = format!(
-        "{base}[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"admin-token-0123456789\"\n\n[sessions]\n{store}cookie_secure = false\nkey_prefix = \"gh-{prefix}:\"\n{sessions_extra}\n\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n[log]\naccess_log = false\n\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"admin-token-0123456789\"\n\n[sessions]\n{store}cookie_secure = false\nkey_prefix = \"gh-{prefix}:\"\n{sessions_extra}\n\n\
          [login]\nusers_file = \"users.toml\"\n{login_extra}\n\n\
          [[upstreams]]\nname = \"app\"\nbackends = [\"{b}\"]\n\n\
          [[routes]]\nname = \"app\"\npath_prefix = \"/app\"\nupstream = \"app\"\nauth = \"required\"\nmethods = [\"session\"]\n\n\
          [[routes]]\nname = \"staff\"\npath_prefix = \"/staff-only\"\nupstream = \"app\"\nauth = \"required\"\nmethods = [\"session\"]\n  [routes.require]\n  groups_any = [\"admins\"]\n\n\
          [[routes]]\nname = \"open\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n",
-        base = "[server]\nlisten = \"127.0.0.1:0\"\n\n[log]\naccess_log = false\n\n",
         store = store.toml(),
         prefix = gatehouse::crypto::hex(&gatehouse::crypto::random_bytes::<4>()),
         b = backend.addr,
@@ -123,6 +134,8 @@ both_stores!(
     authorization_by_group_gives_403,
     a_login_from_another_origin_is_refused_before_any_password_check,
     a_second_session_cookie_planted_beside_ours_is_not_a_logout,
+    logout_ends_every_session_cookie_not_only_the_first,
+    behind_a_trusted_tls_proxy_https_origins_are_same_origin,
 );
 
 async fn login_gives_a_session_the_backend_sees_the_identity_and_logout_ends_it(store: Store) {
@@ -596,6 +609,154 @@ async fn a_second_session_cookie_planted_beside_ours_is_not_a_logout(store: Stor
         )
         .await;
     assert_eq!(r.status, 401);
+    gw.stop().await;
+}
+
+/// Logout with several cookies of the session name ends every session
+/// they name: a cookie planted for the parent domain and sent first (junk,
+/// unknown, or someone's live session) must not leave ours alive.
+async fn logout_ends_every_session_cookie_not_only_the_first(store: Store) {
+    let b = Backend::start("app").await;
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let logout = |cookie: String| {
+        let c = c.clone();
+        async move {
+            c.send(req(
+                "POST",
+                "/.gatehouse/logout",
+                &[("cookie", &cookie), ("origin", "http://localhost")],
+                "",
+            ))
+            .await
+        }
+    };
+    let unknown = "gatehouse_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for planted in ["gatehouse_session=junk", unknown] {
+        let ours = login(&c, "alice", ALICE_PW).await.unwrap();
+        assert_eq!(get_app(&c, &format!("{planted}; {ours}")).await, 200);
+        let r = logout(format!("{planted}; {ours}")).await;
+        assert_eq!(r.status, 204, "{planted}");
+        assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+        assert_eq!(get_app(&c, &ours).await, 401, "{planted}: still signed in");
+    }
+    // Two live sessions in one request (the first one planted): both end.
+    let first = login(&c, "alice", ALICE_PW).await.unwrap();
+    let second = login(&c, "alice", ALICE_PW).await.unwrap();
+    assert_eq!(alice_sessions(&gw).await, 2);
+    let r = logout(format!("{first}; other=1; {second}")).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(get_app(&c, &first).await, 401);
+    assert_eq!(get_app(&c, &second).await, 401);
+    assert_eq!(alice_sessions(&gw).await, 0);
+    // The origin check still guards them all.
+    let ours = login(&c, "alice", ALICE_PW).await.unwrap();
+    let r = c
+        .send(req(
+            "POST",
+            "/.gatehouse/logout",
+            &[
+                ("cookie", &format!("gatehouse_session=junk; {ours}")),
+                ("origin", "http://evil.example"),
+            ],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(get_app(&c, &ours).await, 200);
+    gw.stop().await;
+}
+
+/// A TLS-terminating proxy in `trusted_proxies` in front of a plain
+/// listener: the browser's origin is `https://host`, which its
+/// `X-Forwarded-Proto: https` makes ours. From a peer that is not trusted
+/// the header proves nothing.
+async fn behind_a_trusted_tls_proxy_https_origins_are_same_origin(store: Store) {
+    let b = Backend::start("app").await;
+    let gw =
+        session_gateway_with(&store, &b, "trusted_proxies = [\"127.0.0.0/8\"]\n", "", "").await;
+    let c = gw.plain();
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    let post = |path: &'static str, cookie: String, h: Vec<(&'static str, &'static str)>| {
+        let c = c.clone();
+        async move {
+            let mut headers: Vec<(&str, &str)> = vec![("cookie", cookie.as_str())];
+            headers.extend(h);
+            c.send(req("POST", path, &headers, "x=1")).await.status
+        }
+    };
+    let https = vec![
+        ("x-forwarded-proto", "https"),
+        ("origin", "https://localhost"),
+    ];
+    assert_eq!(post("/app/form", cookie.clone(), https.clone()).await, 200);
+    assert_eq!(
+        post(
+            "/app/form",
+            cookie.clone(),
+            vec![
+                ("x-forwarded-proto", "https"),
+                ("referer", "https://localhost/app/page"),
+            ]
+        )
+        .await,
+        200
+    );
+    // The scheme must still match what the proxy says the client used.
+    assert_eq!(
+        post(
+            "/app/form",
+            cookie.clone(),
+            vec![
+                ("x-forwarded-proto", "https"),
+                ("origin", "http://localhost")
+            ]
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        post(
+            "/app/form",
+            cookie.clone(),
+            vec![("origin", "https://localhost")]
+        )
+        .await,
+        403,
+        "without the header the connection's scheme (http) counts"
+    );
+    // A login posted from the https page is not a cross-origin login.
+    let (status, set) = login_with(
+        &c,
+        false,
+        ALICE_PW,
+        &[
+            ("x-forwarded-proto", "https"),
+            ("origin", "https://localhost"),
+        ],
+    )
+    .await;
+    assert_eq!((status, set), (303, true));
+    gw.stop().await;
+
+    // Not trusted: the same request is cross-site.
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    let post = |h: Vec<(&'static str, &'static str)>| {
+        let c = c.clone();
+        let cookie = cookie.clone();
+        async move {
+            let mut headers: Vec<(&str, &str)> = vec![("cookie", cookie.as_str())];
+            headers.extend(h);
+            c.send(req("POST", "/app/form", &headers, "x=1"))
+                .await
+                .status
+        }
+    };
+    assert_eq!(post(https.clone()).await, 403);
+    let (status, set) = login_with(&c, false, ALICE_PW, &https).await;
+    assert_eq!((status, set), (403, false));
     gw.stop().await;
 }
 

@@ -1,11 +1,18 @@
-//! Keys published at a `jwks_url`: fetched in the background at start,
-//! refreshed every `jwks_refresh` (longer when the response's
-//! `Cache-Control: max-age` says so), and refetched when a token names an
-//! unknown `kid` — at most once per `jwks_min_refetch`, so tokens with
-//! forged `kid`s cannot turn the gateway into a load generator against the
-//! identity provider. Only those refetches count against the window
-//! (SPEC 2): the first token signed with a rotated key triggers a fetch
-//! even right after a start-up, reload or scheduled one.
+//! Keys published at a `jwks_url`, or kept in a `jwks_file`: fetched (or
+//! read) in the background at start, refreshed every `jwks_refresh`
+//! (longer when a response's `Cache-Control: max-age` says so), and
+//! refetched when a token names an unknown `kid` — at most once per
+//! `jwks_min_refetch`, so tokens with forged `kid`s cannot turn the
+//! gateway into a load generator against the identity provider. Only
+//! those refetches count against the window (SPEC 2): the first token
+//! signed with a rotated key triggers a fetch even right after a start-up,
+//! reload or scheduled one.
+//!
+//! A file takes the same path as a URL (SPEC 16: `jwks_refresh` applies to
+//! `jwks_file` too): a Kubernetes-mounted JWKS changes on disk, and its
+//! schedule, rate limit, keep-the-old-keys-on-failure and metrics are the
+//! same. It starts with the keys `check` read, so it never waits for a
+//! first load.
 //!
 //! Shared state, who touches it and why:
 //! - `current`: written by the refresh task only, read by every request
@@ -19,7 +26,7 @@
 //!   its last request finished), through the `stop` channel.
 
 use super::KeySet;
-use crate::config::JwksSource;
+use crate::config::{JwksLocation, JwksSource};
 use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -52,7 +59,7 @@ struct FetchState {
     in_progress: bool,
 }
 
-/// The live key set of one `jwks_url`.
+/// The live key set of one `jwks_url` or `jwks_file`.
 pub struct RemoteKeys {
     pub source: JwksSource,
     /// Issuer name, for logs and `/readyz`.
@@ -68,8 +75,11 @@ pub struct RemoteKeys {
 }
 
 impl RemoteKeys {
-    /// A holder for `source`. When `previous` fetched the same URL, its
-    /// keys and schedule are carried over (a reload does not refetch).
+    /// A holder for `source`. When `previous` loaded the same URL or file,
+    /// its keys and schedule are carried over (a reload does not refetch).
+    /// A file starts with the keys the config check read: fresher than
+    /// `previous`'s, which are kept only when they hold the same material
+    /// (so tokens verified with them stay cached).
     pub fn new(name: &str, source: JwksSource, previous: Option<&RemoteKeys>) -> RemoteKeys {
         let now = Instant::now();
         let mut state = FetchState {
@@ -81,13 +91,26 @@ impl RemoteKeys {
             in_progress: false,
         };
         let current = ArcSwapOption::empty();
-        if let Some(prev) = previous.filter(|p| p.source.url == source.url) {
+        let previous = previous.filter(|p| p.source.same_location(&source));
+        if let Some(prev) = previous {
             current.store(prev.current.load_full());
             let st = prev.lock();
             state.last_triggered = st.last_triggered;
             state.next_at = st.next_at;
             state.failures = st.failures;
             state.last_error = st.last_error.clone();
+        }
+        if let JwksLocation::File { read, .. } = &source.location {
+            let same = current
+                .load()
+                .as_ref()
+                .is_some_and(|c| c.same_material(read));
+            if !same {
+                current.store(Some(read.clone()));
+            }
+            if previous.is_none() {
+                state.next_at = now + source.refresh;
+            }
         }
         RemoteKeys {
             source,
@@ -124,11 +147,13 @@ impl RemoteKeys {
         Some(match &st.last_error {
             Some(e) => format!(
                 "jwt issuer `{}`: no signing keys yet from {} (last error: {e})",
-                self.name, self.source.url.text
+                self.name,
+                self.source.describe()
             ),
             None => format!(
                 "jwt issuer `{}`: signing keys from {} not fetched yet",
-                self.name, self.source.url.text
+                self.name,
+                self.source.describe()
             ),
         })
     }
@@ -207,7 +232,7 @@ impl RemoteKeys {
             st.pending = false;
             st.in_progress = true;
         }
-        let result = match tokio::time::timeout(FETCH_TIMEOUT, fetch(&self.source)).await {
+        let result = match tokio::time::timeout(FETCH_TIMEOUT, load(&self.source)).await {
             Ok(r) => r,
             Err(_) => Err(format!("timed out after {}s", FETCH_TIMEOUT.as_secs())),
         };
@@ -229,7 +254,14 @@ impl RemoteKeys {
                         .iter()
                         .map(|k| k.kid.as_deref().unwrap_or("-"))
                         .collect();
-                    tracing::info!(issuer = %self.name, url = %self.source.url.text, kids = ?kids, "JWKS loaded");
+                    match &self.source.location {
+                        JwksLocation::Url { url, .. } => {
+                            tracing::info!(issuer = %self.name, url = %url.text, kids = ?kids, "JWKS loaded")
+                        }
+                        JwksLocation::File { path, .. } => {
+                            tracing::info!(issuer = %self.name, file = %path.display(), kids = ?kids, "JWKS loaded")
+                        }
+                    }
                     for s in &skipped {
                         tracing::warn!(issuer = %self.name, "JWKS {s}");
                     }
@@ -247,7 +279,14 @@ impl RemoteKeys {
             }
             Err(e) => {
                 metrics.jwks_fetches_failed.fetch_add(1, Relaxed);
-                tracing::warn!(issuer = %self.name, url = %self.source.url.text, error = %e, "JWKS fetch failed; keeping the current keys");
+                match &self.source.location {
+                    JwksLocation::Url { url, .. } => {
+                        tracing::warn!(issuer = %self.name, url = %url.text, error = %e, "JWKS fetch failed; keeping the current keys")
+                    }
+                    JwksLocation::File { path, .. } => {
+                        tracing::warn!(issuer = %self.name, file = %path.display(), error = %e, "JWKS fetch failed; keeping the current keys")
+                    }
+                }
                 let mut st = self.lock();
                 st.failures = st.failures.saturating_add(1);
                 let backoff = FIRST_RETRY
@@ -266,7 +305,7 @@ impl std::fmt::Debug for RemoteKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RemoteKeys")
             .field("name", &self.name)
-            .field("url", &self.source.url)
+            .field("from", &self.source.describe())
             .field("generation", &self.generation())
             .finish()
     }
@@ -318,14 +357,36 @@ fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
     age
 }
 
+/// The JWKS text and, from a URL, how long it may be cached.
+async fn load(src: &JwksSource) -> Result<(Bytes, Option<Duration>), String> {
+    match &src.location {
+        JwksLocation::Url { url, tls } => fetch(url, tls).await,
+        JwksLocation::File { path, .. } => {
+            // Through the config's bounded reader: a regular file of at
+            // most MAX_JWKS_BYTES, whatever the mount turns into.
+            let path = path.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                crate::config::read::read_limited(&path, MAX_JWKS_BYTES as u64)
+            })
+            .await
+            .map_err(|e| format!("reading the file failed: {e}"))?;
+            read.map(|b| (Bytes::from(b), None))
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
 /// GET the JWKS (see [`crate::fetch`]); the body is capped at
 /// [`MAX_JWKS_BYTES`].
-async fn fetch(src: &JwksSource) -> Result<(Bytes, Option<Duration>), String> {
-    let out = crate::fetch::Outgoing::get(&src.url).header(
+async fn fetch(
+    url: &crate::config::JwksUrl,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Result<(Bytes, Option<Duration>), String> {
+    let out = crate::fetch::Outgoing::get(url).header(
         http::header::ACCEPT,
         http::HeaderValue::from_static("application/jwk-set+json, application/json"),
     );
-    let reply = crate::fetch::send(&src.tls, out).await?;
+    let reply = crate::fetch::send(tls, out).await?;
     if reply.status != 200 {
         return Err(format!("HTTP status {}", reply.status));
     }

@@ -5,7 +5,7 @@
 
 use super::provider::{ClientAuth, Metadata};
 use super::state::{self, FlowState};
-use super::{state_mac, unix_now};
+use super::{host_of, state_mac, unix_now};
 use crate::auth::jwt::claims::{self, claim_at, Claims};
 use crate::auth::jwt::Reject;
 use crate::body::Body;
@@ -59,22 +59,34 @@ struct SignedIn {
     rd: String,
 }
 
+/// What the state cookie said, once it checked out, for the answer to a
+/// sign-in that then failed.
+#[derive(Default)]
+struct Known {
+    provider: Option<String>,
+    /// Where the sign-in was to return (checked at `/start`, and signed).
+    rd: Option<String>,
+}
+
 /// `GET <prefix>/callback`: finishes a sign-in. Always answers itself
 /// (never an error for the generic handler) so the state cookie is
-/// cleared on every path.
+/// cleared on every path. `request_id` is the response's `X-Request-Id`:
+/// a failure shows it and logs it, so a user's report can be matched
+/// with the reason in the log.
 pub async fn callback(
     gw: &Gateway,
     snap: &Snapshot,
     conn: &ConnInfo,
     req: Request<Incoming>,
     html: bool,
+    request_id: &HeaderValue,
 ) -> Result<Response<Body>, GatewayError> {
     if snap.oidc.is_empty() {
         return Err(GatewayError::NotFound);
     }
     let (parts, _body) = req.into_parts();
-    let mut provider_name = None;
-    let outcome = finish(gw, snap, conn, &parts, &mut provider_name).await;
+    let mut known = Known::default();
+    let outcome = finish(gw, snap, conn, &parts, &mut known).await;
     let mut resp = match outcome {
         Ok(done) => {
             gw.metrics.auth("oidc", AuthResult::Ok);
@@ -93,13 +105,24 @@ pub async fn callback(
         }
         Err(f) => {
             gw.metrics.auth("oidc", f.result);
-            let provider = provider_name.as_deref().unwrap_or("-");
+            let provider = known.provider.as_deref().unwrap_or("-");
+            let request_id = request_id.to_str().unwrap_or("");
             if f.result == AuthResult::Error {
-                tracing::warn!(provider, reason = %f.reason, result = f.result.label(), "OIDC sign-in failed");
+                tracing::warn!(provider, reason = %f.reason, result = f.result.label(), request_id, "OIDC sign-in failed");
             } else {
-                tracing::info!(provider, reason = %f.reason, result = f.result.label(), peer = %conn.peer.ip(), "OIDC sign-in refused");
+                tracing::info!(provider, reason = %f.reason, result = f.result.label(), peer = %conn.peer.ip(), request_id, "OIDC sign-in refused");
             }
-            failure_page(snap, html)
+            // The way back keeps where the user was going, re-checked
+            // against this request as the login page would.
+            let rd = known.rd.as_deref().map(|rd| {
+                crate::login::safe_redirect(
+                    rd,
+                    host_of(&parts),
+                    snap,
+                    crate::login::arrived_over_http(snap, conn, &parts.headers),
+                )
+            });
+            failure_page(snap, html, request_id, rd.as_deref())
         }
     };
     if let Ok(v) = HeaderValue::from_str(&state::clear_cookie(
@@ -111,22 +134,28 @@ pub async fn callback(
     Ok(resp)
 }
 
-/// The one page a failed sign-in shows: 401, nothing about why.
-fn failure_page(snap: &Snapshot, html: bool) -> Response<Body> {
+/// The one page a failed sign-in shows: 401, nothing about why, but the
+/// request id to quote (the reason is logged under it), and a way back to
+/// the login page that still leads to `rd`.
+fn failure_page(snap: &Snapshot, html: bool, request_id: &str, rd: Option<&str>) -> Response<Body> {
     if !html {
-        return respond::json(
-            StatusCode::UNAUTHORIZED,
-            "{\"error\":\"sign-in failed\"}".into(),
-        );
+        let body = serde_json::json!({"error": "sign-in failed", "request_id": request_id});
+        return respond::json(StatusCode::UNAUTHORIZED, body.to_string());
     }
-    let login = format!("{}/login", snap.config.server.endpoint_prefix);
+    let mut login = format!("{}/login", snap.config.server.endpoint_prefix);
+    if let Some(rd) = rd.filter(|rd| *rd != "/") {
+        login.push_str("?rd=");
+        login.push_str(&crate::auth::url_encode(rd));
+    }
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Sign-in failed</title>\
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:15vh auto;padding:0 1rem}}</style>\
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:15vh auto;padding:0 1rem}}\
+small{{color:#777}}</style>\
 </head><body><h1>Sign-in failed</h1><p>The sign-in could not be completed.</p>\
-<p><a href=\"{}\">Try again</a></p></body></html>\n",
-        respond::html_escape(&login)
+<p><a href=\"{}\">Try again</a></p><p><small>Request id: {}</small></p></body></html>\n",
+        respond::html_escape(&login),
+        respond::html_escape(request_id)
     );
     html_response(StatusCode::UNAUTHORIZED, body)
 }
@@ -138,7 +167,7 @@ async fn finish(
     snap: &Snapshot,
     conn: &ConnInfo,
     parts: &http::request::Parts,
-    provider_name: &mut Option<String>,
+    known: &mut Known,
 ) -> Result<SignedIn, Failure> {
     let now = unix_now();
     let query = parts.uri.query();
@@ -154,7 +183,8 @@ async fn finish(
         };
         fail(result, e.describe())
     })?;
-    *provider_name = Some(flow.provider.clone());
+    known.provider = Some(flow.provider.clone());
+    known.rd = Some(flow.rd.clone());
 
     // 2. The `state` the provider returned is the cookie's (RFC 6749
     // section 10.12: binds the response to this browser).

@@ -61,14 +61,7 @@ pub fn start_href(snap: &Snapshot, provider: &str, rd: &str) -> String {
 /// The scheme the client used: ours, or a trusted proxy's
 /// `X-Forwarded-Proto`.
 fn scheme(snap: &Snapshot, conn: &ConnInfo, headers: &http::HeaderMap) -> &'static str {
-    if conn.tls {
-        return "https";
-    }
-    let forwarded = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(',').next().unwrap_or("").trim());
-    if snap.is_trusted_proxy(conn.peer.ip()) && forwarded == Some("https") {
+    if crate::auth::client_used_https(snap, conn, headers) {
         "https"
     } else {
         "http"

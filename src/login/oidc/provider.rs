@@ -18,8 +18,8 @@ use crate::auth::jwt::Issuer;
 use crate::auth::keys::jwks::RemoteKeys;
 use crate::auth::keys::{parse_alg, KeyKind};
 use crate::config::{
-    parse_jwks_url, JwksSource, JwksUrl, JwtIssuer, JwtKeys, OidcProvider, DEFAULT_JWKS_REFRESH,
-    DEFAULT_JWT_LEEWAY, MIN_JWKS_INTERVAL,
+    parse_jwks_url, JwksLocation, JwksSource, JwksUrl, JwtIssuer, JwtKeys, OidcProvider,
+    DEFAULT_JWKS_REFRESH, DEFAULT_JWT_LEEWAY, MIN_JWKS_INTERVAL,
 };
 use crate::fetch::{self as client, Outgoing};
 use crate::metrics::Metrics;
@@ -234,6 +234,16 @@ impl Provider {
         self.meta.load_full()
     }
 
+    /// Generation of the ID-token key set (0: none yet). Cheap: no
+    /// refcount (checked on every cached token of a `[[jwt]]` entry that
+    /// shares these keys).
+    pub fn key_generation(&self) -> u64 {
+        self.meta
+            .load()
+            .as_ref()
+            .map_or(0, |m| m.keys().generation())
+    }
+
     /// Why this provider cannot sign anyone in yet, if it cannot.
     pub fn not_ready(&self) -> Option<String> {
         let name = &self.cfg.name;
@@ -250,7 +260,7 @@ impl Provider {
             }),
             Some(m) if m.keys().current().is_none() => Some(format!(
                 "oidc provider `{name}`: signing keys from {} not fetched yet",
-                m.keys().source.url.text
+                m.keys().source.describe()
             )),
             Some(_) => None,
         }
@@ -318,8 +328,10 @@ impl Provider {
     /// Where this provider's ID-token keys come from, per `checked`.
     fn key_source(&self, checked: &Checked) -> JwksSource {
         JwksSource {
-            url: checked.jwks_uri.clone(),
-            tls: self.cfg.tls.clone(),
+            location: JwksLocation::Url {
+                url: checked.jwks_uri.clone(),
+                tls: self.cfg.tls.clone(),
+            },
             refresh: DEFAULT_JWKS_REFRESH,
             // ID tokens come from the provider itself, never from a
             // client, so a rotation may be picked up at once.
@@ -336,7 +348,7 @@ impl Provider {
         metrics: &Arc<Metrics>,
     ) -> Metadata {
         let keys = match previous.map(|p| p.keys()) {
-            Some(k) if k.source.url == checked.jwks_uri => k.clone(),
+            Some(k) if k.source.same_location(&self.key_source(&checked)) => k.clone(),
             _ => {
                 let k = Arc::new(RemoteKeys::new(
                     &format!("oidc:{}", self.cfg.name),

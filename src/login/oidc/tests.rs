@@ -249,8 +249,10 @@ fn the_authorization_request_carries_every_parameter() {
     let keys = Arc::new(crate::auth::keys::jwks::RemoteKeys::new(
         "t",
         crate::config::JwksSource {
-            url: checked.jwks_uri.clone(),
-            tls: p.tls.clone(),
+            location: crate::config::JwksLocation::Url {
+                url: checked.jwks_uri.clone(),
+                tls: p.tls.clone(),
+            },
             refresh: std::time::Duration::from_secs(600),
             min_refetch: std::time::Duration::from_secs(1),
         },

@@ -229,3 +229,145 @@ async fn a_rotation_right_after_the_scheduled_fetch_is_picked_up_by_the_first_ne
     assert_eq!(server.fetches(), 2);
     gw.stop().await;
 }
+
+/// `jwks_file` is loaded again while the gateway runs (SPEC 16), as a
+/// Kubernetes-mounted key set changes on disk: a token naming a `kid` the
+/// loaded set lacks makes the gateway read the file again at once, so a
+/// key added to it verifies on its first use.
+#[tokio::test]
+async fn a_key_added_to_a_jwks_file_verifies_on_its_first_token() {
+    let b = Backend::start("b1").await;
+    let k1 = Key::ec(Algorithm::ES256);
+    let k2 = Key::ec(Algorithm::ES256);
+    let dir = tempdir();
+    let file = dir.path().join("keys.json");
+    std::fs::write(&file, jwks(&[k1.jwk_with("k1")])).unwrap();
+    // No jwks_refresh: only an unknown kid can bring the new key in time.
+    let jwt = format!(
+        "[[jwt]]\nname = \"idp\"\nissuer = \"{ISS}\"\naudiences = [\"app\"]\nalgorithms = [\"ES256\"]\n\
+         jwks_file = \"keys.json\"\n"
+    );
+    let gw = Gw::start_in(dir, &config(&b, JWT_ROUTE, &jwt)).await;
+    // The keys read by the config check serve from the start.
+    assert_eq!(ready(&gw).await.status, 200);
+    let t1 = k1.sign(Some("k1"), &claims());
+    assert_eq!(get_bearer(&gw, "/", &t1, &[]).await.status, 200);
+
+    std::fs::write(&file, jwks(&[k1.jwk_with("k1"), k2.jwk_with("k2")])).unwrap();
+    let t2 = k2.sign(Some("k2"), &claims());
+    let r = get_bearer(&gw, "/", &t2, &[]).await;
+    assert_eq!(r.status, 200, "{:?}", r.headers.get("www-authenticate"));
+    assert_eq!(b.last().headers["x-auth-user"], "alice");
+    let m = &gw.running().gateway.metrics;
+    assert_eq!(m.jwks_fetches_ok.load(Relaxed), 1, "one re-read");
+    // That re-read counts against jwks_min_refetch (30s): forged kids
+    // right after it read nothing.
+    for i in 0..5 {
+        let forged = k1.sign(Some(&format!("forged-{i}")), &claims());
+        assert_eq!(get_bearer(&gw, "/", &forged, &[]).await.status, 401);
+    }
+    assert_eq!(m.jwks_fetches_ok.load(Relaxed), 1);
+    gw.stop().await;
+}
+
+/// With `jwks_refresh`, a key removed from the file stops verifying within
+/// the interval, tokens already verified included; a file that turns
+/// invalid (a half-written mount, garbage) keeps the keys loaded before.
+#[tokio::test]
+async fn a_jwks_file_is_re_read_every_jwks_refresh_and_a_broken_one_keeps_the_old_keys() {
+    let b = Backend::start("b1").await;
+    let k1 = Key::ec(Algorithm::ES256);
+    let k2 = Key::ed25519();
+    let dir = tempdir();
+    let file = dir.path().join("keys.json");
+    std::fs::write(&file, jwks(&[k1.jwk_with("k1"), k2.jwk_with("k2")])).unwrap();
+    let jwt = format!(
+        "[[jwt]]\nname = \"idp\"\nissuer = \"{ISS}\"\naudiences = [\"app\"]\nalgorithms = [\"ES256\", \"EdDSA\"]\n\
+         jwks_file = \"keys.json\"\njwks_refresh = \"1s\"\njwks_min_refetch = \"1h\"\n"
+    );
+    let gw = Gw::start_in(dir, &config(&b, JWT_ROUTE, &jwt)).await;
+    let t1 = k1.sign(Some("k1"), &claims());
+    let t2 = k2.sign(Some("k2"), &claims());
+    assert_eq!(get_bearer(&gw, "/", &t1, &[]).await.status, 200);
+    assert_eq!(get_bearer(&gw, "/", &t2, &[]).await.status, 200);
+    // Use up the one re-read an unknown kid may ask for in the hour, so
+    // only the schedule can notice what follows.
+    let forged = k1.sign(Some("forged"), &claims());
+    assert_eq!(get_bearer(&gw, "/", &forged, &[]).await.status, 401);
+
+    std::fs::write(&file, jwks(&[k2.jwk_with("k2")])).unwrap();
+    assert!(
+        poll(Duration::from_secs(5), || async {
+            get_bearer(&gw, "/", &t1, &[]).await.status == 401
+        })
+        .await,
+        "the removed key still verifies"
+    );
+    assert_eq!(get_bearer(&gw, "/", &t2, &[]).await.status, 200);
+
+    let m = &gw.running().gateway.metrics;
+    let failed = m.jwks_fetches_failed.load(Relaxed);
+    std::fs::write(&file, "{\"keys\": [").unwrap();
+    assert!(
+        poll(Duration::from_secs(5), || async {
+            m.jwks_fetches_failed.load(Relaxed) > failed
+        })
+        .await,
+        "the broken file was never re-read"
+    );
+    let t2_again = k2.sign(Some("k2"), &with(claims(), serde_json::json!({"jti": "x"})));
+    assert_eq!(get_bearer(&gw, "/", &t2_again, &[]).await.status, 200);
+    assert_eq!(ready(&gw).await.status, 200);
+    gw.stop().await;
+}
+
+/// A `jwks_file` that cannot be used any more is logged, naming the file,
+/// and its keys stay in use (the real binary, its log as operators read
+/// it).
+#[tokio::test]
+async fn a_broken_jwks_file_is_logged_and_its_old_keys_kept() {
+    let b = Backend::start("b1").await;
+    let k = Key::ec(Algorithm::ES256);
+    let dir = tempdir();
+    let file = dir.path().join("keys.json");
+    std::fs::write(&file, jwks(&[k.jwk_with("k1")])).unwrap();
+    let jwt = format!(
+        "[[jwt]]\nname = \"idp\"\nissuer = \"{ISS}\"\naudiences = [\"app\"]\nalgorithms = [\"ES256\"]\n\
+         jwks_file = \"{}\"\njwks_refresh = \"1s\"\n",
+        file.display()
+    );
+    let cfg = config(&b, JWT_ROUTE, &jwt).replace("[log]\n", "[log]\nformat = \"json\"\n");
+    let gw = crate::support::process::GwProcess::spawn(&cfg, None).await;
+    let c = Client::plain(gw.listen);
+    let t = k.sign(Some("k1"), &claims());
+    let auth = format!("Bearer {t}");
+    assert_eq!(
+        c.get_with("/", &[("authorization", &auth)]).await.status,
+        200
+    );
+
+    std::fs::write(&file, "not a key set").unwrap();
+    let failed = |log: &str| {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["message"] == "JWKS fetch failed; keeping the current keys")
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || failed(&gw.log()).is_some()).await,
+        "{}",
+        gw.log()
+    );
+    let line = failed(&gw.log()).unwrap();
+    assert_eq!(line["issuer"], "idp", "{line}");
+    assert_eq!(line["file"], file.display().to_string(), "{line}");
+    assert!(
+        line["error"].as_str().unwrap().contains("not a JWKS"),
+        "{line}"
+    );
+    let t2 = k.sign(Some("k1"), &with(claims(), serde_json::json!({"jti": "2"})));
+    let auth = format!("Bearer {t2}");
+    assert_eq!(
+        c.get_with("/", &[("authorization", &auth)]).await.status,
+        200
+    );
+}

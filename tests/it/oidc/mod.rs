@@ -2,6 +2,8 @@
 //! on a real socket, driven through the gateway by a cookie-keeping agent.
 
 mod agent;
+mod api_tokens;
+mod failures;
 mod flows;
 pub mod op;
 mod tokens;
