@@ -1362,3 +1362,244 @@ async fn http2_header_blocks_after_the_first_request_meet_the_header_deadline() 
     still_serves(&gw).await;
     gw.stop().await;
 }
+
+/// Sends `head` whole, then reads until the gateway closes: what it
+/// answered, and how the connection ended (`Ok` for a clean end of stream,
+/// `Err` for a reset or a timeout). Unlike `raw`, a head the client could
+/// not finish sending is a failure: the gateway must read it. The head
+/// goes out in 8 KiB pieces a few milliseconds apart, as over a real
+/// network: on loopback a single write lands whole in the kernel's
+/// buffers before the gateway reads a byte, which hides what a client
+/// still sending meets.
+async fn send_head_then_read(
+    addr: std::net::SocketAddr,
+    head: &[u8],
+) -> (String, Result<(), String>) {
+    send_head_then_read_on(TcpStream::connect(addr).await.unwrap(), head).await
+}
+
+async fn send_head_then_read_on<S>(mut s: S, head: &[u8]) -> (String, Result<(), String>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    for piece in head.chunks(8192) {
+        if let Err(e) = s.write_all(piece).await {
+            return (String::new(), Err(format!("writing the head: {e}")));
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let mut out = Vec::new();
+    let end = match tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("reading: {e}")),
+        Err(_) => Err("no end of stream in time".to_string()),
+    };
+    (String::from_utf8_lossy(&out).into_owned(), end)
+}
+
+/// `resp` is the gateway's whole 431 for an oversized head, followed by a
+/// clean end of stream.
+fn assert_refused(what: &str, resp: &str, end: Result<(), String>) {
+    assert_eq!(end, Ok(()), "{what}: {resp:?}");
+    assert_eq!(status_of(resp), 431, "{what}");
+    let lower = resp.to_ascii_lowercase();
+    assert!(
+        lower.contains("\r\nconnection: close\r\n"),
+        "{what}: {resp}"
+    );
+    let id = lower
+        .split("\r\nx-request-id: ")
+        .nth(1)
+        .and_then(|r| r.split("\r\n").next())
+        .unwrap_or_else(|| panic!("{what}: no X-Request-Id: {resp}"));
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    let json: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: body {body:?}"));
+    assert_eq!(json["error"], "request header fields too large", "{what}");
+    assert_eq!(json["request_id"], id, "{what}");
+}
+
+/// A request head over `max_header_bytes` gets the gateway's 431 however
+/// large it is (up to 256 KiB): the client finishes sending it, reads the
+/// whole answer (JSON body, `X-Request-Id`, `Connection: close`), then a
+/// clean end of stream, not a reset. One large header or many lines alike;
+/// nothing reaches the backend.
+#[tokio::test]
+async fn oversized_heads_get_431_and_a_clean_close_up_to_256_kib() {
+    let b = RawBackend::start().await;
+    let gw = Gw::start(&open_config(&b.addr, "max_header_bytes = \"16KiB\"\n")).await;
+    let mut results = Vec::new();
+    for kib in [20, 64, 250] {
+        let size = kib * 1024;
+        let one_header = format!(
+            "GET /big HTTP/1.1\r\nHost: x\r\nCookie: c={}\r\n\r\n",
+            "v".repeat(size)
+        );
+        let line = format!("X-Fill: {}\r\n", "f".repeat(2000));
+        let many_lines = format!(
+            "GET /big HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            line.repeat(size / line.len())
+        );
+        for (shape, head) in [("one header", one_header), ("many lines", many_lines)] {
+            let started = Instant::now();
+            let (resp, end) = send_head_then_read(gw.addr(), head.as_bytes()).await;
+            eprintln!(
+                "{kib} KiB head ({shape}): {:?}, end {end:?} after {:?}",
+                resp.lines().next(),
+                started.elapsed()
+            );
+            results.push((kib, shape, resp, end));
+        }
+    }
+    for (kib, shape, resp, end) in results {
+        assert_refused(&format!("{kib} KiB ({shape})"), &resp, end);
+    }
+    assert!(b.requests().is_empty(), "{:?}", b.requests());
+    // Pipelined behind a request in flight: that request is answered in
+    // full, then the 431, then the end.
+    let mut two = b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    two.extend_from_slice(
+        format!(
+            "GET /big HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(64 << 10)
+        )
+        .as_bytes(),
+    );
+    let (resp, end) = send_head_then_read(gw.addr(), &two).await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let second = resp
+        .find("HTTP/1.1 431")
+        .unwrap_or_else(|| panic!("{resp}"));
+    assert_refused("pipelined", &resp[second..], end);
+    let seen = b.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].head.starts_with("GET /first "), "{seen:?}");
+    // The gateway serves the next connection.
+    let resp = raw(
+        gw.addr(),
+        b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    gw.stop().await;
+
+    // A limit under hyper's 8 KiB buffer floor holds too.
+    let gw = Gw::start(&open_config(&b.addr, "max_header_bytes = \"1KiB\"\n")).await;
+    let fill = |n: usize| {
+        format!(
+            "GET /small HTTP/1.1\r\nHost: x\r\nX-Fill: {}\r\n\r\n",
+            "f".repeat(n)
+        )
+    };
+    let (resp, end) = send_head_then_read(gw.addr(), fill(2000).as_bytes()).await;
+    assert_refused("2 KiB over 1 KiB", &resp, end);
+    let resp = raw(
+        gw.addr(),
+        fill(500)
+            .replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    gw.stop().await;
+}
+
+/// The same over TLS (ALPN http/1.1): the answer, the gateway's
+/// close_notify, then the end of the stream.
+#[tokio::test]
+async fn oversized_heads_over_tls_get_431_and_a_clean_close() {
+    let b = RawBackend::start().await;
+    let pki = Pki::new();
+    let dir = tempdir();
+    pki.issue(dir.path(), "server", &["localhost"]);
+    let cfg = open_config(
+        &b.addr,
+        "max_header_bytes = \"16KiB\"\n[server.tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n",
+    );
+    let gw = Gw::start_in(dir, &cfg).await;
+    for kib in [20, 64, 250] {
+        let head = format!(
+            "GET /big HTTP/1.1\r\nHost: localhost\r\nCookie: c={}\r\n\r\n",
+            "v".repeat(kib * 1024)
+        );
+        let tcp = TcpStream::connect(gw.addr()).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(pki.client_config(&["http/1.1"]))
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+        let (resp, end) = send_head_then_read_on(tls, head.as_bytes()).await;
+        eprintln!(
+            "TLS, {kib} KiB head: {:?}, end {end:?}",
+            resp.lines().next()
+        );
+        assert_refused(&format!("TLS, {kib} KiB"), &resp, end);
+    }
+    assert!(b.requests().is_empty(), "{:?}", b.requests());
+    gw.stop().await;
+}
+
+/// The rest of a refused head is read for a bounded time and up to a
+/// bounded size: a client that trickles the rest of its head gets its 431
+/// and the gateway's end of the stream at once, and the connection is gone
+/// at `header_read_timeout`; one that sends without end is cut off after
+/// some 256 KiB.
+#[tokio::test]
+async fn refused_heads_are_read_for_a_bounded_time_and_size() {
+    let b = RawBackend::start().await;
+    let gw = Gw::start(&open_config(
+        &b.addr,
+        "max_header_bytes = \"16KiB\"\nheader_read_timeout = \"1s\"\nidle_timeout = \"60s\"\n",
+    ))
+    .await;
+    // Trickled: 20 KiB of a head, then a byte every 100 ms. The answer
+    // and the gateway's FIN come at once; the client's writes succeed
+    // (they are read) until the gateway closes: a write after that meets
+    // a reset.
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nX-A: {}", "a".repeat(20 * 1024)).as_bytes())
+        .await
+        .unwrap();
+    let answered = Instant::now();
+    let mut out = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut out)).await;
+    let resp = String::from_utf8_lossy(&out);
+    assert!(matches!(ended, Ok(Ok(_))), "{ended:?}");
+    assert_eq!(status_of(&resp), 431);
+    let mut closed = None;
+    while answered.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.write_all(b"a").await.is_err() {
+            closed = Some(answered.elapsed());
+            break;
+        }
+    }
+    eprintln!("trickled oversized head: 431 at once, connection gone after {closed:?}");
+    let closed = closed.expect("the gateway kept reading a trickled head");
+    assert!(
+        closed >= Duration::from_millis(800) && closed < Duration::from_secs(3),
+        "closed after {closed:?}"
+    );
+
+    // Endless: the client sends a head that never ends, 8 KiB at a time.
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let line = format!("X-Fill: {}\r\n", "f".repeat(8180));
+    let mut sent = 0usize;
+    let started = Instant::now();
+    while sent < 16 << 20 && started.elapsed() < Duration::from_secs(10) {
+        match tokio::time::timeout(Duration::from_secs(2), s.write_all(line.as_bytes())).await {
+            Ok(Ok(())) => sent += line.len(),
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    eprintln!("endless oversized head: cut off after {} KiB", sent / 1024);
+    assert!(sent < 8 << 20, "the gateway read {sent} bytes of one head");
+    assert!(b.requests().is_empty());
+    gw.stop().await;
+}
