@@ -1603,3 +1603,133 @@ async fn refused_heads_are_read_for_a_bounded_time_and_size() {
     assert!(b.requests().is_empty());
     gw.stop().await;
 }
+
+/// HTTP/2: a header block whose decoded size is over `max_header_bytes`
+/// gets 431 on its stream (h2 answers it, from `max_header_list_size`),
+/// and the connection goes on: the next request on it is served. A flood
+/// of such blocks is no amplification: each answer is a few bytes against
+/// the kilobytes of the block, nothing reaches the backend, and the
+/// connection still serves. (Past four times the limit, h2 ends the
+/// connection instead: its bound on decoding, with the CONTINUATION flood
+/// test above.)
+#[tokio::test]
+async fn http2_oversized_header_blocks_get_431_and_the_connection_keeps_serving() {
+    use h2raw::*;
+    let b = Backend::start("b1").await;
+    let gw = Gw::start(
+        &simple_proxy_config(&[&b])
+            .replace("[server]\n", "[server]\nmax_header_bytes = \"16KiB\"\n"),
+    )
+    .await;
+    let tcp = TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let get = |path: &str, big: usize| {
+        let mut r = http::Request::get(format!("http://localhost{path}"));
+        if big > 0 {
+            r = r.header("x-big", "v".repeat(big));
+        }
+        r.body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    for kib in [17, 20, 60] {
+        let r = tokio::time::timeout(WAIT, send.send_request(get("/big", kib * 1024)))
+            .await
+            .unwrap_or_else(|_| panic!("{kib} KiB: no answer"))
+            .unwrap_or_else(|e| panic!("{kib} KiB: {e}"));
+        assert_eq!(r.status(), 431, "{kib} KiB block");
+        let r = tokio::time::timeout(WAIT, send.send_request(get("/next", 0)))
+            .await
+            .unwrap_or_else(|_| panic!("after {kib} KiB: no answer"))
+            .unwrap_or_else(|e| panic!("after {kib} KiB: {e}"));
+        assert_eq!(r.status(), 200, "the request after a {kib} KiB block");
+    }
+    assert!(!conn.is_finished());
+    conn.abort();
+    assert_eq!(b.count(), 3, "only the small requests reached the backend");
+
+    // The flood: 200 blocks of 20 KiB (a HEADERS and a CONTINUATION
+    // frame each, nothing indexed), then a plain request.
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    let mut out = start();
+    for i in 0..200u32 {
+        let mut block = request_block("/flood");
+        literal(&mut block, "x-big", &[b'v'; 12 * 1024]);
+        let mut more = Vec::new();
+        literal(&mut more, "x-more", &[b'm'; 8 * 1024]);
+        frame(&mut out, HEADERS, END_STREAM, 1 + 2 * i, &block);
+        frame(&mut out, CONTINUATION, END_HEADERS, 1 + 2 * i, &more);
+    }
+    frame(
+        &mut out,
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        401,
+        &request_block("/after-flood"),
+    );
+    let sent = out.len();
+    let (mut rd, mut wr) = s.split();
+    let (written, answers) = tokio::join!(wr.write_all(&out), async {
+        // (kind, stream) of each frame, until the plain request's answer.
+        let mut frames = Vec::new();
+        let mut received = 0;
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let n = rd.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    return false;
+                }
+                received += n;
+                buf.extend_from_slice(&chunk[..n]);
+                let mut at = 0;
+                while buf.len() >= at + 9 {
+                    let len = u32::from_be_bytes([0, buf[at], buf[at + 1], buf[at + 2]]) as usize;
+                    if buf.len() < at + 9 + len {
+                        break;
+                    }
+                    let id =
+                        u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]]);
+                    frames.push((buf[at + 3], id & 0x7fff_ffff));
+                    at += 9 + len;
+                }
+                buf.drain(..at);
+                if frames.contains(&(HEADERS, 401)) {
+                    return true;
+                }
+            }
+        })
+        .await;
+        (got == Ok(true), frames, received)
+    });
+    written.unwrap();
+    drop(s);
+    let (answered, frames, received) = answers;
+    let refused = frames
+        .iter()
+        .filter(|(k, id)| *k == HEADERS && *id < 401)
+        .count();
+    eprintln!(
+        "HTTP/2 flood of 200 oversized blocks ({} KiB): {refused} answered, {} frames \
+         ({received} bytes) back, goaway={}, plain request answered={answered}",
+        sent / 1024,
+        frames.len(),
+        frames.iter().any(|(k, _)| *k == GOAWAY),
+    );
+    assert!(
+        answered,
+        "the request after the flood was not answered: {frames:?}"
+    );
+    assert_eq!(refused, 200, "one answer per oversized block");
+    assert!(received < sent / 100, "{received} bytes back for {sent}");
+    assert!(!frames.iter().any(|(k, _)| *k == GOAWAY), "{frames:?}");
+    assert_eq!(b.count(), 4, "only the plain request reached the backend");
+    still_serves(&gw).await;
+    gw.stop().await;
+}
