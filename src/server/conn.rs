@@ -55,6 +55,9 @@ use tokio::time::Instant;
 /// A quiet HTTP/1.1 keep-alive connection is parked after this long.
 pub const PARK_AFTER: Duration = Duration::from_millis(100);
 
+/// The most header fields in an HTTP/1.1 request head (431 past it).
+const MAX_HEADERS: usize = 100;
+
 /// Per-connection settings copied from the snapshot at accept time.
 #[derive(Clone, Copy)]
 pub(super) struct Limits {
@@ -94,7 +97,7 @@ macro_rules! http1_settings {
             // hyper's buffer fills (see `refuse_head`); hyper's own 431 at
             // a full buffer stays as the backstop. 8 KiB is its floor.
             .max_buf_size($l.max_header_bytes.max(8192))
-            .max_headers(100)
+            .max_headers(MAX_HEADERS)
             .keep_alive(true)
     };
 }
@@ -215,8 +218,8 @@ struct ConnState {
     /// 0 when none; the loop closes the connection when one stays
     /// unfinished for `header_read_timeout`.
     h2_block: AtomicU64,
-    /// HTTP/1.1: bytes read of a head over `max_header_bytes`, 0 when
-    /// none. Set when the IO handed the socket back for the loop to answer
+    /// HTTP/1.1: bytes read of a head over `max_header_bytes` (or
+    /// [`MAX_HEADERS`]), 0 when none. Set when the IO handed the socket back for the loop to answer
     /// it ([`refuse_head`]).
     refused_head: AtomicUsize,
 }
@@ -351,8 +354,8 @@ pub(super) async fn serve_http<IO: ClientIo>(
 /// lets a client send a head of up to 256 KiB and still read the 431.
 const REFUSED_HEAD_MAX: usize = 256 * 1024;
 
-/// Answers an HTTP/1.1 head over `max_header_bytes`, of which `read` bytes
-/// were read, with 431 (the gateway's error body and a request id), then
+/// Answers an HTTP/1.1 head over `max_header_bytes` (or with more than
+/// [`MAX_HEADERS`] fields), of which `read` bytes were read, with 431 (the gateway's error body and a request id), then
 /// ends the connection (SPEC 16).
 ///
 /// A socket closed with bytes unread makes the kernel send a reset, and a
@@ -578,7 +581,9 @@ async fn serve_active<IO: ClientIo>(
         state: state.clone(),
         framing: Some(match proto {
             Proto::Http2 => framing::FramingGuard::http2(),
-            Proto::Http1 | Proto::Detect => framing::FramingGuard::http1(limits.max_header_bytes),
+            Proto::Http1 | Proto::Detect => {
+                framing::FramingGuard::http1(limits.max_header_bytes, MAX_HEADERS)
+            }
         }),
         slot: slot.clone(),
         write_blocked: false,
@@ -735,8 +740,9 @@ struct Tracked<IO> {
     slot: Arc<Mutex<Option<IO>>>,
     /// The last write or flush waited on the socket.
     write_blocked: bool,
-    /// The guard found a head over `max_header_bytes`: hyper gets nothing
-    /// more, and the socket goes back to the loop, which answers 431.
+    /// The guard found a head over `max_header_bytes` (or [`MAX_HEADERS`]):
+    /// hyper gets nothing more, and the socket goes back to the loop, which
+    /// answers 431.
     head_too_large: bool,
 }
 

@@ -33,9 +33,10 @@
 //! kernel turns into a reset: a client still sending never reads the 431.
 //! So the guard notices first ([`FramingGuard::too_large`]): the bytes
 //! from that head on are kept from hyper, and the connection answers and
-//! reads the rest itself (`conn.rs`). The count costs nothing per byte:
-//! a head's length is taken from positions where it starts and where a
-//! read ends.
+//! reads the rest itself (`conn.rs`). Header lines past hyper's
+//! `max_headers` likewise, which hyper answers the same way. The count
+//! costs nothing per byte: a head's length is taken from positions where
+//! it starts and where a read ends, and lines are counted at their ends.
 //!
 //! The HTTP/1.1 guard stops when told that a response switched protocols
 //! ([`FramingGuard::switched`]: a relayed `101`, or a `2xx` to
@@ -121,6 +122,10 @@ pub(crate) struct FramingGuard {
     h2_in_block: bool,
     /// The largest HTTP/1.1 head let through, in bytes.
     head_limit: usize,
+    /// The most header lines in one head let through.
+    max_headers: usize,
+    /// Header lines of the current head so far.
+    head_lines: usize,
     /// Bytes of the current head read before the current scan (or before
     /// `head_from`, where it started in this one).
     head_len: usize,
@@ -146,6 +151,8 @@ impl Default for FramingGuard {
             h2_blocks: 0,
             h2_in_block: false,
             head_limit: usize::MAX,
+            max_headers: usize::MAX,
+            head_lines: 0,
             head_len: 0,
             head_from: 0,
             too_large: None,
@@ -155,10 +162,13 @@ impl Default for FramingGuard {
 
 impl FramingGuard {
     /// For a connection that may be HTTP/1.1 (or HTTP/2 found by its
-    /// preface), letting through heads of up to `head_limit` bytes.
-    pub(crate) fn http1(head_limit: usize) -> FramingGuard {
+    /// preface), letting through heads of up to `head_limit` bytes and
+    /// `max_headers` header lines (hyper's own limits, which it would
+    /// answer itself, as for a head too large).
+    pub(crate) fn http1(head_limit: usize, max_headers: usize) -> FramingGuard {
         FramingGuard {
             head_limit,
+            max_headers,
             ..FramingGuard::default()
         }
     }
@@ -185,7 +195,7 @@ impl FramingGuard {
         matches!(self.state, State::Done)
     }
 
-    /// The last scan found a head over the limit: nothing of it may reach
+    /// The last scan found a head over the limits: nothing of it may reach
     /// hyper. The guard is done from then on.
     pub(crate) fn too_large(&self) -> Option<TooLarge> {
         self.too_large
@@ -228,9 +238,11 @@ impl FramingGuard {
         if matches!(self.state, State::Head { .. }) {
             // A head still incomplete at the limit is over it: its end is
             // still to come. (hyper, whose buffer is as large as the limit,
-            // would answer it itself.)
+            // would answer it itself.) Likewise one header line past the
+            // most allowed, from its first byte (as hyper's parser).
             let read = self.head_len + (buf.len() - self.head_from);
-            if read >= self.head_limit {
+            let lines = self.head_lines + usize::from(self.line_len > 0);
+            if read >= self.head_limit || lines > self.max_headers {
                 self.refuse(read);
             } else {
                 self.head_len = read;
@@ -238,7 +250,7 @@ impl FramingGuard {
         }
     }
 
-    /// The current head is over the limit, `read` bytes of it read.
+    /// The current head is over the limits, `read` bytes of it read.
     fn refuse(&mut self, read: usize) {
         self.too_large = Some(TooLarge {
             starts_at: self.head_from,
@@ -250,6 +262,7 @@ impl FramingGuard {
     /// A head starts at `i`, after a message.
     fn head_starts(&mut self, i: usize) {
         self.head_len = 0;
+        self.head_lines = 0;
         self.head_from = i;
     }
 
@@ -386,11 +399,13 @@ impl FramingGuard {
                         }
                         if self.line_len == 0 {
                             let read = self.head_len + (i - self.head_from);
-                            if read > self.head_limit {
+                            if read > self.head_limit || self.head_lines > self.max_headers {
                                 return self.refuse(read);
                             }
                             self.end_of_head();
                             self.head_starts(i);
+                        } else {
+                            self.head_lines += 1;
                         }
                         self.reset_line();
                         continue;
@@ -670,7 +685,10 @@ mod tests {
     /// Feeds `input` in `step`-byte reads to a guard with `limit`: the
     /// bytes hyper would get, and what the guard found.
     fn scan_limited(input: &[u8], limit: usize, step: usize) -> (Vec<u8>, Option<TooLarge>) {
-        let mut g = FramingGuard::http1(limit);
+        scan_with(FramingGuard::http1(limit, usize::MAX), input, step)
+    }
+
+    fn scan_with(mut g: FramingGuard, input: &[u8], step: usize) -> (Vec<u8>, Option<TooLarge>) {
         let mut passed = Vec::new();
         for chunk in input.chunks(step) {
             let mut chunk = chunk.to_vec();
@@ -717,6 +735,34 @@ mod tests {
             let (passed, found) = scan_limited(&h[..limit], limit, step);
             assert!(passed.len() < limit && found.is_some(), "step {step}");
             assert_eq!(scan_limited(&h[..limit - 1], limit, step).1, None);
+        }
+    }
+
+    #[test]
+    fn heads_with_more_header_lines_than_allowed_are_refused() {
+        let head = |n: usize, end: &str| {
+            let lines: String = (0..n).map(|i| format!("X-{i}: v\r\n")).collect();
+            format!("GET / HTTP/1.1\r\n{lines}{end}").into_bytes()
+        };
+        let guard = || FramingGuard::http1(usize::MAX, 100);
+        for step in [1, 3, 64, 100_000] {
+            let h = head(100, "\r\n");
+            assert_eq!(scan_with(guard(), &h, step), (h.clone(), None));
+            // The blank line may be on its way.
+            let h = head(100, "\r");
+            assert_eq!(scan_with(guard(), &h, step), (h.clone(), None));
+            // The first byte of a 101st line: refused, as by hyper.
+            let (passed, found) = scan_with(guard(), &head(100, "X"), step);
+            assert!(
+                found.is_some() && passed.len() <= head(100, "").len(),
+                "{step}"
+            );
+            let (_, found) = scan_with(guard(), &head(101, "\r\n"), step);
+            assert!(found.is_some(), "{step}");
+            // Each head counts its own.
+            let mut two = head(60, "\r\n");
+            two.extend_from_slice(&head(60, "\r\n"));
+            assert_eq!(scan_with(guard(), &two, step), (two.clone(), None));
         }
     }
 
