@@ -331,6 +331,7 @@ pub(super) async fn serve_http<IO: ClientIo>(
         };
         let refused = state.refused_head.load(Relaxed);
         if refused > 0 {
+            gw.snapshot().no_route_metrics.requests.inc(431);
             Box::pin(refuse_head(&gw, parked, refused, limits, &mut shutdown)).await;
             return;
         }
@@ -381,7 +382,6 @@ async fn refuse_head<IO: ClientIo>(
         limit = limits.max_header_bytes,
         "request head over max_header_bytes"
     );
-    gw.snapshot().no_route_metrics.requests.inc(431);
     // JSON: the head that would say whether the client wants HTML was
     // not kept.
     let mut resp = crate::proxy::respond::error(&GatewayError::HeadersTooLarge, &request_id, false);
@@ -485,10 +485,12 @@ fn http_date(t: std::time::SystemTime) -> String {
 /// request within `header_read_timeout`, every head within it too
 /// (hyper's deadline, which also runs while a keep-alive connection waits
 /// for its next request), heads over `max_header_bytes` or 100 headers
-/// answered 431, the connection closed after `idle_timeout` without a
-/// byte moving, and drained on shutdown. No parking and no framing guard:
-/// these listeners forward nothing.
+/// answered 431 (by the framing guard and [`refuse_head`], as on the main
+/// listener: its smuggling check comes along, harmless here), the
+/// connection closed after `idle_timeout` without a byte moving, and
+/// drained on shutdown. No parking: these connections are few.
 pub(super) async fn serve_side<S>(
+    gw: &Gateway,
     stream: TcpStream,
     service: S,
     limits: Limits,
@@ -508,11 +510,15 @@ pub(super) async fn serve_side<S>(
         served.served.store(true, Relaxed);
         service.call(req)
     });
+    let slot = Arc::new(Mutex::new(None));
     let io = TokioIo::new(Tracked {
         inner: Some(stream),
         state: state.clone(),
-        framing: None,
-        slot: Arc::new(Mutex::new(None)),
+        framing: Some(framing::FramingGuard::http1(
+            limits.max_header_bytes,
+            MAX_HEADERS,
+        )),
+        slot: slot.clone(),
         write_blocked: false,
         head_too_large: false,
     });
@@ -532,6 +538,11 @@ pub(super) async fn serve_side<S>(
     }
     .drive(conn, |c| c.graceful_shutdown())
     .await;
+    let refused = state.refused_head.load(Relaxed);
+    let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let (true, Some(io)) = (refused > 0, taken) {
+        Box::pin(refuse_head(gw, io, refused, limits, &mut shutdown)).await;
+    }
 }
 
 /// When a connection was last seen moving bytes.

@@ -1232,6 +1232,13 @@ async fn the_admin_listener_bounds_slow_idle_and_oversized_clients() {
     )
     .await;
     assert_eq!(status_of(&resp), 431, "101 headers");
+    // However large, with a clean close (as on the main listener).
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(250 << 10)
+    );
+    let (resp, end) = send_head_then_read(gw.admin(), head.as_bytes()).await;
+    assert_refused("admin, 250 KiB", &resp, end);
     // Still serving.
     let resp = raw(
         gw.admin(),
