@@ -25,11 +25,12 @@ pub(crate) async fn serve(
     // usually internal, but a slow or idle client must not hold one of its
     // 256 connection slots for long either.
     let limits = super::Limits::from(&gw.snapshot().config.server);
+    let served = gw.clone();
     let service = hyper::service::service_fn(move |req| {
-        let gw = gw.clone();
+        let gw = served.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(&gw, req).await) }
     });
-    super::serve_side(stream, service, limits, shutdown).await;
+    super::serve_side(&gw, stream, service, limits, shutdown).await;
 }
 
 fn error(status: StatusCode, msg: &str) -> Response<Body> {

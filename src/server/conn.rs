@@ -32,6 +32,7 @@
 
 use super::{framing, ConnInfo};
 use crate::body::Body;
+use crate::error::GatewayError;
 use crate::gateway::Gateway;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -42,17 +43,20 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// A quiet HTTP/1.1 keep-alive connection is parked after this long.
 pub const PARK_AFTER: Duration = Duration::from_millis(100);
+
+/// The most header fields in an HTTP/1.1 request head (431 past it).
+const MAX_HEADERS: usize = 100;
 
 /// Per-connection settings copied from the snapshot at accept time.
 #[derive(Clone, Copy)]
@@ -89,9 +93,11 @@ macro_rules! http1_settings {
     ($b:expr, $l:expr) => {
         $b.timer(TokioTimer::new())
             .header_read_timeout($l.header_read_timeout)
-            // hyper answers 431 when the head does not fit; 8 KiB is its floor.
+            // A head over the limit is refused by the framing guard before
+            // hyper's buffer fills (see `refuse_head`); hyper's own 431 at
+            // a full buffer stays as the backstop. 8 KiB is its floor.
             .max_buf_size($l.max_header_bytes.max(8192))
-            .max_headers(100)
+            .max_headers(MAX_HEADERS)
             .keep_alive(true)
     };
 }
@@ -212,6 +218,10 @@ struct ConnState {
     /// 0 when none; the loop closes the connection when one stays
     /// unfinished for `header_read_timeout`.
     h2_block: AtomicU64,
+    /// HTTP/1.1: bytes read of a head over `max_header_bytes` (or
+    /// [`MAX_HEADERS`]), 0 when none. Set when the IO handed the socket back for the loop to answer
+    /// it ([`refuse_head`]).
+    refused_head: AtomicUsize,
 }
 
 impl ConnState {
@@ -319,6 +329,12 @@ pub(super) async fn serve_http<IO: ClientIo>(
         let Some(mut parked) = served else {
             return; // closed, or upgraded (the tunnel owns the socket now)
         };
+        let refused = state.refused_head.load(Relaxed);
+        if refused > 0 {
+            gw.snapshot().no_route_metrics.requests.inc(431);
+            Box::pin(refuse_head(&gw, parked, refused, limits, &mut shutdown)).await;
+            return;
+        }
         let close = *shutdown.borrow()
             || tokio::select! {
                 r = parked.readable() => r.is_err(),
@@ -335,15 +351,146 @@ pub(super) async fn serve_http<IO: ClientIo>(
     }
 }
 
+/// The most of a refused head read before its connection closes: SPEC 16
+/// lets a client send a head of up to 256 KiB and still read the 431.
+const REFUSED_HEAD_MAX: usize = 256 * 1024;
+
+/// Answers an HTTP/1.1 head over `max_header_bytes` (or with more than
+/// [`MAX_HEADERS`] fields), of which `read` bytes were read, with 431 (the gateway's error body and a request id), then
+/// ends the connection (SPEC 16).
+///
+/// A socket closed with bytes unread makes the kernel send a reset, and a
+/// client still sending its head meets it before it reads any answer. So,
+/// after the answer and the end of the gateway's side (FIN, after a TLS
+/// close_notify), the rest is read and dropped until the client closes
+/// its side: up to [`REFUSED_HEAD_MAX`] bytes of head in all, for up to
+/// `header_read_timeout` (the time any head may take), or until shutdown.
+/// Past either bound the connection just closes. It costs an 8 KiB buffer
+/// for that while, only on such connections, and the answer is smaller
+/// than what it answers.
+async fn refuse_head<IO: ClientIo>(
+    gw: &Gateway,
+    mut io: IO,
+    read: usize,
+    limits: Limits,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let request_id = gw.request_ids.next();
+    tracing::debug!(
+        request_id = request_id.to_str().unwrap_or(""),
+        read,
+        limit = limits.max_header_bytes,
+        "request head over max_header_bytes"
+    );
+    // JSON: the head that would say whether the client wants HTML was
+    // not kept.
+    let mut resp = crate::proxy::respond::error(&GatewayError::HeadersTooLarge, &request_id, false);
+    resp.headers_mut()
+        .insert(&crate::proxy::headers::X_REQUEST_ID, request_id);
+    let answer = http1_response_bytes(resp);
+    let deadline = Instant::now() + limits.header_read_timeout;
+    let answered = tokio::time::timeout_at(deadline, async {
+        io.write_all(&answer).await?;
+        io.shutdown().await
+    })
+    .await;
+    if !matches!(answered, Ok(Ok(()))) || *shutdown.borrow() {
+        return;
+    }
+    let mut left = REFUSED_HEAD_MAX.saturating_sub(read);
+    let mut buf = vec![0u8; 8192];
+    while left > 0 {
+        let n = tokio::select! {
+            r = io.read(&mut buf) => match r {
+                Ok(n) if n > 0 => n,
+                _ => return, // the client closed (or reset)
+            },
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = shutdown.changed() => return,
+        };
+        left = left.saturating_sub(n);
+    }
+}
+
+/// An error response as HTTP/1.1 bytes, for the one answer written without
+/// hyper ([`refuse_head`]): status line, the response's headers, a
+/// `Content-Length`, `Connection: close` and a `Date`, as hyper would.
+fn http1_response_bytes(resp: http::Response<Body>) -> Vec<u8> {
+    let (parts, body) = resp.into_parts();
+    let body = match body {
+        Body::Full(Some(b)) => b,
+        _ => Bytes::new(),
+    };
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    let mut line = |name: &[u8], value: &[u8]| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    for (name, value) in &parts.headers {
+        line(name.as_str().as_bytes(), value.as_bytes());
+    }
+    line(b"content-length", body.len().to_string().as_bytes());
+    line(b"connection", b"close");
+    line(b"date", http_date(std::time::SystemTime::now()).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&body);
+    out
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 section 5.6.7).
+fn http_date(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+    )
+}
+
 /// Serves one plain HTTP/1.1 connection of a side listener (admin,
 /// redirect) with the main listener's per-connection bounds: the first
 /// request within `header_read_timeout`, every head within it too
 /// (hyper's deadline, which also runs while a keep-alive connection waits
 /// for its next request), heads over `max_header_bytes` or 100 headers
-/// answered 431, the connection closed after `idle_timeout` without a
-/// byte moving, and drained on shutdown. No parking and no framing guard:
-/// these listeners forward nothing.
+/// answered 431 (by the framing guard and [`refuse_head`], as on the main
+/// listener: its smuggling check comes along, harmless here), the
+/// connection closed after `idle_timeout` without a byte moving, and
+/// drained on shutdown. No parking: these connections are few.
 pub(super) async fn serve_side<S>(
+    gw: &Gateway,
     stream: TcpStream,
     service: S,
     limits: Limits,
@@ -363,12 +510,17 @@ pub(super) async fn serve_side<S>(
         served.served.store(true, Relaxed);
         service.call(req)
     });
+    let slot = Arc::new(Mutex::new(None));
     let io = TokioIo::new(Tracked {
         inner: Some(stream),
         state: state.clone(),
-        framing: None,
-        slot: Arc::new(Mutex::new(None)),
+        framing: Some(framing::FramingGuard::http1(
+            limits.max_header_bytes,
+            MAX_HEADERS,
+        )),
+        slot: slot.clone(),
         write_blocked: false,
+        head_too_large: false,
     });
     let mut idle = Idle {
         seen: state.events(),
@@ -386,6 +538,11 @@ pub(super) async fn serve_side<S>(
     }
     .drive(conn, |c| c.graceful_shutdown())
     .await;
+    let refused = state.refused_head.load(Relaxed);
+    let taken = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let (true, Some(io)) = (refused > 0, taken) {
+        Box::pin(refuse_head(gw, io, refused, limits, &mut shutdown)).await;
+    }
 }
 
 /// When a connection was last seen moving bytes.
@@ -435,10 +592,13 @@ async fn serve_active<IO: ClientIo>(
         state: state.clone(),
         framing: Some(match proto {
             Proto::Http2 => framing::FramingGuard::http2(),
-            Proto::Http1 | Proto::Detect => framing::FramingGuard::default(),
+            Proto::Http1 | Proto::Detect => {
+                framing::FramingGuard::http1(limits.max_header_bytes, MAX_HEADERS)
+            }
         }),
         slot: slot.clone(),
         write_blocked: false,
+        head_too_large: false,
     });
     let watch = Watch {
         shutdown,
@@ -591,13 +751,43 @@ struct Tracked<IO> {
     slot: Arc<Mutex<Option<IO>>>,
     /// The last write or flush waited on the socket.
     write_blocked: bool,
+    /// The guard found a head over `max_header_bytes` (or [`MAX_HEADERS`]):
+    /// hyper gets nothing more, and the socket goes back to the loop, which
+    /// answers 431.
+    head_too_large: bool,
 }
 
 impl<IO> Tracked<IO> {
+    /// Nothing of hyper's in progress: no request in flight, no write
+    /// waiting on the socket.
+    fn quiet(&self) -> bool {
+        self.state.in_flight.load(Relaxed) == 0 && !self.write_blocked
+    }
+
     fn parkable(&self) -> bool {
-        self.state.in_flight.load(Relaxed) == 0
-            && !self.write_blocked
-            && self.framing.as_ref().is_some_and(|g| g.at_message_start())
+        self.quiet() && self.framing.as_ref().is_some_and(|g| g.at_message_start())
+    }
+
+    /// Gives the socket to the loop: hyper, reading the end of the stream,
+    /// ends its connection.
+    fn hand_over(&mut self) {
+        if let Some(io) = self.inner.take() {
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
+        }
+    }
+
+    /// A read after a head over the limit was found: the end of the stream
+    /// once hyper finished the request before it (if one is in flight, hyper
+    /// reads again when its response is out; the loop also polls hyper
+    /// every `PARK_AFTER` at most). hyper, holding at most an unfinished
+    /// head under its limit, ends the connection without answering.
+    fn poll_refused(&mut self) -> Poll<io::Result<()>> {
+        if self.inner.is_none() || self.quiet() {
+            self.hand_over();
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -607,14 +797,15 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.state.park.load(Relaxed) && self.parkable() {
+        let this = &mut *self;
+        if this.state.park.load(Relaxed) && this.parkable() {
             // Park: the socket goes to the loop, and hyper reads the end of
             // the stream at a message boundary, so it ends the connection.
-            if let Some(io) = self.inner.take() {
-                *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
-            }
+            this.hand_over();
         }
-        let this = &mut *self;
+        if this.head_too_large {
+            return this.poll_refused();
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Ok(()));
         };
@@ -628,7 +819,18 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
                 }
                 g.scan(&mut buf.filled_mut()[before..]);
                 this.state.h2_block.store(g.h2_open_block(), Relaxed);
-                if g.is_done() {
+                if let Some(big) = g.too_large() {
+                    // hyper gets what ends the message before the head (if
+                    // anything), never the head: the rest of this read is
+                    // dropped, and the loop reads the rest of the head.
+                    buf.set_filled(before + big.starts_at);
+                    this.head_too_large = true;
+                    this.state.refused_head.store(big.read, Relaxed);
+                    this.framing = None;
+                    if big.starts_at == 0 {
+                        return this.poll_refused();
+                    }
+                } else if g.is_done() {
                     this.framing = None;
                 }
             }
@@ -698,5 +900,40 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
             None => Poll::Ready(Ok(())),
             Some(inner) => Pin::new(inner).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn http_dates_are_imf_fixdates() {
+        let at = |secs| http_date(UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(at(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(at(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(at(1_798_761_599), "Thu, 31 Dec 2026 23:59:59 GMT");
+    }
+
+    #[test]
+    fn the_refusal_is_a_whole_http1_response() {
+        let id = http::HeaderValue::from_static("abc123");
+        let bytes = http1_response_bytes(crate::proxy::respond::error(
+            &GatewayError::HeadersTooLarge,
+            &id,
+            false,
+        ));
+        let text = String::from_utf8(bytes).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(head.contains("\r\nconnection: close"));
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())));
+        assert!(head.contains("\r\ncontent-type: application/json"));
+        assert_eq!(
+            body,
+            "{\"error\":\"request header fields too large\",\"request_id\":\"abc123\"}\n"
+        );
     }
 }

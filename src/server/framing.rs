@@ -26,6 +26,18 @@
 //! left unfinished for `header_read_timeout` (`conn.rs`). Nothing is
 //! changed in HTTP/2 bytes.
 //!
+//! The same pass counts the bytes of each HTTP/1.1 head against
+//! `max_header_bytes` (SPEC 16: a head over it gets 431 whatever its size).
+//! hyper would answer such a head itself when its read buffer fills, but
+//! then drops the connection with the rest of the head unread, which the
+//! kernel turns into a reset: a client still sending never reads the 431.
+//! So the guard notices first ([`FramingGuard::too_large`]): the bytes
+//! from that head on are kept from hyper, and the connection answers and
+//! reads the rest itself (`conn.rs`). Header lines past hyper's
+//! `max_headers` likewise, which hyper answers the same way. The count
+//! costs nothing per byte: a head's length is taken from positions where
+//! it starts and where a read ends, and lines are counted at their ends.
+//!
 //! The HTTP/1.1 guard stops when told that a response switched protocols
 //! ([`FramingGuard::switched`]: a relayed `101`, or a `2xx` to
 //! `CONNECT`); from then on the bytes belong to a tunnel that hyper no
@@ -81,6 +93,16 @@ const H2_HEADERS: u8 = 0x1;
 const H2_CONTINUATION: u8 = 0x9;
 const H2_END_HEADERS: u8 = 0x4;
 
+/// An HTTP/1.1 head over the limit, as found by [`FramingGuard::scan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooLarge {
+    /// Where the head starts in the bytes of that scan (0 when it started
+    /// in an earlier read): the bytes before it end the previous message.
+    pub(crate) starts_at: usize,
+    /// Bytes of the head read so far, those of that scan included.
+    pub(crate) read: usize,
+}
+
 #[derive(Debug)]
 pub(crate) struct FramingGuard {
     state: State,
@@ -98,6 +120,19 @@ pub(crate) struct FramingGuard {
     /// progress while `h2_in_block`.
     h2_blocks: u64,
     h2_in_block: bool,
+    /// The largest HTTP/1.1 head let through, in bytes.
+    head_limit: usize,
+    /// The most header lines in one head let through.
+    max_headers: usize,
+    /// Header lines of the current head so far.
+    head_lines: usize,
+    /// Bytes of the current head read before the current scan (or before
+    /// `head_from`, where it started in this one).
+    head_len: usize,
+    /// Where the current head starts in the bytes being scanned; 0 when it
+    /// started in an earlier read.
+    head_from: usize,
+    too_large: Option<TooLarge>,
 }
 
 impl Default for FramingGuard {
@@ -115,11 +150,29 @@ impl Default for FramingGuard {
             first_line: [0; 8],
             h2_blocks: 0,
             h2_in_block: false,
+            head_limit: usize::MAX,
+            max_headers: usize::MAX,
+            head_lines: 0,
+            head_len: 0,
+            head_from: 0,
+            too_large: None,
         }
     }
 }
 
 impl FramingGuard {
+    /// For a connection that may be HTTP/1.1 (or HTTP/2 found by its
+    /// preface), letting through heads of up to `head_limit` bytes and
+    /// `max_headers` header lines (hyper's own limits, which it would
+    /// answer itself, as for a head too large).
+    pub(crate) fn http1(head_limit: usize, max_headers: usize) -> FramingGuard {
+        FramingGuard {
+            head_limit,
+            max_headers,
+            ..FramingGuard::default()
+        }
+    }
+
     /// For a connection known to be HTTP/2 (ALPN): from its preface on.
     pub(crate) fn http2() -> FramingGuard {
         FramingGuard {
@@ -140,6 +193,12 @@ impl FramingGuard {
 
     pub(crate) fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
+    }
+
+    /// The last scan found a head over the limits: nothing of it may reach
+    /// hyper. The guard is done from then on.
+    pub(crate) fn too_large(&self) -> Option<TooLarge> {
+        self.too_large
     }
 
     /// A response switched the connection to another protocol: what
@@ -171,8 +230,43 @@ impl FramingGuard {
         }
     }
 
-    /// Scans newly read bytes, poisoning a smuggling-prone head in place.
+    /// Scans newly read bytes, poisoning a smuggling-prone head in place
+    /// and measuring heads against the limit.
     pub(crate) fn scan(&mut self, buf: &mut [u8]) {
+        self.head_from = 0;
+        self.scan_bytes(buf);
+        if matches!(self.state, State::Head { .. }) {
+            // A head still incomplete at the limit is over it: its end is
+            // still to come. (hyper, whose buffer is as large as the limit,
+            // would answer it itself.) Likewise one header line past the
+            // most allowed, from its first byte (as hyper's parser).
+            let read = self.head_len + (buf.len() - self.head_from);
+            let lines = self.head_lines + usize::from(self.line_len > 0);
+            if read >= self.head_limit || lines > self.max_headers {
+                self.refuse(read);
+            } else {
+                self.head_len = read;
+            }
+        }
+    }
+
+    /// The current head is over the limits, `read` bytes of it read.
+    fn refuse(&mut self, read: usize) {
+        self.too_large = Some(TooLarge {
+            starts_at: self.head_from,
+            read,
+        });
+        self.state = State::Done;
+    }
+
+    /// A head starts at `i`, after a message.
+    fn head_starts(&mut self, i: usize) {
+        self.head_len = 0;
+        self.head_lines = 0;
+        self.head_from = i;
+    }
+
+    fn scan_bytes(&mut self, buf: &mut [u8]) {
         let mut i = 0;
         while i < buf.len() {
             match self.state {
@@ -226,6 +320,7 @@ impl FramingGuard {
                     let take = n.min((buf.len() - i) as u64);
                     i += take as usize;
                     self.state = if n == take {
+                        self.head_starts(i);
                         State::Head { first: true }
                     } else {
                         State::Fixed(n - take)
@@ -281,7 +376,10 @@ impl FramingGuard {
                     let b = buf[i];
                     i += 1;
                     match b {
-                        b'\n' if self.line_len == 0 => self.state = State::Head { first: true },
+                        b'\n' if self.line_len == 0 => {
+                            self.head_starts(i);
+                            self.state = State::Head { first: true }
+                        }
                         b'\n' => self.line_len = 0,
                         b'\r' => {}
                         _ => self.line_len += 1,
@@ -300,7 +398,14 @@ impl FramingGuard {
                             continue;
                         }
                         if self.line_len == 0 {
+                            let read = self.head_len + (i - self.head_from);
+                            if read > self.head_limit || self.head_lines > self.max_headers {
+                                return self.refuse(read);
+                            }
                             self.end_of_head();
+                            self.head_starts(i);
+                        } else {
+                            self.head_lines += 1;
                         }
                         self.reset_line();
                         continue;
@@ -575,6 +680,120 @@ mod tests {
             let seen = h2_blocks(FramingGuard::default(), &input, step);
             assert_eq!(seen.last(), Some(&1), "step {step}");
         }
+    }
+
+    /// Feeds `input` in `step`-byte reads to a guard with `limit`: the
+    /// bytes hyper would get, and what the guard found.
+    fn scan_limited(input: &[u8], limit: usize, step: usize) -> (Vec<u8>, Option<TooLarge>) {
+        scan_with(FramingGuard::http1(limit, usize::MAX), input, step)
+    }
+
+    fn scan_with(mut g: FramingGuard, input: &[u8], step: usize) -> (Vec<u8>, Option<TooLarge>) {
+        let mut passed = Vec::new();
+        for chunk in input.chunks(step) {
+            let mut chunk = chunk.to_vec();
+            g.scan(&mut chunk);
+            if let Some(t) = g.too_large() {
+                passed.extend_from_slice(&chunk[..t.starts_at]);
+                return (passed, Some(t));
+            }
+            passed.extend_from_slice(&chunk);
+        }
+        (passed, None)
+    }
+
+    #[test]
+    fn heads_are_measured_against_the_limit_however_they_are_read() {
+        let head = |len: usize| {
+            let start = "GET / HTTP/1.1\r\nX-Fill: ";
+            let fill = "f".repeat(len - start.len() - 4);
+            format!("{start}{fill}\r\n\r\n").into_bytes()
+        };
+        let limit = 1000;
+        for step in [1, 2, 7, 100, 999, 1000, 1001, 5000] {
+            // Up to the limit, complete: through untouched.
+            for len in [40, limit - 1, limit] {
+                let h = head(len);
+                assert_eq!(
+                    scan_limited(&h, limit, step),
+                    (h.clone(), None),
+                    "{len} {step}"
+                );
+            }
+            // One byte over: refused, and what hyper got of it (from
+            // earlier reads) is less than the limit, which hyper would
+            // answer itself.
+            let (passed, found) = scan_limited(&head(limit + 1), limit, step);
+            let found = found.unwrap_or_else(|| panic!("step {step}"));
+            assert!(passed.len() < limit, "step {step}: {}", passed.len());
+            assert!(
+                found.read > passed.len() && found.read <= limit + 1,
+                "{found:?}"
+            );
+            // Unfinished at the limit: over it, whatever comes next.
+            let h = head(3 * limit);
+            let (passed, found) = scan_limited(&h[..limit], limit, step);
+            assert!(passed.len() < limit && found.is_some(), "step {step}");
+            assert_eq!(scan_limited(&h[..limit - 1], limit, step).1, None);
+        }
+    }
+
+    #[test]
+    fn heads_with_more_header_lines_than_allowed_are_refused() {
+        let head = |n: usize, end: &str| {
+            let lines: String = (0..n).map(|i| format!("X-{i}: v\r\n")).collect();
+            format!("GET / HTTP/1.1\r\n{lines}{end}").into_bytes()
+        };
+        let guard = || FramingGuard::http1(usize::MAX, 100);
+        for step in [1, 3, 64, 100_000] {
+            let h = head(100, "\r\n");
+            assert_eq!(scan_with(guard(), &h, step), (h.clone(), None));
+            // The blank line may be on its way.
+            let h = head(100, "\r");
+            assert_eq!(scan_with(guard(), &h, step), (h.clone(), None));
+            // The first byte of a 101st line: refused, as by hyper.
+            let (passed, found) = scan_with(guard(), &head(100, "X"), step);
+            assert!(
+                found.is_some() && passed.len() <= head(100, "").len(),
+                "{step}"
+            );
+            let (_, found) = scan_with(guard(), &head(101, "\r\n"), step);
+            assert!(found.is_some(), "{step}");
+            // Each head counts its own.
+            let mut two = head(60, "\r\n");
+            two.extend_from_slice(&head(60, "\r\n"));
+            assert_eq!(scan_with(guard(), &two, step), (two.clone(), None));
+        }
+    }
+
+    #[test]
+    fn each_head_is_measured_on_its_own() {
+        let small = b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\n\r\n";
+        let chunked = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nT: v\r\n\r\n";
+        let mut ok = Vec::new();
+        for _ in 0..50 {
+            ok.extend_from_slice(small);
+            ok.extend_from_slice(chunked);
+        }
+        // Together far over the limit; each head under it.
+        for step in [1, 9, 64, 4096] {
+            assert_eq!(scan_limited(&ok, 100, step), (ok.clone(), None));
+        }
+        // A big head after them: the bytes before it pass, the big one
+        // does not.
+        let mut input = ok.clone();
+        input.extend_from_slice(format!("GET /{} HTTP/1.1\r\n\r\n", "p".repeat(200)).as_bytes());
+        for step in [1, 9, 64, 4096] {
+            let (passed, found) = scan_limited(&input, 100, step);
+            assert!(passed.starts_with(&ok), "step {step}");
+            assert!(passed.len() - ok.len() < 100, "step {step}");
+            assert!(found.is_some());
+        }
+        // Without a limit nothing is ever refused.
+        let mut g = FramingGuard::default();
+        let mut big = format!("GET /{} HTTP/1.1\r\n", "p".repeat(1 << 20)).into_bytes();
+        g.scan(&mut big);
+        assert_eq!(g.too_large(), None);
     }
 
     #[test]

@@ -327,5 +327,5 @@ async fn serve_redirect(gw: Arc<Gateway>, stream: TcpStream, shutdown: watch::Re
         },
     );
     let limits = Limits::from(&gw.snapshot().config.server);
-    serve_side(stream, service, limits, shutdown).await;
+    serve_side(&gw, stream, service, limits, shutdown).await;
 }

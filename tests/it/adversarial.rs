@@ -1232,6 +1232,13 @@ async fn the_admin_listener_bounds_slow_idle_and_oversized_clients() {
     )
     .await;
     assert_eq!(status_of(&resp), 431, "101 headers");
+    // However large, with a clean close (as on the main listener).
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "v".repeat(250 << 10)
+    );
+    let (resp, end) = send_head_then_read(gw.admin(), head.as_bytes()).await;
+    assert_refused("admin, 250 KiB", &resp, end);
     // Still serving.
     let resp = raw(
         gw.admin(),
@@ -1359,6 +1366,387 @@ async fn http2_header_blocks_after_the_first_request_meet_the_header_deadline() 
     assert!(!closed && kinds.contains(&HEADERS), "{kinds:?}");
     assert!(b.requests().iter().any(|r| r.path_and_query == "/second"));
     drop(s);
+    still_serves(&gw).await;
+    gw.stop().await;
+}
+
+/// Sends `head` whole, then reads until the gateway closes: what it
+/// answered, and how the connection ended (`Ok` for a clean end of stream,
+/// `Err` for a reset or a timeout). Unlike `raw`, a head the client could
+/// not finish sending is a failure: the gateway must read it. The head
+/// goes out in 8 KiB pieces a few milliseconds apart, as over a real
+/// network: on loopback a single write lands whole in the kernel's
+/// buffers before the gateway reads a byte, which hides what a client
+/// still sending meets.
+async fn send_head_then_read(
+    addr: std::net::SocketAddr,
+    head: &[u8],
+) -> (String, Result<(), String>) {
+    send_head_then_read_on(TcpStream::connect(addr).await.unwrap(), head).await
+}
+
+async fn send_head_then_read_on<S>(mut s: S, head: &[u8]) -> (String, Result<(), String>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    for piece in head.chunks(8192) {
+        if let Err(e) = s.write_all(piece).await {
+            return (String::new(), Err(format!("writing the head: {e}")));
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let mut out = Vec::new();
+    let end = match tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("reading: {e}")),
+        Err(_) => Err("no end of stream in time".to_string()),
+    };
+    (String::from_utf8_lossy(&out).into_owned(), end)
+}
+
+/// `resp` is the gateway's whole 431 for an oversized head, followed by a
+/// clean end of stream.
+fn assert_refused(what: &str, resp: &str, end: Result<(), String>) {
+    assert_eq!(end, Ok(()), "{what}: {resp:?}");
+    assert_eq!(status_of(resp), 431, "{what}");
+    let lower = resp.to_ascii_lowercase();
+    assert!(
+        lower.contains("\r\nconnection: close\r\n"),
+        "{what}: {resp}"
+    );
+    let id = lower
+        .split("\r\nx-request-id: ")
+        .nth(1)
+        .and_then(|r| r.split("\r\n").next())
+        .unwrap_or_else(|| panic!("{what}: no X-Request-Id: {resp}"));
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    let json: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: body {body:?}"));
+    assert_eq!(json["error"], "request header fields too large", "{what}");
+    assert_eq!(json["request_id"], id, "{what}");
+}
+
+/// A request head over `max_header_bytes` gets the gateway's 431 however
+/// large it is (up to 256 KiB): the client finishes sending it, reads the
+/// whole answer (JSON body, `X-Request-Id`, `Connection: close`), then a
+/// clean end of stream, not a reset. One large header or many lines alike;
+/// nothing reaches the backend.
+#[tokio::test]
+async fn oversized_heads_get_431_and_a_clean_close_up_to_256_kib() {
+    let b = RawBackend::start().await;
+    let gw = Gw::start(&open_config(&b.addr, "max_header_bytes = \"16KiB\"\n")).await;
+    let mut results = Vec::new();
+    for kib in [20, 64, 250] {
+        let size = kib * 1024;
+        let one_header = format!(
+            "GET /big HTTP/1.1\r\nHost: x\r\nCookie: c={}\r\n\r\n",
+            "v".repeat(size)
+        );
+        let line = format!("X-Fill: {}\r\n", "f".repeat(2000));
+        let many_lines = format!(
+            "GET /big HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            line.repeat(size / line.len())
+        );
+        // More headers than the 100 allowed, too: over the size limit, it
+        // gets the same answer.
+        let tiny_lines = format!(
+            "GET /big HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "X-N: v\r\n".repeat(size / 8)
+        );
+        for (shape, head) in [
+            ("one header", one_header),
+            ("many lines", many_lines),
+            ("tiny lines", tiny_lines),
+        ] {
+            let started = Instant::now();
+            let (resp, end) = send_head_then_read(gw.addr(), head.as_bytes()).await;
+            eprintln!(
+                "{kib} KiB head ({shape}): {:?}, end {end:?} after {:?}",
+                resp.lines().next(),
+                started.elapsed()
+            );
+            results.push((kib, shape, resp, end));
+        }
+    }
+    for (kib, shape, resp, end) in results {
+        assert_refused(&format!("{kib} KiB ({shape})"), &resp, end);
+    }
+    assert!(b.requests().is_empty(), "{:?}", b.requests());
+    // Pipelined behind a request in flight: that request is answered in
+    // full, then the 431, then the end.
+    let mut two = b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    two.extend_from_slice(
+        format!(
+            "GET /big HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+            "b".repeat(64 << 10)
+        )
+        .as_bytes(),
+    );
+    let (resp, end) = send_head_then_read(gw.addr(), &two).await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    let second = resp
+        .find("HTTP/1.1 431")
+        .unwrap_or_else(|| panic!("{resp}"));
+    assert_refused("pipelined", &resp[second..], end);
+    let seen = b.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].head.starts_with("GET /first "), "{seen:?}");
+    // The gateway serves the next connection.
+    let resp = raw(
+        gw.addr(),
+        b"GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    gw.stop().await;
+
+    // A limit under hyper's 8 KiB buffer floor holds too.
+    let gw = Gw::start(&open_config(&b.addr, "max_header_bytes = \"1KiB\"\n")).await;
+    let fill = |n: usize| {
+        format!(
+            "GET /small HTTP/1.1\r\nHost: x\r\nX-Fill: {}\r\n\r\n",
+            "f".repeat(n)
+        )
+    };
+    let (resp, end) = send_head_then_read(gw.addr(), fill(2000).as_bytes()).await;
+    assert_refused("2 KiB over 1 KiB", &resp, end);
+    let resp = raw(
+        gw.addr(),
+        fill(500)
+            .replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+        WAIT,
+    )
+    .await;
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    gw.stop().await;
+}
+
+/// The same over TLS (ALPN http/1.1): the answer, the gateway's
+/// close_notify, then the end of the stream.
+#[tokio::test]
+async fn oversized_heads_over_tls_get_431_and_a_clean_close() {
+    let b = RawBackend::start().await;
+    let pki = Pki::new();
+    let dir = tempdir();
+    pki.issue(dir.path(), "server", &["localhost"]);
+    let cfg = open_config(
+        &b.addr,
+        "max_header_bytes = \"16KiB\"\n[server.tls]\ncert = \"server.crt\"\nkey = \"server.key\"\n",
+    );
+    let gw = Gw::start_in(dir, &cfg).await;
+    for kib in [20, 64, 250] {
+        let head = format!(
+            "GET /big HTTP/1.1\r\nHost: localhost\r\nCookie: c={}\r\n\r\n",
+            "v".repeat(kib * 1024)
+        );
+        let tcp = TcpStream::connect(gw.addr()).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(pki.client_config(&["http/1.1"]))
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+        let (resp, end) = send_head_then_read_on(tls, head.as_bytes()).await;
+        eprintln!(
+            "TLS, {kib} KiB head: {:?}, end {end:?}",
+            resp.lines().next()
+        );
+        assert_refused(&format!("TLS, {kib} KiB"), &resp, end);
+    }
+    assert!(b.requests().is_empty(), "{:?}", b.requests());
+    gw.stop().await;
+}
+
+/// The rest of a refused head is read for a bounded time and up to a
+/// bounded size: a client that trickles the rest of its head gets its 431
+/// and the gateway's end of the stream at once, and the connection is gone
+/// at `header_read_timeout`; one that sends without end is cut off after
+/// some 256 KiB.
+#[tokio::test]
+async fn refused_heads_are_read_for_a_bounded_time_and_size() {
+    let b = RawBackend::start().await;
+    let gw = Gw::start(&open_config(
+        &b.addr,
+        "max_header_bytes = \"16KiB\"\nheader_read_timeout = \"1s\"\nidle_timeout = \"60s\"\n",
+    ))
+    .await;
+    // Trickled: 20 KiB of a head, then a byte every 100 ms. The answer
+    // and the gateway's FIN come at once; the client's writes succeed
+    // (they are read) until the gateway closes: a write after that meets
+    // a reset.
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(format!("GET / HTTP/1.1\r\nX-A: {}", "a".repeat(20 * 1024)).as_bytes())
+        .await
+        .unwrap();
+    let answered = Instant::now();
+    let mut out = Vec::new();
+    let ended = tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut out)).await;
+    let resp = String::from_utf8_lossy(&out);
+    assert!(matches!(ended, Ok(Ok(_))), "{ended:?}");
+    assert_eq!(status_of(&resp), 431);
+    let mut closed = None;
+    while answered.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.write_all(b"a").await.is_err() {
+            closed = Some(answered.elapsed());
+            break;
+        }
+    }
+    eprintln!("trickled oversized head: 431 at once, connection gone after {closed:?}");
+    let closed = closed.expect("the gateway kept reading a trickled head");
+    assert!(
+        closed >= Duration::from_millis(800) && closed < Duration::from_secs(3),
+        "closed after {closed:?}"
+    );
+
+    // Endless: the client sends a head that never ends, 8 KiB at a time.
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    let line = format!("X-Fill: {}\r\n", "f".repeat(8180));
+    let mut sent = 0usize;
+    let started = Instant::now();
+    while sent < 16 << 20 && started.elapsed() < Duration::from_secs(10) {
+        match tokio::time::timeout(Duration::from_secs(2), s.write_all(line.as_bytes())).await {
+            Ok(Ok(())) => sent += line.len(),
+            _ => break,
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    eprintln!("endless oversized head: cut off after {} KiB", sent / 1024);
+    assert!(sent < 8 << 20, "the gateway read {sent} bytes of one head");
+    assert!(b.requests().is_empty());
+    gw.stop().await;
+}
+
+/// HTTP/2: a header block whose decoded size is over `max_header_bytes`
+/// gets 431 on its stream (h2 answers it, from `max_header_list_size`),
+/// and the connection goes on: the next request on it is served. A flood
+/// of such blocks is no amplification: each answer is a few bytes against
+/// the kilobytes of the block, nothing reaches the backend, and the
+/// connection still serves. (Past four times the limit, h2 ends the
+/// connection instead: its bound on decoding, with the CONTINUATION flood
+/// test above.)
+#[tokio::test]
+async fn http2_oversized_header_blocks_get_431_and_the_connection_keeps_serving() {
+    use h2raw::*;
+    let b = Backend::start("b1").await;
+    let gw = Gw::start(
+        &simple_proxy_config(&[&b])
+            .replace("[server]\n", "[server]\nmax_header_bytes = \"16KiB\"\n"),
+    )
+    .await;
+    let tcp = TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let get = |path: &str, big: usize| {
+        let mut r = http::Request::get(format!("http://localhost{path}"));
+        if big > 0 {
+            r = r.header("x-big", "v".repeat(big));
+        }
+        r.body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    };
+    for kib in [17, 20, 60] {
+        let r = tokio::time::timeout(WAIT, send.send_request(get("/big", kib * 1024)))
+            .await
+            .unwrap_or_else(|_| panic!("{kib} KiB: no answer"))
+            .unwrap_or_else(|e| panic!("{kib} KiB: {e}"));
+        assert_eq!(r.status(), 431, "{kib} KiB block");
+        let r = tokio::time::timeout(WAIT, send.send_request(get("/next", 0)))
+            .await
+            .unwrap_or_else(|_| panic!("after {kib} KiB: no answer"))
+            .unwrap_or_else(|e| panic!("after {kib} KiB: {e}"));
+        assert_eq!(r.status(), 200, "the request after a {kib} KiB block");
+    }
+    assert!(!conn.is_finished());
+    conn.abort();
+    assert_eq!(b.count(), 3, "only the small requests reached the backend");
+
+    // The flood: 200 blocks of 20 KiB (a HEADERS and a CONTINUATION
+    // frame each, nothing indexed), then a plain request.
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    let mut out = start();
+    for i in 0..200u32 {
+        let mut block = request_block("/flood");
+        literal(&mut block, "x-big", &[b'v'; 12 * 1024]);
+        let mut more = Vec::new();
+        literal(&mut more, "x-more", &[b'm'; 8 * 1024]);
+        frame(&mut out, HEADERS, END_STREAM, 1 + 2 * i, &block);
+        frame(&mut out, CONTINUATION, END_HEADERS, 1 + 2 * i, &more);
+    }
+    frame(
+        &mut out,
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        401,
+        &request_block("/after-flood"),
+    );
+    let sent = out.len();
+    let (mut rd, mut wr) = s.split();
+    let (written, answers) = tokio::join!(wr.write_all(&out), async {
+        // (kind, stream) of each frame, until the plain request's answer.
+        let mut frames = Vec::new();
+        let mut received = 0;
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let n = rd.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    return false;
+                }
+                received += n;
+                buf.extend_from_slice(&chunk[..n]);
+                let mut at = 0;
+                while buf.len() >= at + 9 {
+                    let len = u32::from_be_bytes([0, buf[at], buf[at + 1], buf[at + 2]]) as usize;
+                    if buf.len() < at + 9 + len {
+                        break;
+                    }
+                    let id =
+                        u32::from_be_bytes([buf[at + 5], buf[at + 6], buf[at + 7], buf[at + 8]]);
+                    frames.push((buf[at + 3], id & 0x7fff_ffff));
+                    at += 9 + len;
+                }
+                buf.drain(..at);
+                if frames.contains(&(HEADERS, 401)) {
+                    return true;
+                }
+            }
+        })
+        .await;
+        (got == Ok(true), frames, received)
+    });
+    written.unwrap();
+    drop(s);
+    let (answered, frames, received) = answers;
+    let refused = frames
+        .iter()
+        .filter(|(k, id)| *k == HEADERS && *id < 401)
+        .count();
+    eprintln!(
+        "HTTP/2 flood of 200 oversized blocks ({} KiB): {refused} answered, {} frames \
+         ({received} bytes) back, goaway={}, plain request answered={answered}",
+        sent / 1024,
+        frames.len(),
+        frames.iter().any(|(k, _)| *k == GOAWAY),
+    );
+    assert!(
+        answered,
+        "the request after the flood was not answered: {frames:?}"
+    );
+    assert_eq!(refused, 200, "one answer per oversized block");
+    assert!(received < sent / 100, "{received} bytes back for {sent}");
+    assert!(!frames.iter().any(|(k, _)| *k == GOAWAY), "{frames:?}");
+    assert_eq!(b.count(), 4, "only the plain request reached the backend");
     still_serves(&gw).await;
     gw.stop().await;
 }
