@@ -92,6 +92,37 @@ impl GatewayError {
         }
     }
 
+    /// Whether the client's HTTP/1.1 connection may carry another request
+    /// after this answer (Pingora's `fail_to_proxy` decides reuse with the
+    /// error the same way). Not after anything that leaves the rest of the
+    /// connection unframed as we read it — a malformed, oversized or
+    /// timed-out request, a body broken off — nor after a refused protocol
+    /// switch (the client may already be sending what it meant for the
+    /// tunnel). Each variant says so here, so a new one must decide.
+    pub fn can_reuse_connection(&self) -> bool {
+        match self {
+            GatewayError::BadRequest(_)
+            | GatewayError::HeadersTooLarge
+            | GatewayError::BodyTooLarge
+            | GatewayError::RequestTimeout
+            | GatewayError::ClientBody
+            | GatewayError::UsernameTooLong
+            | GatewayError::UnexpectedSwitch => false,
+            GatewayError::NoRoute
+            | GatewayError::NotFound
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::Unauthenticated(_)
+            | GatewayError::Forbidden
+            | GatewayError::Locked { .. }
+            | GatewayError::NoHealthyBackend
+            | GatewayError::StoreUnavailable(_)
+            | GatewayError::ProviderUnavailable
+            | GatewayError::BackendConnect(_)
+            | GatewayError::BackendFailed(_)
+            | GatewayError::BackendTimeout => true,
+        }
+    }
+
     /// The short, client-safe text for the error body.
     pub fn public_message(&self) -> &'static str {
         match self {
@@ -163,6 +194,11 @@ mod tests {
         for (e, status) in table {
             assert_eq!(e.status().as_u16(), status, "{e:?}");
             assert!(!e.public_message().is_empty());
+            // Every 400, 408, 413 and 431 ends an HTTP/1.1 connection.
+            if matches!(status, 400 | 408 | 413 | 431) {
+                assert!(!e.can_reuse_connection(), "{e:?}");
+            }
         }
+        assert!(!GatewayError::UnexpectedSwitch.can_reuse_connection());
     }
 }

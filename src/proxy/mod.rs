@@ -98,15 +98,9 @@ pub async fn handle(
                 );
             }
             let mut r = respond::error(&e, &ctx.request_id, ctx.html);
-            // After a malformed, oversized or timed-out request the rest
-            // of the connection cannot be trusted to be framed as we read
-            // it: HTTP/1 closes it once the answer is out.
-            // So too after a refused protocol switch: the client may
-            // already be sending what it meant for the tunnel.
-            if http1
-                && (matches!(e.status().as_u16(), 400 | 408 | 413 | 431)
-                    || matches!(e, GatewayError::UnexpectedSwitch))
-            {
+            // The error decides whether the connection may go on; HTTP/1
+            // closes it once the answer is out when it may not.
+            if http1 && !e.can_reuse_connection() {
                 r.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
@@ -167,18 +161,12 @@ async fn handle_inner(
     req: Request<Incoming>,
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, GatewayError> {
-    // 1. Framing. hyper already refuses conflicting Content-Length values
-    // and malformed chunking; a request carrying both Content-Length and
-    // Transfer-Encoding is refused outright (RFC 9112 section 6.3 allows
-    // it only to be read one way, and a backend may read it the other).
-    if req.version() <= Version::HTTP_11
-        && req.headers().contains_key(header::TRANSFER_ENCODING)
-        && req.headers().contains_key(header::CONTENT_LENGTH)
-    {
-        return Err(GatewayError::BadRequest(
-            "both Content-Length and Transfer-Encoding",
-        ));
-    }
+    // 1. Framing. hyper refuses conflicting Content-Length values and
+    // malformed chunking. A head carrying both Content-Length and
+    // Transfer-Encoding never gets here: hyper drops Content-Length while
+    // parsing, so the connection's framing guard (server/framing.rs)
+    // refuses such a head before hyper reads it. What is left to check is
+    // what hyper passes on as valid.
     if req.version() <= Version::HTTP_11 && !headers::transfer_coding_is_plain(req.headers()) {
         return Err(GatewayError::BadRequest("unsupported Transfer-Encoding"));
     }
