@@ -31,8 +31,8 @@
 //! Deterministic: a fixed seed (`GATEHOUSE_BYPASS_SEED` to change it). A
 //! few thousand requests always; `GATEHOUSE_LONG_TESTS=1` for 50,000.
 
-use crate::jwt::keys::{raw_hmac, unsigned, Key};
 use crate::support::client::req;
+use crate::support::keys::{raw_hmac, unsigned, Key};
 use crate::support::*;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

@@ -522,7 +522,7 @@ impl Drop for FlakyJwks {
 /// time; when the endpoint is healthy again a rotated-in key is taken up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
-    use crate::jwt::keys::{jwks, Key};
+    use crate::support::keys::{jwks, Key};
     use jsonwebtoken::Algorithm;
     let b = Backend::start("b1").await;
     let k1 = Arc::new(Key::ec(Algorithm::ES256));
@@ -542,7 +542,7 @@ async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
     };
     let t = fresh(&k1, "k1", 0);
     assert!(
-        crate::jwt::poll(Duration::from_secs(10), || async {
+        crate::support::poll(Duration::from_secs(10), || async {
             crate::jwt::get_bearer(&gw, "/", &t, &[]).await.status == 200
         })
         .await,

@@ -928,7 +928,6 @@ async fn redis_down_means_503_for_sessions_and_recovery_without_restart() {
     let admin = Client::plain(gw.admin());
     let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
     assert_eq!(get_app(&c, &cookie).await, 200);
-    assert!(eventually(Duration::from_secs(5), || true).await);
     let Store::Redis(r) = &mut store else {
         unreachable!()
     };
@@ -937,27 +936,22 @@ async fn redis_down_means_503_for_sessions_and_recovery_without_restart() {
     // Session routes: 503, never a stale 200. Open routes keep working.
     assert_eq!(get_app(&c, &cookie).await, 503);
     assert_eq!(c.get("/open").await.status, 200);
-    let ready = async {
-        for _ in 0..50 {
-            if admin.get("/readyz").await.status == 503 {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
-    };
-    assert!(ready.await, "/readyz reports the store down");
+    assert!(
+        poll(Duration::from_secs(5), || async {
+            admin.get("/readyz").await.status == 503
+        })
+        .await,
+        "/readyz reports the store down"
+    );
     r.restart();
     // Back without restarting the gateway; the session survived in Redis.
-    let mut ok = false;
-    for _ in 0..100 {
-        if get_app(&c, &cookie).await == 200 {
-            ok = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ok, "session route did not recover after Redis came back");
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            get_app(&c, &cookie).await == 200
+        })
+        .await,
+        "session route did not recover after Redis came back"
+    );
     assert_eq!(admin.get("/readyz").await.status, 200);
     gw.stop().await;
 }

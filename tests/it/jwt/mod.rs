@@ -8,7 +8,7 @@ mod identity;
 mod issuers;
 mod jwks;
 pub mod jwks_server;
-pub mod keys;
+pub use crate::support::keys;
 mod rejections;
 
 use crate::support::*;
@@ -94,23 +94,5 @@ pub fn assert_invalid_token(r: &Resp, token: &str, what: &str) {
     if token.len() > 8 {
         assert!(!r.text().contains(token), "{what}: token echoed in body");
         assert!(!www.contains(token), "{what}: token echoed in header");
-    }
-}
-
-/// Polls the async check `f` until it holds or `within` passes.
-pub async fn poll<F, Fut>(within: std::time::Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if f().await {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

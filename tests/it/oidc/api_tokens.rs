@@ -4,8 +4,8 @@
 
 use super::op::Op;
 use super::*;
-use crate::jwt::keys::Key;
 use crate::jwt::now;
+use crate::support::keys::Key;
 use serde_json::{json, Value};
 
 /// The `[[jwt]]` entry (with `extra`) and a `/api` route that takes its

@@ -93,7 +93,7 @@ async fn the_refusal_log_line_names_the_request_id() {
     let gw = GwProcess::spawn(&cfg, None).await;
     let admin = Client::plain(gw.admin);
     assert!(
-        crate::jwt::poll(Duration::from_secs(10), || async {
+        crate::support::poll(Duration::from_secs(10), || async {
             admin.get("/readyz").await.status == 200
         })
         .await,

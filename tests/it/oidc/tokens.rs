@@ -4,8 +4,8 @@
 
 use super::op::Op;
 use super::*;
-use crate::jwt::keys::Key;
 use crate::jwt::now;
+use crate::support::keys::Key;
 use serde_json::json;
 
 /// Signs in once with the ID token changed by `overrides`.

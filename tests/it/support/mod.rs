@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod client;
 pub mod dns;
+pub mod keys;
 pub mod pki;
 pub mod process;
 pub mod raw_backend;
@@ -104,6 +105,24 @@ pub fn simple_proxy_config(backends: &[&Backend]) -> String {
 pub fn dead_addr() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
+}
+
+/// Polls the async `f` until it returns true or `within` passes.
+pub async fn poll<F, Fut>(within: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Polls `f` until it returns true or `within` passes.
