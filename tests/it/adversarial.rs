@@ -285,8 +285,8 @@ async fn aborted_and_malformed_uploads_do_not_eject_the_backend() {
 #[tokio::test]
 async fn oversized_login_and_token_bodies_get_413() {
     let b = Backend::start("b1").await;
-    let store = crate::sessions::Store::Memory;
-    let gw = crate::sessions::session_gateway(&store, &b, "", "").await;
+    let store = crate::support::sessions::Store::Memory;
+    let gw = crate::support::sessions::session_gateway(&store, &b, "", "").await;
     let big = "a".repeat(70 * 1024);
     for path in ["/.gatehouse/login", "/.gatehouse/token"] {
         let r = raw(
@@ -929,8 +929,8 @@ async fn emfile_makes_the_accept_loop_back_off_and_recover() {
 #[tokio::test]
 async fn backends_cannot_set_the_gateways_session_cookie() {
     let b = Backend::start("b1").await;
-    let store = crate::sessions::Store::Memory;
-    let gw = crate::sessions::session_gateway(&store, &b, "", "").await;
+    let store = crate::support::sessions::Store::Memory;
+    let gw = crate::support::sessions::session_gateway(&store, &b, "", "").await;
     let r = gw.plain().get("/setcookie/gatehouse_session=planted").await;
     assert_eq!(r.status, 200);
     assert!(

@@ -4,8 +4,8 @@
 //! Skips with a notice when Chromium or chromedriver is missing, except
 //! with `GATEHOUSE_REQUIRE_BROWSER=1` (CI sets it), where it fails.
 
-use crate::sessions::{session_gateway, Store, ALICE_PW};
 use crate::support::client::req;
+use crate::support::sessions::{session_gateway, Store, ALICE_PW};
 use crate::support::*;
 use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};

@@ -352,12 +352,18 @@ async fn world(gw: &Gw) -> World {
         value: sid,
     };
     let sid = |cookie: String| cookie.split_once('=').unwrap().1.to_string();
-    let alice_sid = sid(crate::sessions::login(&c, "alice", PASSWORD).await.unwrap());
-    let bob_sid = sid(crate::sessions::login(&c, "bob", PASSWORD).await.unwrap());
+    let alice_sid = sid(crate::support::sessions::login(&c, "alice", PASSWORD)
+        .await
+        .unwrap());
+    let bob_sid = sid(crate::support::sessions::login(&c, "bob", PASSWORD)
+        .await
+        .unwrap());
     creds.push(session("alice", alice_sid, "staff"));
     creds.push(session("bob", bob_sid, "admin,staff"));
     // A session that was logged out.
-    let dead = crate::sessions::login(&c, "alice", PASSWORD).await.unwrap();
+    let dead = crate::support::sessions::login(&c, "alice", PASSWORD)
+        .await
+        .unwrap();
     let r = c
         .send(req(
             "POST",

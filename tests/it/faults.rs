@@ -250,7 +250,11 @@ async fn redis_killed_and_restarted_mid_load() {
     let c = gw.plain();
     let mut cookies = Vec::new();
     for _ in 0..(if long() { 30 } else { 8 }) {
-        cookies.push(crate::sessions::login(&c, "alice", pw).await.unwrap());
+        cookies.push(
+            crate::support::sessions::login(&c, "alice", pw)
+                .await
+                .unwrap(),
+        );
     }
     let cookies = Arc::new(cookies);
     let token = crate::jwt::hs_key().sign(None, &crate::jwt::claims());
@@ -286,7 +290,11 @@ async fn redis_killed_and_restarted_mid_load() {
     for _ in 0..rounds {
         tokio::time::sleep(phase()).await;
         // Written just before the crash: must survive it.
-        last_minute.push(crate::sessions::login(&c, "alice", pw).await.unwrap());
+        last_minute.push(
+            crate::support::sessions::login(&c, "alice", pw)
+                .await
+                .unwrap(),
+        );
         tokio::task::block_in_place(|| redis.kill());
         tokio::time::sleep(phase().max(Duration::from_millis(1500))).await;
         assert_eq!(

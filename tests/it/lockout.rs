@@ -2,9 +2,9 @@
 //! simultaneous attempts over HTTP/1.1 and HTTP/2, oversized usernames are
 //! refused before any work, and a check's working memory is given back.
 
-use crate::sessions::{session_gateway, Store, ALICE_PW};
 use crate::support::client::req;
 use crate::support::process::GwProcess;
+use crate::support::sessions::{session_gateway, Store, ALICE_PW};
 use crate::support::*;
 use bytes::Bytes;
 use http_body_util::Full;

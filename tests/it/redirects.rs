@@ -2,8 +2,8 @@
 //! host, and hosts a route names or matches by wildcard; `http://` only
 //! when the login itself arrived over plain HTTP.
 
-use crate::sessions::{session_gateway, Store, ALICE_PW};
 use crate::support::client::req;
+use crate::support::sessions::{session_gateway, Store, ALICE_PW};
 use crate::support::*;
 
 /// A form login carrying `rd`; the `Location` it answers with.

@@ -1,9 +1,9 @@
 //! Gateway-issued tokens: the password and refresh grants, rotation and
 //! reuse detection, JWKS, key rotation, revocation on every replica.
 
-use crate::sessions::{login, ALICE_PW};
 use crate::support::client::req;
 use crate::support::redis::RedisServer;
+use crate::support::sessions::{login, ALICE_PW};
 use crate::support::*;
 use serde_json::Value;
 use std::time::Duration;

@@ -107,7 +107,7 @@ async fn revoke_all_also_refuses_tokens_stamped_up_to_leeway_after_the_mark() {
 
 #[tokio::test]
 async fn a_local_login_session_names_the_gateways_issuer() {
-    use crate::sessions::{login, session_gateway, Store, ALICE_PW};
+    use crate::support::sessions::{login, session_gateway, Store, ALICE_PW};
     let b = Backend::start("b1").await;
     let gw = session_gateway(
         &Store::Memory,
