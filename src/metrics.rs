@@ -137,6 +137,8 @@ pub struct Metrics {
     pub jwt_cache_hits: AtomicU64,
     pub jwks_fetches_ok: AtomicU64,
     pub jwks_fetches_failed: AtomicU64,
+    /// Connections dropped for a missing, malformed or late PROXY header.
+    pub proxy_protocol_errors: AtomicU64,
     pub reloads_success: AtomicU64,
     pub reloads_failure: AtomicU64,
     pub connections_open: AtomicI64,
@@ -217,6 +219,13 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
             );
         };
+        gauge(
+            out,
+            "gatehouse_proxy_protocol_errors_total",
+            "Connections closed for a missing, malformed or late PROXY protocol header.",
+            "counter",
+            self.proxy_protocol_errors.load(Relaxed) as i64,
+        );
         gauge(
             out,
             "gatehouse_jwt_cache_hits_total",

@@ -39,6 +39,8 @@ pub struct ServerFile {
     pub listen: Option<String>,
     pub endpoint_prefix: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub proxy_protocol: Option<String>,
+    pub proxy_protocol_from: Option<Vec<String>>,
     pub max_header_bytes: Option<String>,
     pub header_read_timeout: Option<String>,
     pub idle_timeout: Option<String>,

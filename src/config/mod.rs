@@ -101,6 +101,10 @@ pub struct Server {
     pub listen: SocketAddr,
     pub endpoint_prefix: String,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The PROXY protocol versions accepted (SPEC 12); `None`: off.
+    pub proxy_protocol: Option<ProxyProtocol>,
+    /// Peers whose connections begin with a PROXY header.
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
@@ -134,6 +138,24 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Bearer token for `/admin/*`; `None` disables those endpoints.
     pub token: Option<Secret>,
+}
+
+/// Which PROXY protocol versions a listener accepts (SPEC 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    V1,
+    V2,
+    Any,
+}
+
+impl ProxyProtocol {
+    pub fn accepts_v1(self) -> bool {
+        matches!(self, ProxyProtocol::V1 | ProxyProtocol::Any)
+    }
+
+    pub fn accepts_v2(self) -> bool {
+        matches!(self, ProxyProtocol::V2 | ProxyProtocol::Any)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

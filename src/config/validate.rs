@@ -292,6 +292,41 @@ fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
             ),
         }
     }
+    let proxy_protocol = match s.proxy_protocol.as_deref() {
+        None | Some("off") => None,
+        Some("v1") => Some(ProxyProtocol::V1),
+        Some("v2") => Some(ProxyProtocol::V2),
+        Some("any") => Some(ProxyProtocol::Any),
+        Some(o) => {
+            c.err(
+                "server.proxy_protocol",
+                format!("`{o}`: expected \"off\", \"v1\", \"v2\" or \"any\""),
+            );
+            None
+        }
+    };
+    let mut proxy_protocol_from = Vec::new();
+    for (i, t) in s.proxy_protocol_from.iter().flatten().enumerate() {
+        let parsed = t
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(n) => proxy_protocol_from.push(n),
+            Err(_) => c.err(
+                format!("server.proxy_protocol_from[{i}]"),
+                format!("`{t}` is not an IP address or CIDR range"),
+            ),
+        }
+    }
+    if s.proxy_protocol_from.is_none() {
+        proxy_protocol_from = trusted_proxies.clone();
+    }
+    if proxy_protocol.is_some() && proxy_protocol_from.is_empty() {
+        c.err(
+            "server.proxy_protocol_from",
+            "proxy_protocol is on but no peer may send it: list the balancers here (or in trusted_proxies)",
+        );
+    }
     let max_header_bytes = c.size(
         "server.max_header_bytes",
         &s.max_header_bytes,
@@ -384,6 +419,8 @@ fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
         listen,
         endpoint_prefix,
         trusted_proxies,
+        proxy_protocol,
+        proxy_protocol_from,
         max_header_bytes,
         header_read_timeout,
         idle_timeout,

@@ -7,6 +7,7 @@
 pub mod admin;
 mod conn;
 pub(crate) mod framing;
+pub mod proxy_protocol;
 pub mod tls;
 
 pub use conn::PARK_AFTER;
@@ -198,11 +199,21 @@ async fn accept_loop(gw: Arc<Gateway>, listener: TcpListener, kind: Kind, limit:
             _ = shutdown.changed() => break,
         };
         match accepted {
-            Ok((stream, peer)) => {
+            Ok((mut stream, peer)) => {
                 let gw = gw.clone();
                 let rx = gw.shutdown.subscribe();
                 tokio::spawn(async move {
                     let _permit = permit;
+                    // Behind an L4 balancer: the client it speaks for.
+                    let peer = match kind {
+                        Kind::Main | Kind::Redirect => {
+                            match Box::pin(proxied_peer(&gw, &mut stream, peer)).await {
+                                Some(p) => p,
+                                None => return,
+                            }
+                        }
+                        Kind::Admin => peer,
+                    };
                     // A task is as large as its largest future: the rare
                     // admin and redirect connections are boxed so that
                     // every main connection does not pay for their room.
@@ -219,6 +230,41 @@ async fn accept_loop(gw: Arc<Gateway>, listener: TcpListener, kind: Kind, limit:
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+}
+
+/// The client a connection is for (SPEC 12): from a peer in
+/// `proxy_protocol_from` with the PROXY protocol on, the address its
+/// header names (or its own, for a health check's `LOCAL`); `None` when
+/// the header is missing, malformed or late (the connection is dropped
+/// unanswered, and counted). Other peers are taken as they are.
+async fn proxied_peer(
+    gw: &Gateway,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+) -> Option<SocketAddr> {
+    let snap = gw.snapshot();
+    let server = &snap.config.server;
+    let Some(accept) = server.proxy_protocol else {
+        return Some(peer);
+    };
+    if !server
+        .proxy_protocol_from
+        .iter()
+        .any(|n| n.contains(&peer.ip()))
+    {
+        return Some(peer);
+    }
+    let deadline = server.header_read_timeout;
+    drop(snap);
+    match proxy_protocol::read(stream, accept, deadline).await {
+        Ok(proxy_protocol::Source::Client(client)) => Some(client),
+        Ok(proxy_protocol::Source::Local) => Some(peer),
+        Err(e) => {
+            gw.metrics.proxy_protocol_errors.fetch_add(1, Relaxed);
+            tracing::debug!(%peer, error = %e, "connection closed: PROXY header refused");
+            None
         }
     }
 }

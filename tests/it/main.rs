@@ -17,6 +17,7 @@ mod lockout;
 mod oidc;
 mod ops;
 mod proxy;
+mod proxy_protocol;
 mod redirects;
 mod sessions;
 mod sticky;
