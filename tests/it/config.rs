@@ -121,6 +121,22 @@ fn route_and_host_values_are_checked() {
     assert!(e.contains("routes[0].auth"), "{e}");
 }
 
+#[test]
+fn proxy_protocol_values_and_senders_are_checked() {
+    let e = errors("[server]\nproxy_protocol = \"v3\"\nproxy_protocol_from = [\"10.0.0.0/33\"]\n");
+    assert!(e.contains("server.proxy_protocol ("), "{e}");
+    assert!(e.contains("server.proxy_protocol_from[0]"), "{e}");
+    // On, with nobody allowed to send it.
+    let e = errors("[server]\nproxy_protocol = \"any\"\n");
+    assert!(e.contains("server.proxy_protocol_from"), "{e}");
+    // trusted_proxies is the default sender list.
+    assert!(load_str(
+        "[server]\nproxy_protocol = \"v2\"\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        Path::new("/etc/gatehouse/test.toml"),
+    )
+    .is_ok());
+}
+
 /// Writes `size` bytes to `dir/name`: `head`, then `#` comment lines (so
 /// TOML and PEM files stay well-formed; JSON gets spaces instead).
 fn padded(dir: &Path, name: &str, head: &str, size: usize, pad: u8) -> std::path::PathBuf {
