@@ -211,7 +211,7 @@ pub struct WeightedBackendFile {
 pub struct DiscoveryFile {
     pub dns: String,
     pub interval: Option<String>,
-    /// `IP[:PORT]` of the DNS server; default: /etc/resolv.conf's first nameserver.
+    /// `IP[:PORT]` of the DNS server; default: /etc/resolv.conf's name servers.
     pub resolver: Option<String>,
 }
 

@@ -59,7 +59,7 @@ pub struct Discovery {
     pub host: String,
     pub port: u16,
     pub interval: Duration,
-    /// DNS server to ask; `None`: the first `nameserver` of /etc/resolv.conf.
+    /// DNS server to ask; `None`: the name servers of /etc/resolv.conf.
     pub resolver: Option<SocketAddr>,
 }
 

@@ -13,8 +13,21 @@
 //! replaces it (the new upstream starts its own task, keeping the
 //! discovered backends and their state). It builds a new [`BackendSet`]
 //! and swaps it in; requests never wait for it.
+//!
+//! The DNS client is hickory's stub resolver, owned by the task alone and
+//! built when the task starts: it asks the configured `resolver`, else the
+//! name servers of the system configuration (/etc/resolv.conf, read then,
+//! so again on each reload). It keeps no cache: every interval both
+//! questions go to the server, whatever the records' TTL, so an answer
+//! never outlives the interval that asked for it.
 
-use super::{dns, sticky, Backend, BackendSet, Upstream, DISCOVERED_WEIGHT};
+use super::{sticky, Backend, BackendSet, Upstream, DISCOVERED_WEIGHT};
+use crate::config::Discovery;
+use hickory_resolver::config::{NameServerConfigGroup, ResolveHosts, ResolverConfig, ResolverOpts};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::{Name, ResolveError, TokioResolver};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -24,23 +37,25 @@ use std::time::Duration;
 pub const RETIRE_AT_MOST: Duration = sticky::LIVE_WINDOW;
 /// Longest wait for one DNS answer.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Where to ask when the config names no resolver and the system
+/// configuration cannot be read or lists no name server (as libc does).
+pub const FALLBACK_RESOLVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53);
 
 pub fn spawn(up: &Arc<Upstream>) {
-    if up.discovery.is_none() {
+    let Some(d) = up.discovery.clone() else {
         return;
-    }
+    };
     let weak: Weak<Upstream> = Arc::downgrade(up);
     tokio::spawn(async move {
+        let timeout = QUERY_TIMEOUT.min(d.interval.max(Duration::from_millis(100)));
+        let dns = Resolver::new(&d, timeout);
         loop {
             let Some(up) = weak.upgrade() else { break };
-            let Some(d) = up.discovery.clone() else { break };
-            let server = d.resolver.unwrap_or_else(dns::system_resolver);
-            let timeout = QUERY_TIMEOUT.min(d.interval.max(Duration::from_millis(100)));
-            match dns::resolve(server, &d.host, timeout).await {
+            match dns.resolve(&d.host).await {
                 Ok(ips) if !ips.is_empty() => {
                     let addrs: Vec<String> = ips
                         .into_iter()
-                        .map(|ip| std::net::SocketAddr::new(ip, d.port).to_string())
+                        .map(|ip| SocketAddr::new(ip, d.port).to_string())
                         .collect();
                     apply(&up, &addrs);
                 }
@@ -49,7 +64,7 @@ pub fn spawn(up: &Arc<Upstream>) {
                     "DNS discovery found no addresses; keeping the last good backends"
                 ),
                 Err(e) => tracing::warn!(
-                    upstream = %up.name, name = %d.host, resolver = %server, error = %e,
+                    upstream = %up.name, name = %d.host, resolver = %dns.servers, error = %e,
                     "DNS discovery failed; keeping the last good backends"
                 ),
             }
@@ -58,6 +73,146 @@ pub fn spawn(up: &Arc<Upstream>) {
             tokio::time::sleep(d.interval).await;
         }
     });
+}
+
+/// Why a resolution gave no set of addresses to apply.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("`{0}` is not a DNS name: {1}")]
+    Name(String, String),
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    /// Timeout of one server, SERVFAIL, REFUSED, NXDOMAIN, a malformed
+    /// answer, or a socket error.
+    #[error(transparent)]
+    Dns(#[from] ResolveError),
+}
+
+/// The DNS client of one discovery task.
+pub struct Resolver {
+    inner: TokioResolver,
+    timeout: Duration,
+    /// The servers asked, for logs.
+    pub servers: String,
+}
+
+impl Resolver {
+    /// A client of `d.resolver`, else of the name servers in
+    /// /etc/resolv.conf (hickory's reading of it; its search domains do
+    /// not apply, the name is fully qualified), else of
+    /// [`FALLBACK_RESOLVER`]. Only the server list is taken from the
+    /// system: timeouts, retries and caching are discovery's own.
+    pub fn new(d: &Discovery, timeout: Duration) -> Resolver {
+        let config = match d.resolver {
+            Some(server) => from_servers(server),
+            None => match hickory_resolver::system_conf::read_system_conf() {
+                Ok((config, _)) => config,
+                Err(e) => {
+                    tracing::warn!(
+                        name = %d.host, error = %e, fallback = %FALLBACK_RESOLVER,
+                        "DNS discovery: no name server in the system configuration"
+                    );
+                    from_servers(FALLBACK_RESOLVER)
+                }
+            },
+        };
+        // Each server is listed twice in a row (UDP, then TCP).
+        let mut addrs: Vec<SocketAddr> = config
+            .name_servers()
+            .iter()
+            .map(|n| n.socket_addr)
+            .collect();
+        addrs.dedup();
+        let servers = addrs
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut opts = ResolverOpts::default();
+        opts.timeout = timeout;
+        // One try per round: the next interval is the retry.
+        opts.attempts = 0;
+        // Large answers (many pods) in one UDP datagram when the server can.
+        opts.edns0 = true;
+        // No cache: a record's TTL must not hide a change past the next
+        // interval (both the size and the TTL bounds, so nothing is kept).
+        opts.cache_size = 0;
+        opts.positive_max_ttl = Some(Duration::ZERO);
+        opts.negative_max_ttl = Some(Duration::ZERO);
+        // Backends come from DNS, not from /etc/hosts.
+        opts.use_hosts_file = ResolveHosts::Never;
+        let inner = TokioResolver::builder_with_config(config, Default::default())
+            .with_options(opts)
+            .build();
+        Resolver {
+            inner,
+            timeout,
+            servers,
+        }
+    }
+
+    /// Every A and AAAA address of `host` (taken as fully qualified),
+    /// sorted. An error when either question fails (timeout, SERVFAIL,
+    /// NXDOMAIN, malformed answer): a partial answer must not look like
+    /// backends leaving. A name with no record of a type (NOERROR, empty)
+    /// counts as no address of that type.
+    pub async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, LookupError> {
+        let mut name =
+            Name::from_ascii(host).map_err(|e| LookupError::Name(host.into(), e.to_string()))?;
+        name.set_fqdn(true);
+        let both = async {
+            tokio::join!(
+                self.inner.ipv4_lookup(name.clone()),
+                self.inner.ipv6_lookup(name.clone())
+            )
+        };
+        let (a, aaaa) = tokio::time::timeout(self.timeout, both)
+            .await
+            .map_err(|_| LookupError::TimedOut(self.timeout))?;
+        let mut out: Vec<IpAddr> = none_if_empty(a)?
+            .iter()
+            .flat_map(|l| l.iter().map(|r| IpAddr::V4(r.0)))
+            .collect();
+        out.extend(
+            none_if_empty(aaaa)?
+                .iter()
+                .flat_map(|l| l.iter().map(|r| IpAddr::V6(r.0))),
+        );
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+/// UDP, and TCP for truncated answers, to one server.
+fn from_servers(server: SocketAddr) -> ResolverConfig {
+    ResolverConfig::from_parts(
+        None,
+        Vec::new(),
+        NameServerConfigGroup::from_ips_clear(&[server.ip()], server.port(), true),
+    )
+}
+
+/// hickory reports an empty NOERROR answer as an error; here it is an
+/// answer with no address. Every other response code stays an error.
+fn none_if_empty<T>(r: Result<T, ResolveError>) -> Result<Option<T>, ResolveError> {
+    match r {
+        Ok(l) => Ok(Some(l)),
+        Err(e)
+            if e.proto().is_some_and(|p| {
+                matches!(
+                    p.kind(),
+                    ProtoErrorKind::NoRecordsFound {
+                        response_code: ResponseCode::NoError,
+                        ..
+                    }
+                )
+            }) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Makes the discovered part of the set equal `addrs`: new ones join,

@@ -18,7 +18,6 @@
 //! sessions) is read and written in `sticky.rs`.
 
 pub mod discovery;
-pub mod dns;
 pub mod hash;
 pub mod health;
 pub mod pool;

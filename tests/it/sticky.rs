@@ -725,6 +725,49 @@ async fn a_backend_gone_from_dns_keeps_its_sticky_clients() {
     gw.stop().await;
 }
 
+/// Discovery's DNS client asks the configured server both questions on
+/// every round (no cache, whatever the records' TTL), and a failure is an
+/// error, never a smaller set of addresses.
+#[tokio::test]
+async fn dns_discovery_asks_a_and_aaaa_every_round_and_fails_whole() {
+    use gatehouse::upstream::discovery::Resolver;
+    use std::net::IpAddr;
+    let dns = DnsServer::start().await;
+    let d = gatehouse::config::Discovery {
+        host: "app.gatehouse.test".into(),
+        port: 80,
+        interval: Duration::from_secs(10),
+        resolver: Some(dns.addr),
+    };
+    let r = Resolver::new(&d, Duration::from_secs(2));
+    let ips = |v: &[&str]| -> Vec<IpAddr> { v.iter().map(|s| s.parse().unwrap()).collect() };
+
+    // A name with no records: no address, not an error.
+    assert_eq!(r.resolve(&d.host).await.unwrap(), ips(&[]));
+    dns.set(&["127.0.0.2", "127.0.0.1"]);
+    dns.set_v6(&["fd00::1"]);
+    assert_eq!(
+        r.resolve(&d.host).await.unwrap(),
+        ips(&["127.0.0.1", "127.0.0.2", "fd00::1"])
+    );
+
+    // The records have a TTL of 5 s; asked again at once, the server is
+    // asked both questions again and its new answer is the one used.
+    let asked = dns.queries();
+    dns.set(&["127.0.0.3"]);
+    dns.set_v6(&[]);
+    assert_eq!(r.resolve(&d.host).await.unwrap(), ips(&["127.0.0.3"]));
+    assert_eq!(dns.queries(), asked + 2);
+
+    dns.nxdomain(true);
+    assert!(r.resolve(&d.host).await.is_err(), "NXDOMAIN is an error");
+    dns.nxdomain(false);
+    dns.fail(true);
+    assert!(r.resolve(&d.host).await.is_err(), "SERVFAIL is an error");
+    dns.fail(false);
+    assert_eq!(r.resolve(&d.host).await.unwrap(), ips(&["127.0.0.3"]));
+}
+
 #[test]
 fn demo_backends_are_cookie_sticky() {
     let dir = tempdir();
