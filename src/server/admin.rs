@@ -313,7 +313,7 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
                     tracing::info!(user = %user, sessions, token_families = families, "admin revoked everything a user holds");
                     json(
                         StatusCode::OK,
-                        json!({ "user": user, "sessions_revoked": sessions, "token_families_revoked": families, "tokens_issued_before": crate::session::now_ms() / 1000 }).to_string(),
+                        json!({ "user": user, "sessions_revoked": sessions, "token_families_revoked": families, "tokens_issued_before": crate::session::unix_now() }).to_string(),
                     )
                 }
                 Err(e) => {

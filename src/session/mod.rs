@@ -184,10 +184,18 @@ impl SessionView {
     }
 }
 
+/// The wall clock in milliseconds since the Unix epoch (0 for a clock set
+/// before 1970): what session records and refresh tokens store.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The same clock in whole seconds: what JWT claims (`exp`, `iat`), the
+/// sign-in state and token revocations use.
+pub fn unix_now() -> u64 {
+    now_ms() / 1000
 }
 
 /// The time a store should keep a session written at `now_ms`.
