@@ -90,6 +90,17 @@ pub fn remove(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// Whether `s` may be a cookie name: an RFC 6265 (section 4.1.1) `token`,
+/// that is one or more visible ASCII characters other than the separators
+/// `()<>@,;:\"/[]?={}` (RFC 9110 section 5.6.2's `tchar`). Every cookie
+/// name in the config (session, affinity, JWT source, hash key) is checked
+/// with it.
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// The name of the cookie a `Set-Cookie` value sets, as the gateway would
 /// read it back from the browser's `Cookie` header.
 ///
@@ -135,6 +146,18 @@ mod tests {
             h.append(header::COOKIE, HeaderValue::from_bytes(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn cookie_names_are_tokens() {
+        for c in (0u8..0x80).map(char::from).chain(['é']) {
+            let token = c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+            assert_eq!(is_name(&c.to_string()), token, "{c:?}");
+        }
+        assert!(is_name("__Host-gatehouse_session"));
+        assert!(!is_name(""));
+        assert!(!is_name("a b"));
+        assert!(!is_name("sid=x"));
     }
 
     #[test]

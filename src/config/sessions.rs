@@ -122,12 +122,6 @@ fn duration(
     }
 }
 
-fn is_cookie_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 pub(super) fn sessions(problems: &mut Vec<Problem>, s: Option<&SessionsFile>) -> Sessions {
     let Some(s) = s else {
         return Sessions::default();
@@ -165,7 +159,7 @@ pub(super) fn sessions(problems: &mut Vec<Problem>, s: Option<&SessionsFile>) ->
         .cookie_name
         .clone()
         .unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
-    if !is_cookie_name(&cookie_name) {
+    if !crate::cookies::is_name(&cookie_name) {
         err(
             problems,
             "sessions.cookie_name",
