@@ -37,12 +37,13 @@ pub enum SameSite {
     None,
 }
 
-impl SameSite {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SameSite::Strict => "Strict",
-            SameSite::Lax => "Lax",
-            SameSite::None => "None",
+/// The attribute as the `cookie` crate writes it.
+impl From<SameSite> for cookie::SameSite {
+    fn from(s: SameSite) -> Self {
+        match s {
+            SameSite::Strict => cookie::SameSite::Strict,
+            SameSite::Lax => cookie::SameSite::Lax,
+            SameSite::None => cookie::SameSite::None,
         }
     }
 }
