@@ -21,7 +21,9 @@ use gatehouse::crypto::Mac;
 use gatehouse::metrics::Metrics;
 use gatehouse::proxy::headers;
 use gatehouse::route;
-use gatehouse::session::{memory::MemoryStore, Record, SessionId, SessionKey, SessionStore};
+use gatehouse::session::{
+    memory::MemoryStore, unix_now, Record, SessionId, SessionKey, SessionStore,
+};
 use gatehouse::upstream::{hash, select, sticky};
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -32,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Runs a future that never waits (the memory store, a cached token) to
 /// its end without a runtime, so the figure is the step's alone.
@@ -52,13 +54,6 @@ fn pem(label: &str, der: &[u8]) -> String {
     }
     out.push_str(&format!("-----END {label}-----\n"));
     out
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
 }
 
 /// A config from TOML text, with files (keys) in `dir`.

@@ -7,7 +7,11 @@
 //! removed before the request reaches a backend. Names and values are
 //! trimmed of spaces and tabs (RFC 6265 section 5.2); a value in double
 //! quotes is returned without them.
+//!
+//! The gateway's own `Set-Cookie` values (session, affinity, sign-in
+//! state) start from [`build`].
 
+use cookie::{Cookie, CookieBuilder};
 use http::header::{self, HeaderMap, HeaderValue};
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -90,6 +94,39 @@ pub fn remove(headers: &mut HeaderMap, name: &str) {
     }
 }
 
+/// Whether `s` may be a cookie name: an RFC 6265 (section 4.1.1) `token`,
+/// that is one or more visible ASCII characters other than the separators
+/// `()<>@,;:\"/[]?={}` (RFC 9110 section 5.6.2's `tchar`). Every cookie
+/// name in the config (session, affinity, JWT source, hash key) is checked
+/// with it.
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A `Set-Cookie` for one of the gateway's own cookies: `HttpOnly`, and
+/// `Secure` exactly when `secure`. Set either way, since left unset the
+/// crate would add `Secure` to a `SameSite=None` cookie by itself.
+pub fn build<'c>(name: &'c str, value: &'c str, secure: bool) -> CookieBuilder<'c> {
+    Cookie::build((name, value)).http_only(true).secure(secure)
+}
+
+/// `Max-Age` of `secs` seconds, for [`CookieBuilder::max_age`].
+pub fn max_age(secs: u64) -> cookie::time::Duration {
+    cookie::time::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
+}
+
+/// The `name=value` pair of a `Set-Cookie` value and its attributes, in
+/// no particular order: what tests compare, since the order of attributes
+/// means nothing to a browser.
+#[cfg(test)]
+pub(crate) fn set_cookie_parts(v: &str) -> (&str, std::collections::BTreeSet<&str>) {
+    let mut parts = v.split("; ");
+    let pair = parts.next().unwrap_or_default();
+    (pair, parts.collect())
+}
+
 /// The name of the cookie a `Set-Cookie` value sets, as the gateway would
 /// read it back from the browser's `Cookie` header.
 ///
@@ -135,6 +172,18 @@ mod tests {
             h.append(header::COOKIE, HeaderValue::from_bytes(v).unwrap());
         }
         h
+    }
+
+    #[test]
+    fn cookie_names_are_tokens() {
+        for c in (0u8..0x80).map(char::from).chain(['é']) {
+            let token = c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+            assert_eq!(is_name(&c.to_string()), token, "{c:?}");
+        }
+        assert!(is_name("__Host-gatehouse_session"));
+        assert!(!is_name(""));
+        assert!(!is_name("a b"));
+        assert!(!is_name("sid=x"));
     }
 
     #[test]

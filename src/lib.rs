@@ -29,6 +29,7 @@ pub mod gateway;
 pub mod liveness;
 pub mod login;
 pub mod metrics;
+pub mod percent;
 pub mod proxy;
 pub mod route;
 pub mod server;

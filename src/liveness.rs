@@ -246,7 +246,7 @@ impl Liveness {
                 exp,
                 issuer,
             } => {
-                let now = crate::session::now_ms() / 1000;
+                let now = crate::session::unix_now();
                 let facts = crate::auth::revocation::TokenFacts {
                     sub,
                     jti: jti.as_deref(),

@@ -650,12 +650,6 @@ async fn provider_key_set(p: &ProviderKeys, parsed: &Parsed<'_>) -> Result<Arc<K
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The `jwt` method for one request. Query-parameter tokens are removed
 /// from the URL whatever happens next; with `identity.strip_authorization`
 /// a validated `Authorization` header is removed too.
@@ -684,7 +678,7 @@ pub(crate) async fn authenticate(
         metrics: &gw.metrics,
     };
     let result = verifier
-        .verify(src, token, unix_now())
+        .verify(src, token, crate::session::unix_now())
         .await
         .and_then(|identity| {
             let name = identity.issuer.as_deref().unwrap_or("");

@@ -14,6 +14,7 @@ use crate::gateway::{Gateway, Snapshot};
 use crate::metrics::AuthResult;
 use crate::server::ConnInfo;
 use crate::session::{self, SessionId, SessionKey, SessionView};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -526,17 +527,17 @@ pub fn unauthenticated(
     })
 }
 
-/// Percent-encodes everything but unreserved characters.
+/// Every byte but RFC 3986's unreserved characters (ALPHA, DIGIT and
+/// `-._~`); bytes above ASCII are always escaped.
+const NOT_UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes everything but unreserved characters (upper-case hex).
 pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, NOT_UNRESERVED).to_string()
 }
 
 #[cfg(test)]
@@ -570,6 +571,21 @@ mod tests {
         let addr = "127.0.0.1:1".parse().unwrap();
         let conn = ConnInfo::new(addr, addr, tls, None, false);
         request_origin(snap, &h, &"/".parse().unwrap(), &conn)
+    }
+
+    #[test]
+    fn url_encode_keeps_exactly_the_unreserved_characters() {
+        let all: String = (0u8..0x80).map(char::from).chain(['é', '€']).collect();
+        let mut want = String::new();
+        for b in all.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                want.push(char::from(b));
+            } else {
+                want.push_str(&format!("%{b:02X}"));
+            }
+        }
+        assert_eq!(url_encode(&all), want);
+        assert_eq!(url_encode("/x?y=1 2"), "%2Fx%3Fy%3D1%202");
     }
 
     #[test]

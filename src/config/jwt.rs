@@ -205,13 +205,6 @@ pub fn parse_jwks_url(text: &str) -> Result<JwksUrl, String> {
     })
 }
 
-/// Cookie names are RFC 6265 tokens.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-}
-
 fn parse_token_source(s: &str) -> Result<TokenSource, String> {
     let (kind, name) = s.split_once(':').unwrap_or((s, ""));
     match kind {
@@ -223,7 +216,7 @@ fn parse_token_source(s: &str) -> Result<TokenSource, String> {
             Ok(h) => Ok(TokenSource::Header(h)),
             Err(_) => Err(format!("`{name}` is not a header name")),
         },
-        "cookie" if is_token(name) => Ok(TokenSource::Cookie(name.to_string())),
+        "cookie" if crate::cookies::is_name(name) => Ok(TokenSource::Cookie(name.to_string())),
         "cookie" => Err(format!("`{name}` is not a cookie name")),
         "query"
             if !name.is_empty()

@@ -37,12 +37,13 @@ pub enum SameSite {
     None,
 }
 
-impl SameSite {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SameSite::Strict => "Strict",
-            SameSite::Lax => "Lax",
-            SameSite::None => "None",
+/// The attribute as the `cookie` crate writes it.
+impl From<SameSite> for cookie::SameSite {
+    fn from(s: SameSite) -> Self {
+        match s {
+            SameSite::Strict => cookie::SameSite::Strict,
+            SameSite::Lax => cookie::SameSite::Lax,
+            SameSite::None => cookie::SameSite::None,
         }
     }
 }
@@ -122,12 +123,6 @@ fn duration(
     }
 }
 
-fn is_cookie_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 pub(super) fn sessions(problems: &mut Vec<Problem>, s: Option<&SessionsFile>) -> Sessions {
     let Some(s) = s else {
         return Sessions::default();
@@ -165,7 +160,7 @@ pub(super) fn sessions(problems: &mut Vec<Problem>, s: Option<&SessionsFile>) ->
         .cookie_name
         .clone()
         .unwrap_or_else(|| DEFAULT_COOKIE_NAME.into());
-    if !is_cookie_name(&cookie_name) {
+    if !crate::cookies::is_name(&cookie_name) {
         err(
             problems,
             "sessions.cookie_name",

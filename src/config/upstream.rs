@@ -63,33 +63,6 @@ pub struct Discovery {
     pub resolver: Option<SocketAddr>,
 }
 
-/// RFC 6265 `token`: the characters a cookie name may use.
-fn is_cookie_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_graphic()
-                && !matches!(
-                    b,
-                    b'(' | b')'
-                        | b'<'
-                        | b'>'
-                        | b'@'
-                        | b','
-                        | b';'
-                        | b':'
-                        | b'\\'
-                        | b'"'
-                        | b'/'
-                        | b'['
-                        | b']'
-                        | b'?'
-                        | b'='
-                        | b'{'
-                        | b'}'
-                )
-        })
-}
-
 /// Parses `hash_key`; `None` (with a problem recorded) when malformed.
 pub(super) fn hash_key(c: &mut Check<'_>, path: &str, text: &str) -> Option<HashKey> {
     let bad = |c: &mut Check<'_>, why: &str| {
@@ -108,7 +81,9 @@ pub(super) fn hash_key(c: &mut Check<'_>, path: &str, text: &str) -> Option<Hash
             Ok(h) => Some(HashKey::Header(h)),
             Err(_) => bad(c, "not a valid header name"),
         },
-        Some(("cookie", name)) if is_cookie_name(name) => Some(HashKey::Cookie(name.into())),
+        Some(("cookie", name)) if crate::cookies::is_name(name) => {
+            Some(HashKey::Cookie(name.into()))
+        }
         Some(("cookie", _)) => bad(c, "not a valid cookie name"),
         Some(("query", name)) => Some(HashKey::Query(name.into())),
         Some(_) => bad(c, "unknown source"),
@@ -139,7 +114,7 @@ pub(super) fn sticky(
                 .cookie_name
                 .clone()
                 .unwrap_or_else(|| DEFAULT_AFFINITY_COOKIE.into());
-            if !is_cookie_name(&cookie_name) {
+            if !crate::cookies::is_name(&cookie_name) {
                 c.err(
                     format!("{path}.cookie_name"),
                     format!("`{cookie_name}` is not a valid cookie name"),
@@ -165,7 +140,7 @@ pub(super) fn sticky(
         "learn" => {
             only(c, "cookie_name", s.cookie_name.is_some(), "cookie");
             match &s.app_cookie {
-                Some(n) if is_cookie_name(n) => StickyMode::Learn {
+                Some(n) if crate::cookies::is_name(n) => StickyMode::Learn {
                     app_cookie: n.clone(),
                 },
                 Some(n) => {

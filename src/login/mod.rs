@@ -19,7 +19,9 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
 use serde_json::json;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Bodies of login and token requests are small; anything larger is refused.
@@ -209,33 +211,17 @@ pub(crate) fn query_param(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, v)| percent_decode_form(v))
 }
 
-fn hex_digit(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
-
 /// Decodes `application/x-www-form-urlencoded` text (`+` is a space); a
-/// `%` not followed by two hex digits stays as it is.
+/// `%` not followed by two hex digits stays as it is (see
+/// [`crate::percent`]: `%+1` is not an escape).
 pub fn percent_decode_form(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            // Exactly two hex digits (`u8::from_str_radix` would also
-            // take a sign: `%+1`).
-            b'%' if i + 2 < b.len() => match (hex_digit(b[i + 1]), hex_digit(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    // Spaces first, so that an escaped `+` (`%2B`) stays a `+`.
+    let spaced = if s.contains('+') {
+        Cow::Owned(s.replace('+', " "))
+    } else {
+        Cow::Borrowed(s)
+    };
+    percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
 }
 
 /// The decoded `(name, value)` pairs of a form body, in order, repeats
@@ -627,5 +613,10 @@ mod tests {
         );
         assert_eq!(percent_decode_form("%4"), "%4");
         assert_eq!(percent_decode_form("%41%4a"), "AJ");
+        assert_eq!(
+            percent_decode_form("a%2Bb+c"),
+            "a+b c",
+            "an escaped + stays"
+        );
     }
 }

@@ -7,6 +7,8 @@
 //! `/admin`.
 
 use crate::config::{HostMatch, Route};
+use crate::percent;
+use percent_encoding::percent_decode;
 use std::borrow::Cow;
 
 /// Why a request path cannot be normalised; the request gets 400.
@@ -20,15 +22,6 @@ pub enum PathError {
 
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// True when `path` is certainly already normal: no `%`, no `//`, and no
@@ -71,19 +64,12 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     let mut i = 0;
     while i < p.len() {
         if p[i] == b'%' {
-            let (h, l) = match (
-                p.get(i + 1).and_then(|&b| hex_val(b)),
-                p.get(i + 2).and_then(|&b| hex_val(b)),
-            ) {
-                (Some(h), Some(l)) => (h, l),
-                _ => return Err(PathError::BadEscape),
-            };
-            let v = h * 16 + l;
+            let v = percent::escape(&p[i..]).ok_or(PathError::BadEscape)?;
             if is_unreserved(v) {
                 decoded.push(v);
             } else {
                 decoded.push(b'%');
-                decoded.extend_from_slice(p[i + 1..i + 3].to_ascii_uppercase().as_slice());
+                decoded.extend(p[i + 1..i + 3].iter().map(u8::to_ascii_uppercase));
             }
             i += 3;
         } else {
@@ -182,30 +168,11 @@ pub fn lenient_path(path: &str) -> Option<Vec<u8>> {
     }
     let mut bytes = path.as_bytes().to_vec();
     for _ in 0..LENIENT_DECODE_ROUNDS {
-        if !bytes.contains(&b'%') {
-            break;
-        }
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        let mut changed = false;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                if let (Some(h), Some(l)) = (
-                    bytes.get(i + 1).and_then(|&b| hex_val(b)),
-                    bytes.get(i + 2).and_then(|&b| hex_val(b)),
-                ) {
-                    out.push(h * 16 + l);
-                    i += 3;
-                    changed = true;
-                    continue;
-                }
-            }
-            out.push(bytes[i]);
-            i += 1;
-        }
-        bytes = out;
-        if !changed {
-            break;
+        // Every escape decoded, a malformed one left as text. Borrowed:
+        // nothing was decoded, so another round would change nothing.
+        match Cow::from(percent_decode(&bytes)) {
+            Cow::Borrowed(_) => break,
+            Cow::Owned(out) => bytes = out,
         }
     }
     let mut segs: Vec<Vec<u8>> = Vec::new();

@@ -190,24 +190,6 @@ fn metrics(gw: &Gateway) -> Response<Body> {
     r
 }
 
-/// Decodes `%XX` escapes (for `host:port` in paths).
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// `POST /admin/tokens/revoke` `{"jti": "...", "exp": 1700000000}`: deny
 /// that token until its `exp`, on every replica.
 async fn revoke_token(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
@@ -317,7 +299,7 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
             }
         }
         (Method::POST, ["admin", "users", name, "revoke"]) => {
-            let Some(user) = percent_decode(name) else {
+            let Some(user) = crate::percent::decode_strict(name) else {
                 return error(StatusCode::BAD_REQUEST, "malformed user name");
             };
             let sessions = match gw.sessions.delete_user(&user).await {
@@ -331,7 +313,7 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
                     tracing::info!(user = %user, sessions, token_families = families, "admin revoked everything a user holds");
                     json(
                         StatusCode::OK,
-                        json!({ "user": user, "sessions_revoked": sessions, "token_families_revoked": families, "tokens_issued_before": crate::session::now_ms() / 1000 }).to_string(),
+                        json!({ "user": user, "sessions_revoked": sessions, "token_families_revoked": families, "tokens_issued_before": crate::session::unix_now() }).to_string(),
                     )
                 }
                 Err(e) => {
@@ -387,7 +369,7 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
             Method::POST,
             ["admin", "upstreams", name, "backends", addr, action @ ("drain" | "undrain")],
         ) => {
-            let Some(addr) = percent_decode(addr) else {
+            let Some(addr) = crate::percent::decode_strict(addr) else {
                 return error(StatusCode::BAD_REQUEST, "malformed backend address");
             };
             let snap = gw.snapshot();

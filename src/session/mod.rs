@@ -184,10 +184,18 @@ impl SessionView {
     }
 }
 
+/// The wall clock in milliseconds since the Unix epoch (0 for a clock set
+/// before 1970): what session records and refresh tokens store.
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The same clock in whole seconds: what JWT claims (`exp`, `iat`), the
+/// sign-in state and token revocations use.
+pub fn unix_now() -> u64 {
+    now_ms() / 1000
 }
 
 /// The time a store should keep a session written at `now_ms`.
@@ -402,37 +410,25 @@ impl Store {
 /// per config, Path=/). A browser-session cookie: the server enforces the
 /// idle and absolute deadlines.
 pub fn session_cookie(cfg: &SessionsConfig, id: &SessionId) -> String {
-    let mut c = format!(
-        "{}={}; Path=/; HttpOnly; SameSite={}",
-        cfg.cookie_name,
-        id.as_str(),
-        cfg.cookie_same_site.as_str()
-    );
-    if cfg.cookie_secure {
-        c.push_str("; Secure");
-    }
-    if let Some(d) = &cfg.cookie_domain {
-        c.push_str("; Domain=");
-        c.push_str(d);
-    }
-    c
+    session_cookie_with(cfg, id.as_str()).to_string()
 }
 
-/// `Set-Cookie` that removes the session cookie.
+/// `Set-Cookie` that removes the session cookie: the same attributes, or
+/// the browser would keep the cookie it has.
 pub fn expired_cookie(cfg: &SessionsConfig) -> String {
-    let mut c = format!(
-        "{}=; Path=/; Max-Age=0; HttpOnly; SameSite={}",
-        cfg.cookie_name,
-        cfg.cookie_same_site.as_str()
-    );
-    if cfg.cookie_secure {
-        c.push_str("; Secure");
+    session_cookie_with(cfg, "")
+        .max_age(crate::cookies::max_age(0))
+        .to_string()
+}
+
+fn session_cookie_with<'c>(cfg: &'c SessionsConfig, value: &'c str) -> cookie::CookieBuilder<'c> {
+    let c = crate::cookies::build(&cfg.cookie_name, value, cfg.cookie_secure)
+        .path("/")
+        .same_site(cfg.cookie_same_site.into());
+    match &cfg.cookie_domain {
+        Some(d) => c.domain(d.as_str()),
+        None => c,
     }
-    if let Some(d) = &cfg.cookie_domain {
-        c.push_str("; Domain=");
-        c.push_str(d);
-    }
-    c
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
@@ -465,6 +461,42 @@ pub fn strip_cookie(headers: &mut http::HeaderMap, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_cookies_carry_the_configured_attributes() {
+        use crate::config::sessions::SameSite;
+        use crate::cookies::set_cookie_parts as parts;
+        let id = SessionId::generate();
+        let cfg = SessionsConfig::default();
+        let set = session_cookie(&cfg, &id);
+        let want = format!(
+            "gatehouse_session={}; Path=/; HttpOnly; SameSite=Lax; Secure",
+            id.as_str()
+        );
+        assert_eq!(parts(&set), parts(&want));
+        assert_eq!(
+            parts(&expired_cookie(&cfg)),
+            parts("gatehouse_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure")
+        );
+        // No `Secure` unless configured, whatever SameSite says.
+        let cfg = SessionsConfig {
+            cookie_secure: false,
+            cookie_same_site: SameSite::None,
+            cookie_domain: Some("example.com".into()),
+            ..SessionsConfig::default()
+        };
+        assert_eq!(
+            parts(&expired_cookie(&cfg)),
+            parts("gatehouse_session=; Path=/; Max-Age=0; HttpOnly; SameSite=None; Domain=example.com")
+        );
+        // The crate drops a leading dot, which browsers ignore anyway
+        // (RFC 6265 section 5.2.3): the same cookie either way.
+        let cfg = SessionsConfig {
+            cookie_domain: Some(".example.com".into()),
+            ..cfg
+        };
+        assert!(expired_cookie(&cfg).contains("; Domain=example.com"));
+    }
 
     #[test]
     fn ids_are_256_bit_base64url_and_keys_are_their_sha256() {

@@ -26,7 +26,7 @@ use crate::gateway::{Gateway, Snapshot};
 use crate::login;
 use crate::proxy::respond;
 use crate::server::ConnInfo;
-use crate::session::{self, Store};
+use crate::session::{self, unix_now, Store};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::header::{self, HeaderValue};
@@ -121,10 +121,6 @@ impl RefreshStore {
 
 fn store_err(e: session::StoreError) -> GatewayError {
     GatewayError::StoreUnavailable(Box::new(e))
-}
-
-fn unix_now() -> u64 {
-    session::now_ms() / 1000
 }
 
 /// One revocation, applied here and announced to every replica.

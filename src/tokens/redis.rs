@@ -206,7 +206,7 @@ pub async fn family_keys(s: &RedisStore, family: &str) -> Result<usize, StoreErr
 
 /// Persists a revocation until `until` (unix seconds) and announces it.
 pub async fn publish_revocation(s: &RedisStore, event: &str, until: u64) -> Result<(), StoreError> {
-    let now = crate::session::now_ms() / 1000;
+    let now = crate::session::unix_now();
     let ttl_ms = until.saturating_sub(now).max(1) * 1000;
     let mut pipe = redis::pipe();
     pipe.cmd("SET")

@@ -150,16 +150,18 @@ impl Token {
 /// `Set-Cookie` for an affinity cookie (RFC 6265 section 4.1): host-only,
 /// whole site, not readable by scripts, sent on top-level navigation from
 /// other sites (Lax) so a link into the app keeps its backend.
+///
+/// A zero `ttl` makes a browser-session cookie (no `Max-Age`); otherwise
+/// at least one second, since `Max-Age=0` would remove it.
 pub fn affinity_cookie(name: &str, value: &str, ttl: Duration, secure: bool) -> HeaderValue {
-    let mut s = format!("{name}={value}; Path=/");
+    let mut c = crate::cookies::build(name, value, secure)
+        .path("/")
+        .same_site(cookie::SameSite::Lax);
     if !ttl.is_zero() {
-        s.push_str(&format!("; Max-Age={}", ttl.as_secs().max(1)));
+        c = c.max_age(crate::cookies::max_age(ttl.as_secs().max(1)));
     }
-    s.push_str("; HttpOnly; SameSite=Lax");
-    if secure {
-        s.push_str("; Secure");
-    }
-    HeaderValue::from_str(&s).expect("cookie names and base64url values are valid header text")
+    HeaderValue::from_str(&c.to_string())
+        .expect("cookie names and base64url values are valid header text")
 }
 
 /// Values of cookie `name` in the request's `Cookie` header(s), in order.
@@ -712,12 +714,16 @@ mod tests {
 
     #[test]
     fn affinity_cookie_attributes() {
+        use crate::cookies::set_cookie_parts as parts;
         let c = affinity_cookie("aff", "v", Duration::ZERO, false);
-        assert_eq!(c, "aff=v; Path=/; HttpOnly; SameSite=Lax");
+        assert_eq!(
+            parts(c.to_str().unwrap()),
+            parts("aff=v; Path=/; HttpOnly; SameSite=Lax")
+        );
         let c = affinity_cookie("aff", "v", Duration::from_secs(3600), true);
         assert_eq!(
-            c,
-            "aff=v; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax; Secure"
+            parts(c.to_str().unwrap()),
+            parts("aff=v; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax; Secure")
         );
     }
 

@@ -6,7 +6,7 @@
 use crate::config::TokenSource;
 use http::header::{self, HeaderMap};
 use http::Uri;
-use std::borrow::Cow;
+use percent_encoding::percent_decode_str;
 
 /// The token of an `Authorization: Bearer` header; the scheme is
 /// case-insensitive (RFC 9110 section 11.1).
@@ -23,29 +23,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// cookies over several headers).
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     crate::cookies::value(headers, name).filter(|v| !v.is_empty())
-}
-
-fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains('%') {
-        return Cow::Borrowed(s);
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied(), b.get(i + 2).copied()) {
-            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Removes every query parameter named in `names` from `uri`, returning
@@ -71,7 +48,10 @@ pub fn take_query_tokens(uri: &mut Uri, names: &[String]) -> Vec<(String, String
         }
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if !found.iter().any(|(n, _)| n == name) {
-            found.push((name.to_string(), percent_decode(value).into_owned()));
+            // A `%` without two hex digits stays as it is; bytes that
+            // are not UTF-8 become U+FFFD (no token has any).
+            let value = percent_decode_str(value).decode_utf8_lossy();
+            found.push((name.to_string(), value.into_owned()));
         }
     }
     let mut pq = uri.path().to_string();

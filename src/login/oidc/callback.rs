@@ -5,7 +5,7 @@
 
 use super::provider::{ClientAuth, Metadata};
 use super::state::{self, FlowState};
-use super::{host_of, state_mac, unix_now};
+use super::{host_of, state_mac};
 use crate::auth::jwt::claims::{self, claim_at, Claims};
 use crate::auth::jwt::Reject;
 use crate::body::Body;
@@ -18,7 +18,7 @@ use crate::metrics::AuthResult;
 use crate::proxy::headers::is_safe_value;
 use crate::proxy::respond;
 use crate::server::ConnInfo;
-use crate::session::{self, now_ms, IdTokenHint, Record};
+use crate::session::{self, now_ms, unix_now, IdTokenHint, Record};
 use base64::Engine;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};

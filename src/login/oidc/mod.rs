@@ -37,17 +37,13 @@ use crate::crypto::Mac;
 use crate::error::GatewayError;
 use crate::gateway::Snapshot;
 use crate::server::ConnInfo;
-use crate::session::{now_ms, Record};
+use crate::session::{unix_now, Record};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 /// Longest `rd` carried through the provider; a longer one becomes `/`.
 pub const MAX_RD_BYTES: usize = 1024;
-
-fn unix_now() -> u64 {
-    now_ms() / 1000
-}
 
 /// The link that starts a sign-in with `provider`, returning to `rd`.
 pub fn start_href(snap: &Snapshot, provider: &str, rd: &str) -> String {

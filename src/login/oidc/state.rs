@@ -119,38 +119,31 @@ impl FlowState {
     }
 }
 
-/// The attributes every state cookie carries (SPEC 11): HttpOnly, Secure
-/// per `cookie_secure`, always `SameSite=Lax` (a Strict cookie would not
-/// come back on the provider's redirect), the path of the gateway's own
-/// endpoints only, `Domain` as the session cookie's.
-fn attributes(cfg: &SessionsConfig, endpoint_prefix: &str) -> String {
-    let mut a = format!("; Path={endpoint_prefix}; HttpOnly; SameSite=Lax");
-    if cfg.cookie_secure {
-        a.push_str("; Secure");
+/// A state cookie (SPEC 11): HttpOnly, Secure per `cookie_secure`, always
+/// `SameSite=Lax` (a Strict cookie would not come back on the provider's
+/// redirect), the path of the gateway's own endpoints only, `Domain` as
+/// the session cookie's.
+fn state_cookie(cfg: &SessionsConfig, endpoint_prefix: &str, value: &str, max_age: u64) -> String {
+    let c = crate::cookies::build(STATE_COOKIE, value, cfg.cookie_secure)
+        .max_age(crate::cookies::max_age(max_age))
+        .path(endpoint_prefix)
+        .same_site(cookie::SameSite::Lax);
+    match &cfg.cookie_domain {
+        Some(d) => c.domain(d.as_str()),
+        None => c,
     }
-    if let Some(d) = &cfg.cookie_domain {
-        a.push_str("; Domain=");
-        a.push_str(d);
-    }
-    a
+    .to_string()
 }
 
 /// `Set-Cookie` carrying a new flow's state.
 pub fn set_cookie(cfg: &SessionsConfig, endpoint_prefix: &str, value: &str) -> String {
-    format!(
-        "{STATE_COOKIE}={value}; Max-Age={}{}",
-        STATE_TTL.as_secs(),
-        attributes(cfg, endpoint_prefix)
-    )
+    state_cookie(cfg, endpoint_prefix, value, STATE_TTL.as_secs())
 }
 
 /// `Set-Cookie` that removes the state cookie: every callback answer
 /// carries it, success or not (single use).
 pub fn clear_cookie(cfg: &SessionsConfig, endpoint_prefix: &str) -> String {
-    format!(
-        "{STATE_COOKIE}=; Max-Age=0{}",
-        attributes(cfg, endpoint_prefix)
-    )
+    state_cookie(cfg, endpoint_prefix, "", 0)
 }
 
 /// 32 random bytes, base64url: `state`, `nonce` and the PKCE verifier
