@@ -310,17 +310,13 @@ async fn handle_inner(
     } else {
         None
     };
-    rewrite_request(
-        gw,
-        snap,
-        &upstream.name,
-        conn,
-        trusted,
-        &mut parts,
-        forward_path.as_deref(),
+    let target = Target {
+        upstream: &upstream.name,
+        path: forward_path.as_deref(),
         websocket,
-        identity.as_deref(),
-    )?;
+        identity: identity.as_deref(),
+    };
+    rewrite_request(gw, snap, conn, trusted, &mut parts, &target)?;
     parts
         .headers
         .insert(&headers::X_REQUEST_ID, ctx.request_id.clone());
@@ -453,20 +449,35 @@ async fn handle_inner(
     Ok(Response::from_parts(rparts, body))
 }
 
+/// Where step 8 sends a request, as its rewrite needs it.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    /// The upstream's name (the identity JWT's default audience).
+    upstream: &'a str,
+    /// The path to forward when it is not the request's own (normalised,
+    /// or with `strip_prefix` applied).
+    path: Option<&'a str>,
+    /// A WebSocket upgrade: its `Upgrade`/`Connection` headers are kept.
+    websocket: bool,
+    identity: Option<&'a Identity>,
+}
+
 /// Step 8's rewrite: origin-form URI with the normalised path, HTTP/1.1,
 /// hop-by-hop headers out, forwarding headers and identity in.
-#[allow(clippy::too_many_arguments)]
 fn rewrite_request(
     gw: &Gateway,
     snap: &Snapshot,
-    upstream: &str,
     conn: &ConnInfo,
     trusted: bool,
     parts: &mut http::request::Parts,
-    path: Option<&str>,
-    websocket: bool,
-    identity: Option<&Identity>,
+    target: &Target<'_>,
 ) -> Result<(), GatewayError> {
+    let Target {
+        upstream,
+        path,
+        websocket,
+        identity,
+    } = *target;
     // Origin form: the path (and query) alone. When the path is the
     // request's own, its bytes are reused as they are.
     let pq = match (path, parts.uri.path_and_query()) {
