@@ -129,12 +129,9 @@ impl Watchers {
         }
     }
 
-    /// Keys with at least one connection waiting (for tests).
-    pub fn len(&self) -> usize {
-        self.by_key.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
+    /// No key has a connection waiting (registrations leave none behind).
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.by_key.is_empty()
     }
 }

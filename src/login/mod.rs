@@ -70,7 +70,7 @@ pub(crate) fn request_host(req: &Request<Incoming>) -> &str {
 /// starting with a single `/`, or an absolute URL whose host is this host
 /// or one a route matches (exactly or by a `*.` wildcard), over https — or
 /// http when the login itself arrived over plain HTTP (`plain_http`, see
-/// [`arrived_over_http`]). Anything else (`//evil.com`,
+/// [`auth::client_used_https`]). Anything else (`//evil.com`,
 /// `https://evil.com`, `javascript:`) becomes `/`.
 pub fn safe_redirect(rd: &str, request_host: &str, snap: &Snapshot, plain_http: bool) -> String {
     let ok_chars = !rd.is_empty() && rd.bytes().all(|b| (0x21..0x7f).contains(&b));
@@ -134,17 +134,6 @@ pub fn safe_redirect(rd: &str, request_host: &str, snap: &Snapshot, plain_http: 
         return rd.to_string();
     }
     "/".into()
-}
-
-/// The client reached the gateway over plain HTTP: its own connection, or
-/// `X-Forwarded-Proto: http` from a trusted proxy in front (see
-/// [`auth::client_used_https`], which the CSRF origin check shares).
-pub(crate) fn arrived_over_http(
-    snap: &Snapshot,
-    conn: &ConnInfo,
-    headers: &http::HeaderMap,
-) -> bool {
-    !auth::client_used_https(snap, conn, headers)
 }
 
 fn login_action(snap: &Snapshot) -> String {
@@ -250,7 +239,7 @@ fn login_page(
         return Err(GatewayError::NotFound);
     }
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-    let plain = arrived_over_http(snap, conn, req.headers());
+    let plain = !auth::client_used_https(snap, conn, req.headers());
     let rd = safe_redirect(&rd, request_host(req), snap, plain);
     Ok(render_login(snap, &rd, None, "", StatusCode::OK))
 }
@@ -441,7 +430,7 @@ async fn login_submit(
         return Err(GatewayError::Forbidden);
     }
     let host = request_host(&req).to_string();
-    let plain = arrived_over_http(snap, conn, req.headers());
+    let plain = !auth::client_used_https(snap, conn, req.headers());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)

@@ -121,9 +121,10 @@ impl Throttle {
         })
     }
 
-    /// Whether `user` from `ip` is locked out right now (for tests and the
-    /// admin view; attempts go through [`Throttle::begin`]).
-    pub fn is_locked(&self, user: &str, ip: IpAddr) -> bool {
+    /// Whether `user` from `ip` is locked out right now (attempts go
+    /// through [`Throttle::begin`]).
+    #[cfg(test)]
+    fn is_locked(&self, user: &str, ip: IpAddr) -> bool {
         let now = Instant::now();
         self.attempts
             .get(&(user.to_string(), ip))

@@ -164,23 +164,30 @@ fn metrics(gw: &Gateway) -> Response<Body> {
             );
         }
     }
-    out.push_str("# HELP gatehouse_sticky_repins_total Sticky clients moved to another backend and re-pinned.\n# TYPE gatehouse_sticky_repins_total counter\n");
-    for up in &snap.upstreams {
-        let _ = writeln!(
-            out,
-            "gatehouse_sticky_repins_total{{upstream=\"{}\"}} {}",
-            escape(&up.name),
-            up.repins.load(Relaxed)
-        );
-    }
-    out.push_str("# HELP gatehouse_upstream_panic_total Requests sent to ejected backends because every backend of the upstream was ejected (panic mode).\n# TYPE gatehouse_upstream_panic_total counter\n");
-    for up in &snap.upstreams {
-        let _ = writeln!(
-            out,
-            "gatehouse_upstream_panic_total{{upstream=\"{}\"}} {}",
-            escape(&up.name),
-            up.panics.load(Relaxed)
-        );
+    // Counters per upstream: name, help, value.
+    type PerUpstream = fn(&crate::upstream::Upstream) -> u64;
+    let per_upstream: [(&str, &str, PerUpstream); 2] = [
+        (
+            "gatehouse_sticky_repins_total",
+            "Sticky clients moved to another backend and re-pinned.",
+            |up| up.repins.load(Relaxed),
+        ),
+        (
+            "gatehouse_upstream_panic_total",
+            "Requests sent to ejected backends because every backend of the upstream was ejected (panic mode).",
+            |up| up.panics.load(Relaxed),
+        ),
+    ];
+    for (name, help, value) in per_upstream {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for up in &snap.upstreams {
+            let _ = writeln!(
+                out,
+                "{name}{{upstream=\"{}\"}} {}",
+                escape(&up.name),
+                value(up)
+            );
+        }
     }
     let mut r = Response::new(Body::full(out));
     r.headers_mut().insert(

@@ -195,15 +195,6 @@ pub async fn revoke_user(s: &RedisStore, user: &str) -> Result<Vec<String>, Stor
     Ok(families)
 }
 
-/// Keys a family holds (for tests: bounded per login, not per rotation).
-pub async fn family_keys(s: &RedisStore, family: &str) -> Result<usize, StoreError> {
-    let (fam, replay) = keys(s, family);
-    let mut pipe = redis::pipe();
-    pipe.cmd("EXISTS").arg(fam).arg(replay);
-    let (n,): (usize,) = s.run(&pipe).await?;
-    Ok(n)
-}
-
 /// Persists a revocation until `until` (unix seconds) and announces it.
 pub async fn publish_revocation(s: &RedisStore, event: &str, until: u64) -> Result<(), StoreError> {
     let now = crate::session::unix_now();

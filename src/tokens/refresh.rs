@@ -214,13 +214,10 @@ pub mod memory {
             self.by_user.retain(|_, v| !v.is_empty());
         }
 
-        /// Families held (for tests: bounded per login, not per rotation).
-        pub fn len(&self) -> usize {
+        /// Families held: one per login, whatever the rotations.
+        #[cfg(test)]
+        pub(super) fn len(&self) -> usize {
             self.families.len()
-        }
-
-        pub fn is_empty(&self) -> bool {
-            self.families.is_empty()
         }
 
         pub fn create(&self, f: &NewFamily<'_>) {

@@ -119,7 +119,7 @@ pub async fn callback(
                     rd,
                     host_of(&parts),
                     snap,
-                    crate::login::arrived_over_http(snap, conn, &parts.headers),
+                    !crate::auth::client_used_https(snap, conn, &parts.headers),
                 )
             });
             failure_page(snap, html, request_id, rd.as_deref())

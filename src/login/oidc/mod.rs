@@ -139,7 +139,7 @@ pub fn start(
         .ok_or(GatewayError::ProviderUnavailable)?;
     let host = request_host(req);
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
-    let plain = super::arrived_over_http(snap, conn, req.headers());
+    let plain = !crate::auth::client_used_https(snap, conn, req.headers());
     let mut rd = safe_redirect(&rd, host, snap, plain);
     if rd.len() > MAX_RD_BYTES {
         rd = "/".into();
