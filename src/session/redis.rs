@@ -485,3 +485,27 @@ impl SessionStore for RedisStore {
         self.run::<(String,)>(&p).await.map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reload_applies_a_new_cache_ttl_to_the_running_store() {
+        let cfg = SessionsConfig {
+            cache_ttl: Duration::from_millis(500),
+            ..Default::default()
+        };
+        // Nothing listens there: the store starts without Redis anyway.
+        let store = super::super::Store::Redis(RedisStore::start("redis://127.0.0.1:1/0", &cfg));
+        let super::super::Store::Redis(r) = &store else {
+            unreachable!()
+        };
+        assert_eq!(r.cache_ttl(), Duration::from_millis(500));
+        store.apply(&SessionsConfig {
+            cache_ttl: Duration::from_secs(3),
+            ..Default::default()
+        });
+        assert_eq!(r.cache_ttl(), Duration::from_secs(3));
+    }
+}
