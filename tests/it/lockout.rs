@@ -4,7 +4,7 @@
 
 use crate::support::client::req;
 use crate::support::process::GwProcess;
-use crate::support::sessions::{session_gateway, Store, ALICE_PW};
+use crate::support::sessions::{login, session_gateway, Store, ALICE_PW};
 use crate::support::*;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -191,16 +191,7 @@ async fn usernames_over_256_bytes_are_refused_before_any_password_check() {
     let checks_before = metrics.auth_count("login", gatehouse::metrics::AuthResult::Invalid);
     for _ in 0..4 {
         // Past max_failures: had they been checked, the last would be 429.
-        let body = serde_json::json!({ "username": long, "password": "x" }).to_string();
-        let r = c
-            .send(req(
-                "POST",
-                "/.gatehouse/login",
-                &[("content-type", "application/json")],
-                &body,
-            ))
-            .await;
-        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(login(&c, &long, "x").await, Err(400));
         let r = c
             .send(req(
                 "POST",
@@ -218,16 +209,7 @@ async fn usernames_over_256_bytes_are_refused_before_any_password_check() {
         "no password was checked"
     );
     // 256 bytes is still a username (a wrong one here).
-    let body = serde_json::json!({ "username": "a".repeat(256), "password": "x" }).to_string();
-    let r = c
-        .send(req(
-            "POST",
-            "/.gatehouse/login",
-            &[("content-type", "application/json")],
-            &body,
-        ))
-        .await;
-    assert_eq!(r.status, 401);
+    assert_eq!(login(&c, &"a".repeat(256), "x").await, Err(401));
     gw.stop().await;
 }
 
@@ -273,22 +255,10 @@ async fn failed_logins_give_the_password_checks_memory_back() {
         let tries = (0..4).map(|i| {
             let c = c.clone();
             let user = if i % 2 == 0 { "alice" } else { "nobody" };
-            let body =
-                serde_json::json!({ "username": user, "password": format!("wrong-{round}-{i}") })
-                    .to_string();
-            async move {
-                c.send(req(
-                    "POST",
-                    "/.gatehouse/login",
-                    &[("content-type", "application/json")],
-                    &body,
-                ))
-                .await
-                .status
-            }
+            async move { login(&c, user, &format!("wrong-{round}-{i}")).await }
         });
-        for s in futures_util::future::join_all(tries).await {
-            assert_eq!(s, 401);
+        for r in futures_util::future::join_all(tries).await {
+            assert_eq!(r, Err(401));
         }
     }
     let grown_mib = rss_kib(pid).saturating_sub(before) / 1024;

@@ -3,7 +3,7 @@
 
 use crate::support::client::req;
 use crate::support::redis::RedisServer;
-use crate::support::sessions::{login, ALICE_PW};
+use crate::support::sessions::{login, logout, ALICE_PW};
 use crate::support::*;
 use serde_json::Value;
 use std::time::Duration;
@@ -38,6 +38,11 @@ async fn token_gateway(b: &Backend, store: &str, login_extra: &str, dir: tempfil
         b.addr
     );
     Gw::start_in(dir, &cfg).await
+}
+
+/// The `[sessions]` lines for the Redis store `r`.
+fn redis_store(r: &RedisServer) -> String {
+    format!("store = \"redis\"\nredis_url = \"{}\"\n", r.url())
 }
 
 async fn grant(c: &Client, body: &str) -> (u16, Value) {
@@ -264,7 +269,7 @@ async fn refresh_rotates_replays_inside_grace_and_reuse_revokes_the_family_redis
     let Some(r) = RedisServer::start("refresh_rotation_redis") else {
         return;
     };
-    rotation_and_reuse(&format!("store = \"redis\"\nredis_url = \"{}\"\n", r.url())).await;
+    rotation_and_reuse(&redis_store(&r)).await;
 }
 
 #[tokio::test]
@@ -333,14 +338,7 @@ async fn admin_revokes_one_token_and_everything_a_user_holds() {
     let other = password_grant(&c).await;
     let at2 = other["access_token"].as_str().unwrap().to_string();
     assert_eq!(api(&c, &at1).await, 200, "now in the verified-token cache");
-    let claims: Value = serde_json::from_slice(
-        &base64::Engine::decode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            at1.split('.').nth(1).unwrap(),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let claims = claims_of(&at1);
     let body = serde_json::json!({"jti": claims["jti"], "exp": claims["exp"]}).to_string();
     assert_eq!(
         admin
@@ -669,15 +667,7 @@ async fn open_websockets_close_when_their_session_or_token_is_revoked() {
         !closed_within(&mut ws, Duration::from_millis(400)).await,
         "open while the session lives"
     );
-    let r = c
-        .send(req(
-            "POST",
-            "/.gatehouse/logout",
-            &[("cookie", &cookie), ("origin", "http://localhost")],
-            "",
-        ))
-        .await;
-    assert_eq!(r.status, 204);
+    assert_eq!(logout(&c, &cookie).await, 204);
     assert!(
         closed_within(&mut ws, Duration::from_secs(1)).await,
         "still open after logout"
@@ -751,15 +741,7 @@ async fn streamed_responses_end_when_their_session_or_token_is_revoked() {
         tokio::spawn(async move { read_stream(addr, "/web/stream/50", ("cookie", &ck), tx).await });
     rx.recv().await.unwrap();
     let start = std::time::Instant::now();
-    let r = c
-        .send(req(
-            "POST",
-            "/.gatehouse/logout",
-            &[("cookie", &cookie), ("origin", "http://localhost")],
-            "",
-        ))
-        .await;
-    assert_eq!(r.status, 204);
+    assert_eq!(logout(&c, &cookie).await, 204);
     let out = stream.await.unwrap();
     assert!(
         out.is_err(),
@@ -914,7 +896,7 @@ async fn a_refresh_family_ends_at_its_max_age_whatever_the_rotations_redis() {
     let Some(r) = RedisServer::start("refresh_max_age_redis") else {
         return;
     };
-    max_age(&format!("store = \"redis\"\nredis_url = \"{}\"\n", r.url())).await;
+    max_age(&redis_store(&r)).await;
 }
 
 #[tokio::test]
@@ -925,7 +907,7 @@ async fn a_familys_stored_state_stays_bounded_however_often_it_rotates_redis() {
     let b = Backend::start("app").await;
     let gw = token_gateway(
         &b,
-        &format!("store = \"redis\"\nredis_url = \"{}\"\n", r.url()),
+        &redis_store(&r),
         "refresh_reuse_grace = \"1m\"\n",
         tempdir(),
     )
@@ -968,15 +950,7 @@ async fn a_silent_websocket_gets_a_1008_close_moments_after_its_session_ends() {
     let c = gw.plain();
     let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
     let mut ws = open_ws(gw.addr(), "/web/ws", ("cookie", &cookie)).await;
-    let r = c
-        .send(req(
-            "POST",
-            "/.gatehouse/logout",
-            &[("cookie", &cookie), ("origin", "http://localhost")],
-            "",
-        ))
-        .await;
-    assert_eq!(r.status, 204);
+    assert_eq!(logout(&c, &cookie).await, 204);
     let answered = std::time::Instant::now();
     let last = closed_after(&mut ws, Duration::from_secs(2))
         .await

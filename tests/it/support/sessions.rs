@@ -93,3 +93,16 @@ pub async fn login(c: &Client, user: &str, pw: &str) -> Result<String, u16> {
     let set = r.header("set-cookie").expect("a session cookie");
     Ok(set.split(';').next().unwrap().to_string())
 }
+
+/// `POST /.gatehouse/logout` with the session cookie, from the page's own
+/// origin (plain HTTP, `localhost`); the status.
+pub async fn logout(c: &Client, cookie: &str) -> u16 {
+    c.send(req(
+        "POST",
+        "/.gatehouse/logout",
+        &[("cookie", cookie), ("origin", "http://localhost")],
+        "",
+    ))
+    .await
+    .status
+}
