@@ -439,3 +439,22 @@ async fn a_reload_changing_the_provider_keeps_sign_ins_working() {
     let r = before.get(&cb).await;
     assert_eq!(r.status, 303, "{}", r.text());
 }
+
+/// The `iss` identity field of a single sign-on session names its provider
+/// (SPEC 16).
+#[tokio::test]
+async fn an_oidc_session_names_its_providers_issuer_in_the_iss_field() {
+    let op = Op::start().await;
+    let b = Backend::start("app").await;
+    let rest = "[identity]\nheaders = { \"X-Auth-User\" = \"sub\", \"X-Auth-Issuer\" = \"iss\" }\n";
+    let gw = Gw::start(&config(&op, &b, "", "", rest)).await;
+    wait_ready(&gw).await;
+    let mut a = agent(&gw);
+    assert_eq!(sign_in(&mut a, "/app").await.status, 303);
+    assert_eq!(a.get(&url("/app/x")).await.status, 200);
+    assert_eq!(
+        b.last().headers["x-auth-issuer"],
+        format!("{}/", op.issuer()).as_str()
+    );
+    gw.stop().await;
+}
