@@ -15,15 +15,14 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use gatehouse::auth::jwt::{Issuers, TokenCache, Verifier};
-use gatehouse::auth::revocation::Revocations;
 use gatehouse::config::{self, Config, TokenSource};
 use gatehouse::crypto::Mac;
 use gatehouse::metrics::Metrics;
 use gatehouse::proxy::headers;
+use gatehouse::revocation::Revocations;
 use gatehouse::route;
-use gatehouse::session::{
-    memory::MemoryStore, unix_now, Record, SessionId, SessionKey, SessionStore,
-};
+use gatehouse::session::{unix_now, Record, SessionId, SessionKey};
+use gatehouse::state::{memory::sessions::MemoryStore, SessionStore};
 use gatehouse::upstream::{hash, select, sticky};
 use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

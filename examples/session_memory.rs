@@ -8,7 +8,8 @@
 
 use gatehouse::config::sessions::Sessions;
 use gatehouse::metrics::Metrics;
-use gatehouse::session::{memory::MemoryStore, now_ms, Record, SessionId, SessionStore};
+use gatehouse::session::{now_ms, Record, SessionId};
+use gatehouse::state::{memory::sessions::MemoryStore, SessionStore};
 use std::sync::Arc;
 use std::time::Duration;
 

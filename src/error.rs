@@ -149,6 +149,13 @@ impl GatewayError {
     }
 }
 
+/// A shared store that cannot answer: 503 (fail closed).
+impl From<crate::state::StoreError> for GatewayError {
+    fn from(e: crate::state::StoreError) -> Self {
+        GatewayError::StoreUnavailable(Box::new(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

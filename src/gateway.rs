@@ -6,7 +6,6 @@
 //! on the new one.
 
 use crate::auth::jwt::{Issuers, TokenCache};
-use crate::auth::revocation::Revocations;
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::upstream::{self, Upstream};
@@ -231,23 +230,18 @@ mod limit_tests {
 pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     pub metrics: Arc<Metrics>,
-    /// The session store, created once at start (a reload cannot switch
-    /// stores: that needs a restart, and the reload says so).
-    pub sessions: crate::session::Store,
-    pub throttle: crate::login::throttle::Throttle,
-    /// Sessions ended here or elsewhere, for long-lived streams.
-    pub ended: Arc<crate::session::Ended>,
-    /// Refresh-token families, beside the sessions (same store).
-    pub tokens: crate::tokens::RefreshStore,
+    /// Everything shared between replicas (sessions, refresh families,
+    /// lockout...), created once at start (a reload cannot switch stores:
+    /// that needs a restart, and the reload says so).
+    pub store: crate::state::Shared,
+    /// What has been revoked, here or on another replica; outlives
+    /// reloads.
+    pub revocation: Arc<crate::revocation::Revocation>,
     /// Identity JWTs minted for backends, reused until near expiry.
     pub identity_tokens: crate::tokens::IdentityTokens,
     /// Verified JWTs; outlives reloads (entries name their issuer and key
     /// set, so what a reload changed stops matching by itself).
     pub token_cache: TokenCache,
-    /// Revoked tokens and subjects; outlives reloads.
-    pub revocations: Revocations,
-    /// OIDC states already used (single use); outlives reloads.
-    pub oidc_states: crate::login::oidc::UsedStates,
     pub request_ids: RequestIds,
     pub bound: OnceLock<BoundAddrs>,
     /// `true` once shutdown has begun.
@@ -260,25 +254,17 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Config) -> Arc<Gateway> {
         let metrics = Arc::new(Metrics::default());
-        let sessions = crate::session::Store::new(&config.sessions, metrics.clone());
+        let revocation = Arc::new(crate::revocation::Revocation::default());
+        let store =
+            crate::state::Shared::new(&config.sessions, metrics.clone(), revocation.clone());
         let snap = Arc::new(Snapshot::build(config, &metrics, None));
         let gw = Arc::new(Gateway {
             snapshot: ArcSwap::new(snap.clone()),
             metrics,
-            tokens: crate::tokens::RefreshStore::new(&sessions),
-            ended: {
-                let ended = Arc::new(crate::session::Ended::default());
-                if let crate::session::Store::Redis(r) = &sessions {
-                    r.set_ended(ended.clone());
-                }
-                ended
-            },
             identity_tokens: Default::default(),
-            sessions,
-            throttle: Default::default(),
+            store,
+            revocation,
             token_cache: TokenCache::default(),
-            revocations: Revocations::default(),
-            oidc_states: Default::default(),
             request_ids: RequestIds::new(),
             bound: OnceLock::new(),
             shutdown: watch::channel(false).0,
@@ -365,7 +351,7 @@ impl Gateway {
         }
         // Applied here, to what outlives the snapshot.
         self.conn_limit.resize(n.server.max_connections);
-        self.sessions.apply(&n.sessions);
+        self.store.apply(&n.sessions);
         let summary = ReloadSummary {
             routes: n.routes.len(),
             upstreams: n.upstreams.len(),

@@ -26,14 +26,15 @@ pub mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gateway;
-pub mod liveness;
 pub mod login;
 pub mod metrics;
 pub mod percent;
 pub mod proxy;
+pub mod revocation;
 pub mod route;
 pub mod server;
 pub mod session;
+pub mod state;
 pub mod telemetry;
 pub mod tokens;
 pub mod upstream;
@@ -84,9 +85,8 @@ pub async fn start(config: config::Config) -> std::io::Result<Running> {
     let listeners = server::Listeners::bind(&config).await?;
     let addrs = listeners.addrs()?;
     let gateway = Gateway::new(config);
-    tokens::install_revocation_sync(&gateway);
     gateway
-        .sessions
+        .store
         .wait_connected(std::time::Duration::from_secs(2))
         .await;
     let (tx, rx) = oneshot::channel::<()>();

@@ -19,7 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use futures_util::FutureExt;
 use gatehouse::auth::jwt::{Issuers, TokenCache, Verifier};
-use gatehouse::auth::revocation::Revocations;
+use gatehouse::revocation::Revocations;
 use gatehouse::config::TokenSource;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use libfuzzer_sys::fuzz_target;

@@ -23,12 +23,12 @@ pub use cache::TokenCache;
 
 use super::keys::jwks::RemoteKeys;
 use super::keys::{parse_alg, KeySet, Lookup};
-use super::revocation::{Revocations, TokenFacts};
 use super::{Attempt, Identity};
 use crate::config::{JwtIssuer, JwtKeys, TokenSource};
 use crate::gateway::{Gateway, Snapshot};
 use crate::login::oidc::{Provider, Providers};
 use crate::metrics::{AuthResult, Metrics};
+use crate::revocation::{Revocations, TokenFacts};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use cache::{Entry, Hit};
@@ -674,7 +674,7 @@ pub(crate) async fn authenticate(
     let verifier = Verifier {
         issuers,
         cache: &gw.token_cache,
-        revocations: &gw.revocations,
+        revocations: gw.revocation.tokens(),
         metrics: &gw.metrics,
     };
     let result = verifier

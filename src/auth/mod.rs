@@ -4,7 +4,6 @@
 pub mod authz;
 pub mod jwt;
 pub mod keys;
-pub mod revocation;
 #[cfg(test)]
 pub(crate) mod testkeys;
 
@@ -206,7 +205,7 @@ async fn lookup_session(
         let Some(key) = SessionId::key_of(raw) else {
             continue;
         };
-        match gw.sessions.authenticate(key, cfg).await {
+        match gw.store.authenticate(key, cfg).await {
             Ok(Some((key, view))) => return Ok(SessionLookup::Live(key, view)),
             Ok(None) => {}
             Err(e) => {

@@ -27,7 +27,7 @@ pub const DEFAULT_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
     Memory,
-    Redis { url: String },
+    Redis(std::sync::Arc<super::redis::RedisSettings>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,27 +127,13 @@ pub(super) fn sessions(problems: &mut Vec<Problem>, s: Option<&SessionsFile>) ->
     let Some(s) = s else {
         return Sessions::default();
     };
-    let store = match (s.store.as_deref(), &s.redis_url) {
-        (None | Some("memory"), _) => StoreKind::Memory,
-        (Some("redis"), Some(url)) => {
-            if let Err(e) = redis::Client::open(url.as_str()) {
-                err(
-                    problems,
-                    "sessions.redis_url",
-                    format!("not a Redis URL: {e}"),
-                );
-            }
-            StoreKind::Redis { url: url.clone() }
-        }
-        (Some("redis"), None) => {
-            err(
-                problems,
-                "sessions.redis_url",
-                "store = \"redis\" needs redis_url",
-            );
-            StoreKind::Memory
-        }
-        (Some(o), _) => {
+    // Which Redis, for store = "redis", is read by `super::redis` (it
+    // needs the config folder and the secret forms).
+    let store = match s.store.as_deref() {
+        None | Some("memory") => StoreKind::Memory,
+        // Replaced by the Redis settings in validate.rs.
+        Some("redis") => StoreKind::Memory,
+        Some(o) => {
             err(
                 problems,
                 "sessions.store",
@@ -156,6 +142,17 @@ pub(super) fn sessions(problems: &mut Vec<Problem>, s: Option<&SessionsFile>) ->
             StoreKind::Memory
         }
     };
+    if let Some(prefix) = &s.key_prefix {
+        // A brace would turn part of every key into a Redis Cluster hash
+        // tag and break the keyspace's own tags.
+        if prefix.contains(['{', '}']) {
+            err(
+                problems,
+                "sessions.key_prefix",
+                "must not contain `{` or `}` (Redis Cluster hash tags)",
+            );
+        }
+    }
     let cookie_name = s
         .cookie_name
         .clone()

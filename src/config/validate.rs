@@ -95,12 +95,12 @@ impl Check<'_> {
         }
     }
 
-    fn file_path(&self, p: &str) -> PathBuf {
+    pub(super) fn file_path(&self, p: &str) -> PathBuf {
         self.base.join(p)
     }
 
     /// One secret from its three forms (SPEC 11): inline, `*_file`, `*_env`.
-    fn secret(
+    pub(super) fn secret(
         &mut self,
         path: &str,
         name: &str,
@@ -187,6 +187,15 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     // Sections whose features land in later releases are parsed (so typos are
     // caught) but refused, never silently ignored.
     let mut sessions = super::sessions::sessions(&mut c.problems, f.sessions.as_ref());
+    if let Some(file) = f
+        .sessions
+        .as_ref()
+        .filter(|s| s.store.as_deref() == Some("redis"))
+    {
+        if let Some(r) = super::redis::settings(&mut c, file) {
+            sessions.store = super::sessions::StoreKind::Redis(std::sync::Arc::new(r));
+        }
+    }
     let login = super::sessions::login(&mut c.problems, f.login.as_ref(), base);
     let oidc = oidc::providers(&mut c, &f.oidc);
     // Logins (local or single sign-on) end in a session: `[sessions]`

@@ -3,7 +3,6 @@
 
 pub mod oidc;
 pub mod page;
-pub mod throttle;
 pub mod users;
 
 use crate::auth;
@@ -316,11 +315,11 @@ pub async fn check_password(
     password: &str,
 ) -> Result<users::User, GatewayError> {
     let login = snap.config.login.as_ref().ok_or(GatewayError::NotFound)?;
-    if username.len() > throttle::MAX_USERNAME_BYTES {
+    if username.len() > crate::state::MAX_USERNAME_BYTES {
         return Err(GatewayError::UsernameTooLong);
     }
     let ip = conn.peer.ip();
-    let policy = throttle::Policy {
+    let policy = crate::state::LockoutPolicy {
         max_failures: login.max_failures,
         window: login.failure_window,
         lockout: login.lockout,
@@ -333,11 +332,14 @@ pub async fn check_password(
     let slot = users::slot().await.ok_or(GatewayError::Locked {
         retry_after: std::time::Duration::from_secs(1),
     })?;
-    let attempt = match gw.throttle.begin(username, ip, policy) {
+    let attempt = match gw.store.lockout_begin(username, ip, policy).await {
         Ok(a) => a,
-        Err(retry_after) => {
+        Err(crate::state::LockoutRefusal::RetryAfter(retry_after)) => {
             gw.metrics.auth("login", AuthResult::Locked);
             return Err(GatewayError::Locked { retry_after });
+        }
+        Err(crate::state::LockoutRefusal::Store(e)) => {
+            return Err(GatewayError::StoreUnavailable(Box::new(e)));
         }
     };
     match users::verify(
@@ -349,12 +351,12 @@ pub async fn check_password(
     .await
     {
         Some(u) => {
-            attempt.succeeded();
+            attempt.succeeded().await;
             gw.metrics.auth("login", AuthResult::Ok);
             Ok(u)
         }
         None => {
-            attempt.failed();
+            attempt.failed().await;
             gw.metrics.auth("login", AuthResult::Invalid);
             tracing::info!(user = %username.escape_debug(), peer = %ip, "login failed");
             Err(GatewayError::Unauthenticated(
@@ -401,7 +403,7 @@ pub async fn store_session(
     let id = SessionId::generate();
     let now = record.created_ms;
     let ttl = session::ttl(&record, cfg, now);
-    gw.sessions
+    gw.store
         .create(id.key(), record.clone(), ttl)
         .await
         .map_err(|e| GatewayError::StoreUnavailable(Box::new(e)))?;
@@ -525,13 +527,12 @@ async fn logout(
     let mut provider_logout = None;
     for &key in &keys {
         if let Some(r) = gw
-            .sessions
+            .store
             .delete(key)
             .await
             .map_err(|e| GatewayError::StoreUnavailable(Box::new(e)))?
         {
             tracing::info!(user = %r.user, session = %&key.hex()[..12], "logged out");
-            gw.ended.session(key);
             if provider_logout.is_none() {
                 provider_logout = oidc::logout_location(snap, conn, &parts, &r);
             }

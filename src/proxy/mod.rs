@@ -20,7 +20,7 @@ use crate::auth::{self, Identity};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Snapshot};
-use crate::liveness::{Liveness, StreamWatch};
+use crate::revocation::liveness::{Liveness, StreamWatch};
 use crate::route;
 use crate::server::ConnInfo;
 use crate::upstream::sticky;
@@ -277,11 +277,10 @@ async fn handle_inner(
         pinned,
     );
     // Learn mode across replicas: an app cookie another replica learned.
-    if let (Some(value), crate::session::Store::Redis(r)) = (
-        sticky::learn_miss(upstream, &parts, &affinity),
-        &gw.sessions,
-    ) {
-        if let Some(addr) = r.learned_get(&upstream.name, value).await {
+    if let Some(value) =
+        sticky::learn_miss(upstream, &parts, &affinity).filter(|_| gw.store.shares_learned())
+    {
+        if let Some(addr) = gw.store.learned_get(&upstream.name, value).await {
             affinity.pin_learned(upstream, &set, &addr);
         }
     }
@@ -353,15 +352,18 @@ async fn handle_inner(
         response.headers(),
         secure,
     );
-    if let (crate::session::Store::Redis(r), Some(sticky)) = (&gw.sessions, &upstream.sticky) {
+    if let Some(sticky) = upstream
+        .sticky
+        .as_ref()
+        .filter(|_| gw.store.shares_learned())
+    {
         for (value, addr) in affinity_out.learned {
-            // Off the request path: other replicas learn it a moment later.
-            let (r, name, ttl) = (r.clone(), upstream.name.clone(), sticky.ttl);
-            tokio::spawn(async move { r.learned_put(&name, &value, &addr, ttl).await });
+            gw.store
+                .learned_put(&upstream.name, value, addr, sticky.ttl);
         }
     }
     if let (Some(backend), Some(key)) = (&affinity_out.record, session_key) {
-        if let Err(e) = gw.sessions.pin_backend(key, &upstream.name, backend).await {
+        if let Err(e) = gw.store.pin_backend(key, &upstream.name, backend).await {
             tracing::warn!(error = %e, "could not record the sticky backend in the session");
         }
     }

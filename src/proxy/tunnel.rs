@@ -2,7 +2,7 @@
 //! either side closes, shutdown's grace ends it, or the credential it was
 //! opened with ends.
 //!
-//! The credential is watched without polling (`crate::liveness`): the
+//! The credential is watched without polling (`crate::revocation::liveness`): the
 //! tunnel sleeps on its registration's doorbell and on one timer for the
 //! credential's own deadline. Woken by a revocation naming it, it looks in
 //! memory; at the deadline it asks the store (a session may have been used
@@ -11,7 +11,7 @@
 //! the TCP close, so browsers report why instead of 1006.
 
 use crate::gateway::Gateway;
-use crate::liveness::{instant_at, Liveness};
+use crate::revocation::liveness::{instant_at, Liveness};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
@@ -48,7 +48,7 @@ pub(super) async fn run(
         let Some(l) = &liveness else {
             return std::future::pending().await;
         };
-        let registration = gw.ended.watchers().register(l.keys());
+        let registration = gw.revocation.watchers().register(l.keys());
         // The signal starts rung: the first turn of the loop looks (with
         // the store) at where the credential stands now.
         let mut next = None;

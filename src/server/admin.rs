@@ -91,11 +91,8 @@ fn readyz(gw: &Gateway) -> Response<Body> {
     if gw.is_shutting_down() {
         reasons.push("shutting down".into());
     }
-    if !gw.sessions.is_reachable() {
-        reasons.push(format!(
-            "session store ({}) unreachable",
-            gw.sessions.kind()
-        ));
+    if let Some(why) = gw.store.not_ready() {
+        reasons.push(format!("session store unreachable: {why}"));
     }
     for up in &gw.snapshot().upstreams {
         if !up.resolved.load(Relaxed) {
@@ -224,7 +221,7 @@ async fn revoke_token(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     };
     match crate::tokens::revoke(
         gw,
-        crate::tokens::Revoke::Jti {
+        crate::revocation::Revoke::Jti {
             jti: jti.to_string(),
             exp,
         },
@@ -245,7 +242,7 @@ async fn revoke_token(gw: &Gateway, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-fn store_error(e: crate::session::StoreError) -> Response<Body> {
+fn store_error(e: crate::state::StoreError) -> Response<Body> {
     tracing::warn!(error = %e, "admin: session store failed");
     error(StatusCode::SERVICE_UNAVAILABLE, "session store unavailable")
 }
@@ -266,7 +263,7 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
                 );
             };
             let snap = gw.snapshot();
-            match gw.sessions.list_user(&user).await {
+            match gw.store.list_user(&user).await {
                 Ok(list) => {
                     let cfg = &snap.config.sessions;
                     let sessions: Vec<_> = list
@@ -295,9 +292,8 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
             let Some(key) = crate::session::SessionKey::from_hex(id) else {
                 return error(StatusCode::BAD_REQUEST, "a session id is 64 hex characters");
             };
-            match gw.sessions.delete(key).await {
+            match gw.store.delete(key).await {
                 Ok(Some(r)) => {
-                    gw.ended.session(key);
                     tracing::info!(user = %r.user, session = %&id[..12], "admin revoked a session");
                     json(StatusCode::OK, json!({ "revoked": id }).to_string())
                 }
@@ -309,11 +305,10 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
             let Some(user) = crate::percent::decode_strict(name) else {
                 return error(StatusCode::BAD_REQUEST, "malformed user name");
             };
-            let sessions = match gw.sessions.delete_user(&user).await {
+            let sessions = match gw.store.delete_user(&user).await {
                 Ok(n) => n,
                 Err(e) => return store_error(e),
             };
-            gw.ended.user(&user);
             let snap = gw.snapshot();
             match crate::tokens::revoke_user_tokens(gw, &snap, &user).await {
                 Ok(families) => {

@@ -1,20 +1,16 @@
-//! Server-side sessions (SPEC 6): ids, records, the store trait with its
-//! memory and Redis implementations, and the per-request lookup.
+//! Server-side sessions (SPEC 6): ids, records, their deadlines and
+//! cookies. Where sessions are stored is `crate::state`.
 //!
 //! A session id is 256 bits from the OS CSPRNG, sent to the browser in a
 //! cookie and never stored: stores key sessions by SHA-256 of the id, so a
 //! leaked store (or admin listing) does not hand out usable cookies.
 
-pub mod memory;
-pub mod redis;
-
 use crate::auth::{Identity, Method};
-use crate::config::sessions::{Sessions as SessionsConfig, StoreKind};
+use crate::config::sessions::Sessions as SessionsConfig;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -205,207 +201,6 @@ pub fn ttl(record: &Record, cfg: &SessionsConfig, now_ms: u64) -> Duration {
     cfg.idle_timeout.min(Duration::from_millis(left.max(1)))
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("session store unreachable")]
-    Unavailable,
-    #[error("session store error: {0}")]
-    Backend(#[source] ::redis::RedisError),
-    #[error("corrupt session record: {0}")]
-    Corrupt(#[source] serde_json::Error),
-}
-
-/// One place sessions live. Implementations: [`memory::MemoryStore`] (the
-/// embedded default) and [`redis::RedisStore`] (shared by replicas).
-pub trait SessionStore: Send + Sync {
-    fn create(
-        &self,
-        key: SessionKey,
-        record: Record,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn get(
-        &self,
-        key: SessionKey,
-    ) -> impl Future<Output = Result<Option<SessionView>, StoreError>> + Send;
-    /// Slides the idle deadline: `last_seen` = `now_ms`, kept for `ttl`.
-    fn touch(
-        &self,
-        key: SessionKey,
-        now_ms: u64,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    fn delete(
-        &self,
-        key: SessionKey,
-    ) -> impl Future<Output = Result<Option<Arc<Record>>, StoreError>> + Send;
-    fn list_user(
-        &self,
-        user: &str,
-    ) -> impl Future<Output = Result<Vec<(SessionKey, SessionView)>, StoreError>> + Send;
-    /// Deletes every session of `user`; returns how many.
-    fn delete_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Records that the session's requests to `upstream` go to `backend`
-    /// (sticky identity mode). A session that no longer exists stays gone.
-    fn pin_backend(
-        &self,
-        key: SessionKey,
-        upstream: &str,
-        backend: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// The configured store. An enum rather than a trait object: the two are
-/// known, and this keeps the per-request call a plain match.
-#[derive(Clone)]
-pub enum Store {
-    Memory(Arc<memory::MemoryStore>),
-    Redis(Arc<redis::RedisStore>),
-}
-
-impl Store {
-    pub fn new(cfg: &SessionsConfig, metrics: Arc<crate::metrics::Metrics>) -> Store {
-        match &cfg.store {
-            StoreKind::Memory => Store::Memory(memory::MemoryStore::start(cfg, metrics)),
-            StoreKind::Redis { url } => Store::Redis(redis::RedisStore::start(url, cfg)),
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Store::Memory(_) => "memory",
-            Store::Redis(_) => "redis",
-        }
-    }
-
-    /// Applies what a reload may change in a running store (the store kind,
-    /// URL and key prefix need a restart). The memory store keeps no
-    /// lookup cache: `cache_ttl` is for Redis.
-    pub fn apply(&self, cfg: &SessionsConfig) {
-        if let Store::Redis(r) = self {
-            r.set_cache_ttl(cfg.cache_ttl);
-        }
-    }
-
-    pub async fn create(
-        &self,
-        key: SessionKey,
-        record: Record,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(s) => s.create(key, record, ttl).await,
-            Store::Redis(s) => s.create(key, record, ttl).await,
-        }
-    }
-
-    pub async fn get(&self, key: SessionKey) -> Result<Option<SessionView>, StoreError> {
-        match self {
-            Store::Memory(s) => s.get(key).await,
-            Store::Redis(s) => s.get(key).await,
-        }
-    }
-
-    pub async fn touch(
-        &self,
-        key: SessionKey,
-        now_ms: u64,
-        ttl: Duration,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(s) => s.touch(key, now_ms, ttl).await,
-            Store::Redis(s) => s.touch(key, now_ms, ttl).await,
-        }
-    }
-
-    pub async fn delete(&self, key: SessionKey) -> Result<Option<Arc<Record>>, StoreError> {
-        match self {
-            Store::Memory(s) => s.delete(key).await,
-            Store::Redis(s) => s.delete(key).await,
-        }
-    }
-
-    pub async fn list_user(
-        &self,
-        user: &str,
-    ) -> Result<Vec<(SessionKey, SessionView)>, StoreError> {
-        match self {
-            Store::Memory(s) => s.list_user(user).await,
-            Store::Redis(s) => s.list_user(user).await,
-        }
-    }
-
-    pub async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
-        match self {
-            Store::Memory(s) => s.delete_user(user).await,
-            Store::Redis(s) => s.delete_user(user).await,
-        }
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(s) => s.ping().await,
-            Store::Redis(s) => s.ping().await,
-        }
-    }
-
-    pub async fn pin_backend(
-        &self,
-        key: SessionKey,
-        upstream: &str,
-        backend: &str,
-    ) -> Result<(), StoreError> {
-        match self {
-            Store::Memory(s) => s.pin_backend(key, upstream, backend).await,
-            Store::Redis(s) => s.pin_backend(key, upstream, backend).await,
-        }
-    }
-
-    /// Waits up to `limit` for a first connection to the store (Redis), so
-    /// a gateway started next to a healthy Redis serves sessions from its
-    /// first request. Start-up goes on either way.
-    pub async fn wait_connected(&self, limit: Duration) {
-        if let Store::Redis(s) = self {
-            let deadline = tokio::time::Instant::now() + limit;
-            while !s.is_connected() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-
-    /// Whether the store answered its last health check.
-    pub fn is_reachable(&self) -> bool {
-        match self {
-            Store::Memory(_) => true,
-            Store::Redis(s) => s.is_reachable(),
-        }
-    }
-
-    /// Looks up a live session by its key (from the cookie's id), sliding its idle
-    /// deadline (writes coalesced to one per 1% of `idle_timeout`).
-    /// `Ok(None)`: no such live session (unknown, forged, expired).
-    pub async fn authenticate(
-        &self,
-        key: SessionKey,
-        cfg: &SessionsConfig,
-    ) -> Result<Option<(SessionKey, SessionView)>, StoreError> {
-        let Some(view) = self.get(key).await? else {
-            return Ok(None);
-        };
-        let now = now_ms();
-        if !view.is_live(cfg, now) {
-            return Ok(None);
-        }
-        let slack = (cfg.idle_timeout.as_millis() as u64 / 100).max(1);
-        if now.saturating_sub(view.last_seen_ms) >= slack {
-            let ttl = ttl(&view.record, cfg, now);
-            self.touch(key, now, ttl).await?;
-        }
-        Ok(Some((key, view)))
-    }
-}
-
 /// `Set-Cookie` for a new session (SPEC 6: HttpOnly, Secure and SameSite
 /// per config, Path=/). A browser-session cookie: the server enforces the
 /// idle and absolute deadlines.
@@ -552,58 +347,5 @@ mod tests {
         assert_eq!(late.expires_at_ms(&cfg), 1_100_000, "absolute cap wins");
         assert!(!late.is_live(&cfg, 1_100_000));
         assert_eq!(ttl(&rec, &cfg, 1_095_000), Duration::from_secs(5));
-    }
-}
-
-/// Sessions that ended (logout, admin revocation, revoke-all), here or on
-/// another replica (through the Redis event feed), so long-lived
-/// connections can tell without a store round trip; and the doorbell that
-/// wakes the ones a revocation ends (`crate::liveness`).
-///
-/// Who writes: logout, the admin API, the Redis subscriber; token
-/// revocations ring through [`Ended::ring`]. Who reads: tunnels and
-/// streamed responses, woken by their keys. Entries are pruned once older
-/// than a day (no stream outlives its session's absolute cap by that much
-/// in practice).
-#[derive(Default)]
-pub struct Ended {
-    sessions: dashmap::DashMap<SessionKey, u64>,
-    users: dashmap::DashMap<String, u64>,
-    watchers: Arc<crate::liveness::Watchers>,
-}
-
-const ENDED_KEEP_MS: u64 = 24 * 3600 * 1000;
-const ENDED_MAX: usize = 200_000;
-
-impl Ended {
-    /// Where long-lived connections register to be woken.
-    pub fn watchers(&self) -> &Arc<crate::liveness::Watchers> {
-        &self.watchers
-    }
-
-    /// Wakes the connections registered under `key`; call after the
-    /// revocation it stands for is in place, so they see it.
-    pub fn ring(&self, key: &crate::liveness::Key) {
-        self.watchers.fire(key);
-    }
-
-    pub fn session(&self, key: SessionKey) {
-        let now = now_ms();
-        if self.sessions.len() >= ENDED_MAX {
-            self.sessions
-                .retain(|_, t| now.saturating_sub(*t) < ENDED_KEEP_MS);
-        }
-        self.sessions.insert(key, now);
-        self.ring(&crate::liveness::Key::Session(key));
-    }
-
-    /// Every session of `user` that existed until now has ended.
-    pub fn user(&self, user: &str) {
-        self.users.insert(user.to_string(), now_ms());
-        self.ring(&crate::liveness::Key::User(user.into()));
-    }
-
-    pub fn has_ended(&self, key: SessionKey, user: &str, opened_ms: u64) -> bool {
-        self.sessions.contains_key(&key) || self.users.get(user).is_some_and(|t| *t >= opened_ms)
     }
 }

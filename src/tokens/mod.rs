@@ -16,242 +16,32 @@
 //! ```
 
 pub mod keys;
-pub mod redis;
 pub mod refresh;
 
-use crate::auth::revocation::TokenFacts;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Snapshot};
 use crate::login;
 use crate::proxy::respond;
+use crate::revocation::{Revoke, TokenFacts};
 use crate::server::ConnInfo;
-use crate::session::{self, unix_now, Store};
+use crate::session::{self, unix_now};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use refresh::{memory::MemoryRefresh, Grant, NewFamily, Pair, Presented, Rotation};
+use refresh::{Grant, NewFamily, Pair, Presented, Rotation};
 use serde_json::{json, Value};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-/// How long a revoke-all mark is kept: longer than any token it could
-/// still have to refuse (access tokens live minutes, external ones hours).
-pub const SUBJECT_MARK_TTL: Duration = Duration::from_secs(7 * 86400);
-
-/// Where refresh tokens live: beside the sessions.
-#[derive(Clone)]
-pub enum RefreshStore {
-    Memory(Arc<MemoryRefresh>),
-    Redis(Arc<session::redis::RedisStore>),
-}
-
-impl RefreshStore {
-    pub fn new(sessions: &Store) -> RefreshStore {
-        match sessions {
-            Store::Memory(_) => RefreshStore::Memory(MemoryRefresh::start()),
-            Store::Redis(r) => RefreshStore::Redis(r.clone()),
-        }
-    }
-
-    async fn create(&self, f: &NewFamily<'_>) -> Result<(), GatewayError> {
-        match self {
-            RefreshStore::Memory(m) => {
-                m.create(f);
-                Ok(())
-            }
-            RefreshStore::Redis(r) => redis::create(r, f).await.map_err(store_err),
-        }
-    }
-
-    async fn rotate(
-        &self,
-        t: &Presented,
-        now: u64,
-        grace_ms: u64,
-    ) -> Result<Rotation, GatewayError> {
-        match self {
-            RefreshStore::Memory(m) => Ok(m.rotate(t, now, grace_ms)),
-            RefreshStore::Redis(r) => redis::rotate(r, t, now, grace_ms).await.map_err(store_err),
-        }
-    }
-
-    async fn complete(
-        &self,
-        old: &Presented,
-        next: [u8; 32],
-        expires_ms: u64,
-        pair: &Pair,
-        grace_ms: u64,
-    ) -> Result<(), GatewayError> {
-        let now = session::now_ms();
-        let pair = (grace_ms > 0).then_some(pair);
-        match self {
-            RefreshStore::Memory(m) => {
-                m.complete(old, next, expires_ms, pair, now);
-                Ok(())
-            }
-            RefreshStore::Redis(r) => {
-                redis::complete(r, old, next, expires_ms, pair, now, grace_ms)
-                    .await
-                    .map_err(store_err)
-            }
-        }
-    }
-
-    async fn revoke_family(&self, family: &str) -> Result<(), GatewayError> {
-        match self {
-            RefreshStore::Memory(m) => {
-                m.revoke_family(family);
-                Ok(())
-            }
-            RefreshStore::Redis(r) => redis::revoke_family(r, family).await.map_err(store_err),
-        }
-    }
-
-    async fn revoke_user(&self, user: &str) -> Result<Vec<String>, GatewayError> {
-        match self {
-            RefreshStore::Memory(m) => Ok(m.revoke_user(user)),
-            RefreshStore::Redis(r) => redis::revoke_user(r, user).await.map_err(store_err),
-        }
-    }
-}
-
-fn store_err(e: session::StoreError) -> GatewayError {
+fn store_err(e: crate::state::StoreError) -> GatewayError {
     GatewayError::StoreUnavailable(Box::new(e))
 }
 
-/// One revocation, applied here and announced to every replica.
-#[derive(Debug, Clone)]
-pub enum Revoke {
-    /// One access token, until its `exp`.
-    Jti { jti: String, exp: u64 },
-    /// Every access token of a refresh family (`sid` claim).
-    Family { sid: String, until: u64 },
-    /// Every token of a subject issued at or before `mark`.
-    Subject { sub: String, mark: u64 },
-}
-
-impl Revoke {
-    /// The event text: `<kind>:<number>:<name>` (the name may hold `:`).
-    fn event(&self) -> String {
-        match self {
-            Revoke::Jti { jti, exp } => format!("jti:{exp}:{jti}"),
-            Revoke::Family { sid, until } => format!("sid:{until}:{sid}"),
-            Revoke::Subject { sub, mark } => format!("sub:{mark}:{sub}"),
-        }
-    }
-
-    fn parse(event: &str) -> Option<Revoke> {
-        let (kind, rest) = event.split_once(':')?;
-        let (n, name) = rest.split_once(':')?;
-        let n: u64 = n.parse().ok()?;
-        let name = name.to_string();
-        match kind {
-            "jti" => Some(Revoke::Jti { jti: name, exp: n }),
-            "sid" => Some(Revoke::Family {
-                sid: name,
-                until: n,
-            }),
-            "sub" => Some(Revoke::Subject { sub: name, mark: n }),
-            _ => None,
-        }
-    }
-
-    /// Puts the revocation in place, then wakes the long-lived connections
-    /// it may end (they look again and find it).
-    fn apply(&self, gw: &Gateway) {
-        use crate::liveness::Key;
-        let now = unix_now();
-        let key = match self {
-            Revoke::Jti { jti, exp } => {
-                gw.revocations.revoke_jti(jti, *exp, now);
-                Key::Jti(jti.as_str().into())
-            }
-            Revoke::Family { sid, until } => {
-                gw.revocations.revoke_sid(sid, *until, now);
-                Key::Sid(sid.as_str().into())
-            }
-            Revoke::Subject { sub, mark } => {
-                gw.revocations.revoke_subject(sub, *mark);
-                Key::User(sub.as_str().into())
-            }
-        };
-        gw.ended.ring(&key);
-    }
-}
-
-/// Applies `r` on this replica, and with the Redis store also persists and
-/// announces it, so every replica applies it within moments (and one that
-/// was disconnected reloads it when it reconnects).
+/// Applies `r` on this replica and announces it to every other.
 pub async fn revoke(gw: &Gateway, r: Revoke) -> Result<(), GatewayError> {
-    r.apply(gw);
-    if let Store::Redis(s) = &gw.sessions {
-        redis::publish_revocation(
-            s,
-            &r.event(),
-            match &r {
-                Revoke::Jti { exp, .. } => *exp,
-                Revoke::Family { until, .. } => *until,
-                Revoke::Subject { mark, .. } => mark + SUBJECT_MARK_TTL.as_secs(),
-            },
-        )
-        .await
-        .map_err(store_err)?;
-    }
-    Ok(())
-}
-
-/// Lets a Redis-backed gateway hear revocations from other replicas, and
-/// reload them all after every (re)subscription.
-pub fn install_revocation_sync(gw: &Arc<Gateway>) {
-    let Store::Redis(s) = &gw.sessions else {
-        return;
-    };
-    let weak: Weak<Gateway> = Arc::downgrade(gw);
-    let store = Arc::downgrade(s);
-    s.set_event_hook(Arc::new(move |ev| {
-        let Some(gw) = weak.upgrade() else { return };
-        match ev {
-            session::redis::StoreEvent::Message(m) => {
-                if let Some(r) = Revoke::parse(m) {
-                    r.apply(&gw);
-                }
-            }
-            session::redis::StoreEvent::Subscribed => {
-                // Sessions ended elsewhere while the feed was down were not
-                // announced: every watched connection looks again.
-                gw.ended.watchers().fire_all();
-                let (weak, store) = (Arc::downgrade(&gw), store.clone());
-                tokio::spawn(async move {
-                    // The command connection may still be reconnecting after
-                    // the same outage: retry for a while.
-                    for attempt in 0..50u32 {
-                        let Some(s) = store.upgrade() else { return };
-                        match redis::load_revocations(&s).await {
-                            Ok(events) => {
-                                if let Some(gw) = weak.upgrade() {
-                                    for e in &events {
-                                        if let Some(r) = Revoke::parse(e) {
-                                            r.apply(&gw);
-                                        }
-                                    }
-                                    tracing::debug!(count = events.len(), "revocations reloaded from Redis");
-                                }
-                                return;
-                            }
-                            Err(e) if attempt == 49 => tracing::warn!(error = %e, "could not reload revocations from Redis"),
-                            Err(_) => {}
-                        }
-                        drop(s);
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                });
-            }
-        }
-    }));
+    gw.store.revoke(r).await.map_err(store_err)
 }
 
 /// Mints an access token and a refresh token for `grant` in `family`;
@@ -484,8 +274,8 @@ async fn token(
             let family = crate::crypto::hex(&crate::crypto::random_bytes::<16>());
             let (pair, hash) = mint(snap, &grant, &family)?;
             let now = session::now_ms();
-            gw.tokens
-                .create(&NewFamily {
+            gw.store
+                .family_create(&NewFamily {
                     family: &family,
                     user: &grant.user,
                     hash,
@@ -538,7 +328,11 @@ async fn refresh(
     // A concurrent refresh of the same token is minting right now: wait for
     // its pair (bounded), rather than fail a legitimate second tab.
     for _ in 0..100 {
-        match gw.tokens.rotate(&token, session::now_ms(), grace).await? {
+        match gw
+            .store
+            .family_rotate(&token, session::now_ms(), grace)
+            .await?
+        {
             Rotation::Won {
                 family,
                 user,
@@ -555,8 +349,8 @@ async fn refresh(
                 };
                 let (pair, next) = mint(snap, &grant, &family)?;
                 let expires = session::now_ms() + login.refresh_token_ttl.as_millis() as u64;
-                gw.tokens
-                    .complete(&token, next, expires.min(ends_ms), &pair, grace)
+                gw.store
+                    .family_complete(&token, next, expires.min(ends_ms), &pair, grace)
                     .await?;
                 gw.metrics.auth("token", crate::metrics::AuthResult::Ok);
                 return Ok(token_response(&pair));
@@ -594,7 +388,7 @@ async fn revoke_family_everywhere(
     login: &crate::config::sessions::Login,
     family: &str,
 ) -> Result<(), GatewayError> {
-    gw.tokens.revoke_family(family).await?;
+    gw.store.family_revoke(family).await?;
     let until = unix_now() + login.access_token_ttl.as_secs() + 60;
     revoke(
         gw,
@@ -670,7 +464,7 @@ pub async fn revoke_user_tokens(
     snap: &Snapshot,
     user: &str,
 ) -> Result<usize, GatewayError> {
-    let families = gw.tokens.revoke_user(user).await?;
+    let families = gw.store.families_revoke_user(user).await?;
     let until = unix_now()
         + snap
             .config
@@ -706,33 +500,6 @@ pub fn facts(claims: &Value) -> TokenFacts<'_> {
         jti: claims["jti"].as_str(),
         sid: claims["sid"].as_str(),
         iat: claims["iat"].as_u64(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn revocation_events_round_trip_names_with_colons() {
-        for r in [
-            Revoke::Jti {
-                jti: "a:b".into(),
-                exp: 5,
-            },
-            Revoke::Family {
-                sid: "f".into(),
-                until: 7,
-            },
-            Revoke::Subject {
-                sub: "user:x".into(),
-                mark: 9,
-            },
-        ] {
-            assert_eq!(Revoke::parse(&r.event()).unwrap().event(), r.event());
-        }
-        assert!(Revoke::parse("session:abc").is_none());
-        assert!(Revoke::parse("jti:notanumber:x").is_none());
     }
 }
 

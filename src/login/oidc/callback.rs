@@ -336,19 +336,14 @@ async fn finish(
 
 /// Marks the flow's state used; `false` when it already was, here or (with
 /// the Redis store) on any replica.
-async fn first_use(gw: &Gateway, flow: &FlowState, now: u64) -> Result<bool, session::StoreError> {
-    if !gw.oidc_states.first_use(&flow.state, flow.expires, now) {
-        return Ok(false);
-    }
-    if let session::Store::Redis(r) = &gw.sessions {
-        let key = format!(
-            "oidc-state:{}",
-            crate::crypto::hex(&crate::crypto::sha256(flow.state.as_bytes()))
-        );
-        let ttl = std::time::Duration::from_secs(flow.expires.saturating_sub(now).max(1));
-        return r.set_once(&key, ttl).await;
-    }
-    Ok(true)
+async fn first_use(
+    gw: &Gateway,
+    flow: &FlowState,
+    now: u64,
+) -> Result<bool, crate::state::StoreError> {
+    gw.store
+        .first_use("oidc-state", &flow.state, flow.expires, now)
+        .await
 }
 
 /// What the token endpoint gave.

@@ -25,7 +25,6 @@ pub mod state;
 
 pub use callback::{callback, MAX_ID_TOKEN_BYTES};
 pub use provider::{Provider, Providers};
-pub use state::UsedStates;
 
 use self::provider::Metadata;
 use self::state::FlowState;

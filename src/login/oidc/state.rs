@@ -19,9 +19,7 @@ use crate::config::sessions::Sessions as SessionsConfig;
 use crate::crypto::Mac;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// The state cookie's name.
@@ -156,62 +154,4 @@ pub fn random_token() -> String {
 /// (RFC 7636 section 4.2).
 pub fn pkce_challenge(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(crate::crypto::sha256(verifier.as_bytes()))
-}
-
-/// States already used in this process, each kept until its flow would
-/// have expired anyway. With the Redis session store the same is also
-/// recorded in Redis, so a replica that never saw the first use still
-/// refuses a replay (see `mod.rs`).
-///
-/// Who writes: callbacks, once per verified state cookie. Who reads: the
-/// same. A `DashMap`, no lock across an await; expired entries are swept
-/// every [`SWEEP_EVERY`] insertions, so the map holds at most the states
-/// used in the last [`STATE_TTL`] plus one sweep's worth.
-#[derive(Default)]
-pub struct UsedStates {
-    seen: DashMap<[u8; 32], u64>,
-    inserts: AtomicU64,
-}
-
-/// Insertions between sweeps of expired entries.
-pub const SWEEP_EVERY: u64 = 256;
-
-impl UsedStates {
-    /// Records `state` as used until `expires`; `false` if it already was.
-    pub fn first_use(&self, state: &str, expires: u64, now: u64) -> bool {
-        if self.inserts.fetch_add(1, Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.seen.retain(|_, until| *until > now);
-        }
-        let key = crate::crypto::sha256(state.as_bytes());
-        match self.seen.entry(key) {
-            dashmap::Entry::Occupied(mut e) => {
-                if *e.get() > now {
-                    false
-                } else {
-                    e.insert(expires);
-                    true
-                }
-            }
-            dashmap::Entry::Vacant(v) => {
-                v.insert(expires);
-                true
-            }
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-}
-
-impl std::fmt::Debug for UsedStates {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UsedStates")
-            .field("len", &self.seen.len())
-            .finish()
-    }
 }

@@ -1,7 +1,7 @@
 use super::callback::{email_allowed, email_unverified};
 use super::provider::{check_document, ClientAuth};
 use super::state::{
-    clear_cookie, pkce_challenge, random_token, set_cookie, CookieError, FlowState, UsedStates,
+    clear_cookie, pkce_challenge, random_token, set_cookie, CookieError, FlowState,
 };
 use super::*;
 use crate::config::sessions::Sessions as SessionsConfig;
@@ -100,21 +100,6 @@ fn pkce_s256_matches_rfc_7636_appendix_b() {
     let t = random_token();
     assert_eq!(t.len(), 43);
     assert_ne!(t, random_token());
-}
-
-#[test]
-fn a_state_is_used_once_until_it_expires() {
-    let used = UsedStates::default();
-    assert!(used.first_use("s1", 100, 10));
-    assert!(!used.first_use("s1", 100, 50));
-    assert!(used.first_use("s2", 100, 50));
-    // Past its expiry the entry means nothing (the cookie is refused
-    // anyway) and the sweep removes it.
-    for i in 0..state::SWEEP_EVERY {
-        used.first_use(&format!("x{i}"), 150, 120);
-    }
-    assert!(used.len() < state::SWEEP_EVERY as usize + 3);
-    assert!(used.first_use("s1", 300, 200));
 }
 
 #[test]

@@ -23,10 +23,11 @@
 //! sessions so memory stays bounded by live ones; it holds a weak
 //! reference and ends when the store is dropped.
 
-use super::{now_ms, Record, SessionKey, SessionStore, SessionView, StoreError};
 use crate::auth::Identity;
 use crate::config::sessions::Sessions as SessionsConfig;
 use crate::metrics::Metrics;
+use crate::session::{now_ms, Record, SessionKey, SessionView};
+use crate::state::{SessionStore, StoreError};
 use hashbrown::HashTable;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashSet};
@@ -74,7 +75,7 @@ struct Entry {
 /// What an OIDC login adds to a session.
 struct OidcExtra {
     extra: Vec<(String, String)>,
-    id_token: Option<super::IdTokenHint>,
+    id_token: Option<crate::session::IdTokenHint>,
 }
 
 impl Entry {

@@ -234,7 +234,9 @@ impl Liveness {
     /// Without a store round trip: what this replica knows has ended.
     pub fn holds_now(&self, gw: &Gateway, opened_ms: u64) -> bool {
         match self {
-            Liveness::Session { key, user } => !gw.ended.has_ended(*key, user, opened_ms),
+            Liveness::Session { key, user } => {
+                !gw.revocation.ended().has_ended(*key, user, opened_ms)
+            }
             Liveness::Token {
                 sub,
                 jti,
@@ -244,7 +246,7 @@ impl Liveness {
                 issuer,
             } => {
                 let now = crate::session::unix_now();
-                let facts = crate::auth::revocation::TokenFacts {
+                let facts = super::TokenFacts {
                     sub,
                     jti: jti.as_deref(),
                     sid: sid.as_deref(),
@@ -254,7 +256,8 @@ impl Liveness {
                     &gw.snapshot().config,
                     issuer.as_deref().unwrap_or(""),
                 );
-                exp.is_none_or(|e| now < e) && !gw.revocations.is_revoked(facts, now, leeway)
+                exp.is_none_or(|e| now < e)
+                    && !gw.revocation.tokens().is_revoked(facts, now, leeway)
             }
         }
     }
@@ -267,7 +270,7 @@ impl Liveness {
             return None;
         }
         match self {
-            Liveness::Session { key, .. } => match gw.sessions.get(*key).await {
+            Liveness::Session { key, .. } => match gw.store.get(*key).await {
                 Ok(Some(v)) => {
                     let cfg = &gw.snapshot().config.sessions;
                     let now = crate::session::now_ms();
@@ -340,7 +343,7 @@ impl StreamWatch {
         let keys = self.liveness.keys();
         let deadline_ms = self.deadline_ms;
         self.armed.get_or_insert_with(|| Armed {
-            registration: gw.ended.watchers().register(keys),
+            registration: gw.revocation.watchers().register(keys),
             deadline: deadline_ms.map(|d| Box::pin(tokio::time::sleep_until(instant_at(d)))),
         })
     }

@@ -1,20 +1,12 @@
-//! Refresh-token families and revocations in Redis (the replicas' shared
-//! store). Keys, under `key_prefix`:
-//! - `fam:<id>`: a family, one hash however often it rotates: `user`,
-//!   `cur` (hex SHA-256 of the current token), `state` (`fresh`/`pending`),
-//!   `at` (when pending began), `prev` and `prev_at` (the token rotated
-//!   last, for the grace window), `exp` (the current token's expiry),
-//!   `ends` (login + `refresh_token_max_age`), `revoked`; expiring with the
-//!   current token. `famr:<id>`: the successor pair handed out again for
-//!   `prev`, kept only for `refresh_reuse_grace`.
-//! - `ufam:<user>`: the user's families, for revoke-all.
-//! - `revoked:<kind>:<name>`: revocations, expiring when they stop
-//!   mattering; also announced on `<key_prefix>events`.
+//! Refresh-token families and token revocations in Redis (keys: see
+//! `keys.rs`). A family's hash and its replay pair share one hash tag, so
+//! the rotation scripts run on one slot; the user's family index is a
+//! separate write (another tag).
 
-use super::refresh::{NewFamily, Pair, Presented, Rotation};
-use crate::session::redis::RedisStore;
-use crate::session::StoreError;
-
+use super::RedisStore;
+use crate::revocation::{Event, Revoke};
+use crate::state::StoreError;
+use crate::tokens::refresh::{NewFamily, Pair, Presented, Rotation};
 /// Decides a rotation atomically. KEYS: family, replay pair. ARGV: the
 /// presented token's hash, now, grace, the mint timeout (the current token
 /// waits for a successor being minted, or wins again once that was given
@@ -57,15 +49,31 @@ fn hex(h: &[u8; 32]) -> String {
     crate::crypto::hex(h)
 }
 
-fn keys(s: &RedisStore, family: &str) -> (String, String) {
-    let p = &s.prefix;
-    (format!("{p}fam:{family}"), format!("{p}famr:{family}"))
-}
-
 pub async fn create(s: &RedisStore, f: &NewFamily<'_>) -> Result<(), StoreError> {
-    let (fam, _) = keys(s, f.family);
-    let ufam = format!("{}ufam:{}", s.prefix, f.user);
+    let (fam, _) = s.keys.family(f.family);
     let exp = f.expires_ms.min(f.ends_ms);
+    // The index first (another tag): a family is never unlisted, so
+    // revoke-all always finds it.
+    let ufam = s.keys.user_families(f.user);
+    let mut index = redis::pipe();
+    index
+        .cmd("SADD")
+        .arg(&ufam)
+        .arg(f.family)
+        .ignore()
+        // The index lives as long as the longest family could: rotations
+        // extend a family up to its end, never past it.
+        .cmd("PEXPIREAT")
+        .arg(&ufam)
+        .arg(f.ends_ms)
+        .arg("GT")
+        .ignore()
+        .cmd("PEXPIREAT")
+        .arg(&ufam)
+        .arg(f.ends_ms)
+        .arg("NX")
+        .ignore();
+    s.run::<()>(&index).await?;
     let mut pipe = redis::pipe();
     pipe.cmd("HSET")
         .arg(&fam)
@@ -87,22 +95,6 @@ pub async fn create(s: &RedisStore, f: &NewFamily<'_>) -> Result<(), StoreError>
         .cmd("PEXPIREAT")
         .arg(&fam)
         .arg(exp)
-        .ignore()
-        .cmd("SADD")
-        .arg(&ufam)
-        .arg(f.family)
-        .ignore()
-        // The index lives as long as the longest family could: rotations
-        // extend a family up to its end, never past it.
-        .cmd("PEXPIREAT")
-        .arg(&ufam)
-        .arg(f.ends_ms)
-        .arg("GT")
-        .ignore()
-        .cmd("PEXPIREAT")
-        .arg(&ufam)
-        .arg(f.ends_ms)
-        .arg("NX")
         .ignore();
     s.run::<()>(&pipe).await
 }
@@ -113,7 +105,7 @@ pub async fn rotate(
     now_ms: u64,
     grace_ms: u64,
 ) -> Result<Rotation, StoreError> {
-    let (fam, replay) = keys(s, &t.family);
+    let (fam, replay) = s.keys.family(&t.family);
     let mut pipe = redis::pipe();
     pipe.cmd("EVAL")
         .arg(ROTATE)
@@ -123,7 +115,7 @@ pub async fn rotate(
         .arg(hex(&t.hash))
         .arg(now_ms)
         .arg(grace_ms)
-        .arg(super::refresh::MINT_TIMEOUT_MS);
+        .arg(crate::tokens::refresh::MINT_TIMEOUT_MS);
     let (r,): (Vec<String>,) = s.run(&pipe).await?;
     Ok(match r.first().map(String::as_str) {
         Some("won") if r.len() == 3 => Rotation::Won {
@@ -152,7 +144,7 @@ pub async fn complete(
     now_ms: u64,
     grace_ms: u64,
 ) -> Result<(), StoreError> {
-    let (fam, replay) = keys(s, &old.family);
+    let (fam, replay) = s.keys.family(&old.family);
     let json = match pair {
         Some(p) if grace_ms > 0 => serde_json::to_string(p).map_err(StoreError::Corrupt)?,
         _ => String::new(),
@@ -174,7 +166,7 @@ pub async fn complete(
 }
 
 pub async fn revoke_family(s: &RedisStore, family: &str) -> Result<(), StoreError> {
-    let (fam, replay) = keys(s, family);
+    let (fam, replay) = s.keys.family(family);
     let mut pipe = redis::pipe();
     pipe.cmd("EVAL")
         .arg("if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'revoked', '1') end redis.call('DEL', KEYS[2]) return 0")
@@ -187,7 +179,7 @@ pub async fn revoke_family(s: &RedisStore, family: &str) -> Result<(), StoreErro
 
 pub async fn revoke_user(s: &RedisStore, user: &str) -> Result<Vec<String>, StoreError> {
     let mut pipe = redis::pipe();
-    pipe.cmd("SMEMBERS").arg(format!("{}ufam:{user}", s.prefix));
+    pipe.cmd("SMEMBERS").arg(s.keys.user_families(user));
     let (families,): (Vec<String>,) = s.run(&pipe).await?;
     for f in &families {
         revoke_family(s, f).await?;
@@ -195,47 +187,51 @@ pub async fn revoke_user(s: &RedisStore, user: &str) -> Result<Vec<String>, Stor
     Ok(families)
 }
 
-/// Persists a revocation until `until` (unix seconds) and announces it.
-pub async fn publish_revocation(s: &RedisStore, event: &str, until: u64) -> Result<(), StoreError> {
+/// Persists a token revocation until it stops mattering and announces it
+/// to every replica. Members past their time are pruned on the way.
+pub async fn publish_revocation(s: &RedisStore, r: &Revoke) -> Result<(), StoreError> {
     let now = crate::session::unix_now();
-    let ttl_ms = until.saturating_sub(now).max(1) * 1000;
+    let key = s.keys.revocations();
+    let event = Event::Token(r.clone()).encode();
     let mut pipe = redis::pipe();
-    pipe.cmd("SET")
-        .arg(format!("{}revoked:{event}", s.prefix))
-        .arg(1)
-        .arg("PX")
-        .arg(ttl_ms)
+    pipe.cmd("ZREMRANGEBYSCORE")
+        .arg(&key)
+        .arg("-inf")
+        .arg(now)
+        .ignore()
+        .cmd("ZADD")
+        .arg(&key)
+        .arg("GT")
+        .arg(r.until())
+        .arg(&event)
+        .ignore()
+        // The set lives as long as its longest entry.
+        .cmd("EXPIREAT")
+        .arg(&key)
+        .arg(r.until())
+        .arg("GT")
+        .ignore()
+        .cmd("EXPIREAT")
+        .arg(&key)
+        .arg(r.until())
+        .arg("NX")
         .ignore()
         .cmd("PUBLISH")
-        .arg(s.channel())
-        .arg(event)
+        .arg(s.keys.channel())
+        .arg(&event)
         .ignore();
     s.run::<()>(&pipe).await
 }
 
-/// Every revocation still in force, as event texts.
-pub async fn load_revocations(s: &RedisStore) -> Result<Vec<String>, StoreError> {
-    let pattern = format!("{}revoked:*", s.prefix);
-    let strip = format!("{}revoked:", s.prefix);
-    let mut cursor: u64 = 0;
-    let mut out = Vec::new();
-    loop {
-        let mut pipe = redis::pipe();
-        pipe.cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000);
-        let ((next, keys),): ((u64, Vec<String>),) = s.run(&pipe).await?;
-        out.extend(
-            keys.iter()
-                .filter_map(|k| k.strip_prefix(&strip).map(str::to_string)),
-        );
-        cursor = next;
-        if cursor == 0 || out.len() > 1_000_000 {
-            break;
-        }
-    }
-    Ok(out)
+/// Every token revocation still in force.
+pub async fn load_revocations(s: &RedisStore) -> Result<Vec<Event>, StoreError> {
+    let now = crate::session::unix_now();
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZRANGE")
+        .arg(s.keys.revocations())
+        .arg(format!("({now}"))
+        .arg("+inf")
+        .arg("BYSCORE");
+    let (events,): (Vec<String>,) = s.run(&pipe).await?;
+    Ok(events.iter().filter_map(|e| Event::parse(e)).collect())
 }
