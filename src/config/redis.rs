@@ -300,4 +300,49 @@ mod tests {
             assert!(!printed.contains(secret), "{printed}");
         }
     }
+
+    fn check(sessions: &str) -> String {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[sessions]\nstore = \"redis\"\n{sessions}\n\
+             [[upstreams]]\nname = \"a\"\nbackends = [\"127.0.0.1:1\"]\n\
+             [[routes]]\nname = \"a\"\npath_prefix = \"/\"\nupstream = \"a\"\nauth = \"none\"\n"
+        );
+        match crate::config::load_str(&text, std::path::Path::new("/nonexistent/gatehouse.toml")) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn check_refuses_what_spec_13_lists() {
+        assert!(
+            check("").contains("needs one of redis_url"),
+            "{}",
+            check("")
+        );
+        let two = check("redis_url = \"redis://h:1\"\nredis_cluster = [\"h:2\"]");
+        assert!(two.contains("only one of"), "{two}");
+        let e = check("redis_sentinel = { master = \"\", nodes = [] }");
+        assert!(e.contains("sessions.redis_sentinel.master"), "{e}");
+        assert!(e.contains("sessions.redis_sentinel.nodes"), "{e}");
+        let e = check("redis_cluster = []");
+        assert!(e.contains("sessions.redis_cluster"), "{e}");
+        let e = check("redis_cluster = [\"nohost\"]");
+        assert!(e.contains("sessions.redis_cluster[0]"), "{e}");
+        let e = check("redis_url = \"rediss://h:1\"\nredis_ca_file = \"missing-ca.pem\"");
+        assert!(e.contains("sessions.redis_ca_file"), "{e}");
+        let e = check("redis_url = \"redis://h:1\"\nredis_password_file = \"missing\"");
+        assert!(e.contains("sessions.redis_password_file"), "{e}");
+        let e = check("redis_url = \"redis://u:pw-in-url@h:1\"\nredis_password = \"a\"\nredis_password_env = \"B\"");
+        assert!(e.contains("only one of `redis_password`"), "{e}");
+        assert!(!e.contains("pw-in-url"), "{e}");
+        let e = check("redis_url = \"redis://u:pw-in-url@h:1\"\nkey_prefix = \"{x}:\"");
+        assert!(e.contains("sessions.key_prefix"), "{e}");
+        assert!(!e.contains("pw-in-url"), "{e}");
+        assert_eq!(
+            check("redis_sentinel = { master = \"m\", nodes = [\"h:26379\"] }"),
+            ""
+        );
+        assert_eq!(check("redis_cluster = [\"h:7000\", \"h:7001\"]"), "");
+    }
 }

@@ -19,6 +19,7 @@ mod ops;
 mod proxy;
 mod proxy_protocol;
 mod redirects;
+mod redis_ha;
 mod sessions;
 mod sticky;
 mod tls;

@@ -797,14 +797,24 @@ async fn learned_app_cookies_are_shared_between_replicas_through_redis() {
     else {
         return;
     };
+    learned_app_cookies_are_shared(&format!(
+        "store = \"redis\"\nredis_url = \"{}\"\n",
+        redis.url()
+    ))
+    .await;
+}
+
+/// Two replicas on the Redis store given by `store` lines: an app cookie
+/// learned through one is routed home by the other.
+pub(crate) async fn learned_app_cookies_are_shared(store: &str) {
     let x = Backend::start("x").await;
     let y = Backend::start("y").await;
     let cfg = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\naccess_log = false\n\
-         [sessions]\nstore = \"redis\"\nredis_url = \"{}\"\nkey_prefix = \"learn-test:\"\n\
+         [sessions]\n{}key_prefix = \"learn-test:\"\n\
          [[upstreams]]\nname = \"app\"\nbackends = [\"{}\", \"{}\"]\n  [upstreams.sticky]\n  mode = \"learn\"\n  app_cookie = \"JSESSIONID\"\n\
          [[routes]]\nname = \"app\"\npath_prefix = \"/\"\nupstream = \"app\"\nauth = \"none\"\n",
-        redis.url(),
+        store,
         x.addr,
         y.addr
     );

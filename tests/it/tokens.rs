@@ -224,7 +224,7 @@ async fn token_endpoint_refuses_repeats_other_media_types_and_other_methods() {
     gw.stop().await;
 }
 
-async fn rotation_and_reuse(store: &str) {
+pub(crate) async fn rotation_and_reuse(store: &str) {
     let b = Backend::start("app").await;
     let gw = token_gateway(&b, store, "refresh_reuse_grace = \"1s\"\n", tempdir()).await;
     let c = gw.plain();

@@ -17,8 +17,9 @@
 //! | `{lock:<sha256 of user, IP>}` | hash | lockout: `failures`, `window_start`, `locked_until` (unix ms) | window or lockout, the later |
 //! | `{lock:<...>}:running` | sorted set | password checks in flight: member = attempt id, score = when it counts as abandoned (ms) | with the hash |
 //!
-//! Channel `events` (untagged: Redis Cluster broadcasts a PUBLISH to every
-//! node): `session:<hex>`, `user:<name>`, `jti:<exp>:<jti>`,
+//! Channel `events` (Redis Cluster broadcasts a PUBLISH to every node;
+//! the client routes it by the channel name as if it were a key, so a
+//! PUBLISH always goes alone): `session:<hex>`, `user:<name>`, `jti:<exp>:<jti>`,
 //! `sid:<until>:<family>`, `sub:<mark>:<user>` — see
 //! `crate::revocation::Event`.
 //!

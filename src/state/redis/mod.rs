@@ -450,6 +450,7 @@ async fn health_loop(weak: Weak<RedisStore>) {
             match connect(&s.settings).await {
                 Ok(c) => {
                     s.conn.store(Some(Arc::new(c)));
+                    s.set_problem(None);
                     tracing::info!(store = %s.status(), "connected to the Redis store");
                 }
                 Err(e) => {

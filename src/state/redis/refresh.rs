@@ -215,12 +215,10 @@ pub async fn publish_revocation(s: &RedisStore, r: &Revoke) -> Result<(), StoreE
         .arg(&key)
         .arg(r.until())
         .arg("NX")
-        .ignore()
-        .cmd("PUBLISH")
-        .arg(s.keys.channel())
-        .arg(&event)
         .ignore();
-    s.run::<()>(&pipe).await
+    s.run::<()>(&pipe).await?;
+    // Alone: in a cluster the channel name routes like a key.
+    s.publish(&Event::Token(r.clone())).await
 }
 
 /// Every token revocation still in force.

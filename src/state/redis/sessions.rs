@@ -157,15 +157,13 @@ impl SessionStore for RedisStore {
         p.cmd("HGET").arg(&k).arg("data").del(&k).ignore();
         let (data,): (Option<String>,) = self.run(&p).await?;
         let record = data.and_then(|d| serde_json::from_str::<Record>(&d).ok());
-        let mut p = redis::pipe();
         if let Some(r) = &record {
+            let mut p = redis::pipe();
             p.srem(self.keys.user_sessions(&r.user), key.hex()).ignore();
+            self.run::<()>(&p).await?;
         }
-        p.cmd("PUBLISH")
-            .arg(self.keys.channel())
-            .arg(Event::Session(key).encode())
-            .ignore();
-        self.run::<()>(&p).await?;
+        // Alone: in a cluster the channel name routes like a key.
+        self.publish(&Event::Session(key)).await?;
         self.cache.remove(&key);
         Ok(record.map(Arc::new))
     }
@@ -216,13 +214,9 @@ impl SessionStore for RedisStore {
             deleted += usize::from(r?.0 > 0);
         }
         let mut p = redis::pipe();
-        p.del(&index)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.keys.channel())
-            .arg(Event::User(user.to_string()).encode())
-            .ignore();
+        p.del(&index).ignore();
         self.run::<()>(&p).await?;
+        self.publish(&Event::User(user.to_string())).await?;
         self.cache.retain(|_, c| c.view.record.user != user);
         Ok(deleted)
     }

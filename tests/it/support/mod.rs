@@ -12,6 +12,7 @@ pub mod pki;
 pub mod process;
 pub mod raw_backend;
 pub mod redis;
+pub mod redis_ha;
 pub mod sessions;
 
 use gatehouse::Running;

@@ -21,6 +21,9 @@ pub fn alice_hash() -> &'static str {
 pub enum Store {
     Memory,
     Redis(RedisServer),
+    /// Any other `[sessions]` store lines (Sentinel, Cluster, TLS...),
+    /// with whatever must live as long as the store.
+    Lines(String, Box<dyn std::any::Any + Send + Sync>),
 }
 
 impl Store {
@@ -28,6 +31,7 @@ impl Store {
         match self {
             Store::Memory => "store = \"memory\"\n".into(),
             Store::Redis(r) => format!("store = \"redis\"\nredis_url = \"{}\"\n", r.url()),
+            Store::Lines(lines, _) => lines.clone(),
         }
     }
 }

@@ -1,0 +1,366 @@
+//! SPEC 13 against real Redis topologies started by the tests: Sentinel
+//! failover, a Redis Cluster, TLS, ACL users with password files, lockout
+//! counters shared by replicas, and `/readyz` reasons without secrets.
+
+use crate::support::redis_ha::{cli, free_port, Cluster, Node, SentinelSet, MASTER_NAME};
+use crate::support::sessions::{login, logout, session_gateway, Store, ALICE_PW};
+use crate::support::*;
+use std::time::{Duration, Instant};
+
+async fn get_app(c: &Client, cookie: &str) -> u16 {
+    c.get_with("/app/x", &[("cookie", cookie)]).await.status
+}
+
+/// A second replica with the same config (and so the same key prefix).
+async fn second_replica(a: &Gw) -> Gw {
+    let cfg = std::fs::read_to_string(&a.config_path).unwrap();
+    let dir = tempdir();
+    std::fs::copy(a.path().join("users.toml"), dir.path().join("users.toml")).unwrap();
+    for f in ["ca.crt", "redis-password"] {
+        if a.path().join(f).exists() {
+            std::fs::copy(a.path().join(f), dir.path().join(f)).unwrap();
+        }
+    }
+    Gw::start_in(dir, &cfg).await
+}
+
+async fn readyz(gw: &Gw) -> (u16, String) {
+    let r = Client::plain(gw.admin()).get("/readyz").await;
+    (r.status, r.text())
+}
+
+#[tokio::test]
+async fn sentinel_failover_keeps_sessions_recovers_within_10s_and_applies_revocations() {
+    let Some(set) = SentinelSet::start("sentinel_failover") else {
+        return;
+    };
+    let b = Backend::start("app").await;
+    let store = Store::Lines(
+        format!(
+            "store = \"redis\"\nredis_sentinel = {{ master = \"{MASTER_NAME}\", nodes = [{}] }}\n",
+            set.sentinel_nodes()
+        ),
+        Box::new(()),
+    );
+    let a = session_gateway(&store, &b, "", "").await;
+    let gb = second_replica(&a).await;
+    let (ca, cb) = (a.plain(), gb.plain());
+    let kept = login(&ca, "alice", ALICE_PW).await.unwrap();
+    let ended = login(&ca, "alice", ALICE_PW).await.unwrap();
+    assert_eq!(get_app(&cb, &kept).await, 200, "a login on A works on B");
+    // Replicated before the crash (what a failover can keep).
+    assert_eq!(cli(set.master.port, &["WAIT", "1", "2000"]), "1");
+
+    let old = set.master.port;
+    let mut set = set;
+    set.master.kill();
+    let killed = Instant::now();
+    // Until the promotion, session routes answer 503: never a stale 200.
+    let mut promoted = None;
+    while promoted.is_none() {
+        let s = get_app(&ca, &kept).await;
+        assert!(s == 503 || s == 200, "{s}");
+        if set.current_master_port().is_some_and(|p| p != old) {
+            promoted = Some(Instant::now());
+        }
+        assert!(killed.elapsed() < Duration::from_secs(30), "no promotion");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let promoted = promoted.unwrap();
+    // B follows first; the logout it takes is made while A may still be
+    // reconnecting, and A applies it once back.
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            logout(&cb, &ended).await == 204
+        })
+        .await,
+        "B did not recover within 10 s of the promotion"
+    );
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            get_app(&ca, &kept).await == 200
+        })
+        .await,
+        "A did not recover within 10 s of the promotion"
+    );
+    assert!(promoted.elapsed() < Duration::from_secs(20));
+    assert!(
+        poll(Duration::from_secs(3), || async {
+            get_app(&ca, &ended).await == 401
+        })
+        .await,
+        "the logout made during the gap is not applied on A"
+    );
+    assert_eq!(
+        get_app(&cb, &kept).await,
+        200,
+        "the session written before survives"
+    );
+    let (status, body) = readyz(&a).await;
+    assert_eq!(status, 200, "{body}");
+    a.stop().await;
+    gb.stop().await;
+}
+
+fn cluster_store(cluster: &Cluster) -> String {
+    format!("store = \"redis\"\nredis_cluster = [{}]\n", cluster.seeds())
+}
+
+#[tokio::test]
+async fn a_redis_cluster_carries_sessions_revocations_and_lockout_across_replicas() {
+    let Some(cluster) = Cluster::start("redis_cluster_sessions") else {
+        return;
+    };
+    let b = Backend::start("app").await;
+    let store = Store::Lines(cluster_store(&cluster), Box::new(()));
+    let a = session_gateway(&store, &b, "", "max_failures = 3\n").await;
+    let gb = second_replica(&a).await;
+    let (ca, cb) = (a.plain(), gb.plain());
+    let mut cookies = Vec::new();
+    for _ in 0..6 {
+        cookies.push(login(&ca, "alice", ALICE_PW).await.unwrap());
+    }
+    for c in &cookies {
+        assert_eq!(get_app(&cb, c).await, 200, "a login on A works on B");
+    }
+    // Sessions spread over the shards (each has its own tag).
+    let sizes = cluster.dbsizes();
+    assert!(sizes.iter().filter(|n| **n > 0).count() >= 2, "{sizes:?}");
+    // A logout on B ends the session on A (the feed crosses shards).
+    assert_eq!(logout(&cb, &cookies[0]).await, 204);
+    assert!(
+        poll(Duration::from_secs(2), || async {
+            get_app(&ca, &cookies[0]).await == 401
+        })
+        .await,
+        "A still accepts a session logged out on B"
+    );
+    // Revoke-all on A: every session of alice ends on B.
+    let r = Client::plain(a.admin())
+        .send(client::req(
+            "POST",
+            "/admin/users/alice/revoke",
+            &[("authorization", "Bearer admin-token-0123456789")],
+            "",
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    for c in &cookies[1..] {
+        assert!(
+            poll(Duration::from_secs(2), || async {
+                get_app(&cb, c).await == 401
+            })
+            .await,
+            "B still accepts a revoked session"
+        );
+    }
+    // Lockout counted across replicas: 3 failures spread over A and B
+    // lock alice out on both.
+    let wrong = |c: Client| async move { login(&c, "alice", "wrong").await.unwrap_err() };
+    assert_eq!(wrong(ca.clone()).await, 401);
+    assert_eq!(wrong(cb.clone()).await, 401);
+    assert_eq!(wrong(ca.clone()).await, 401);
+    assert_eq!(login(&cb, "alice", ALICE_PW).await.unwrap_err(), 429);
+    assert_eq!(login(&ca, "alice", ALICE_PW).await.unwrap_err(), 429);
+    a.stop().await;
+    gb.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_cluster_rotates_refresh_tokens_with_reuse_detection() {
+    let Some(cluster) = Cluster::start("redis_cluster_refresh") else {
+        return;
+    };
+    crate::tokens::rotation_and_reuse(&cluster_store(&cluster)).await;
+}
+
+#[tokio::test]
+async fn a_redis_cluster_shares_learned_sticky_mappings() {
+    let Some(cluster) = Cluster::start("redis_cluster_learned") else {
+        return;
+    };
+    crate::sticky::learned_app_cookies_are_shared(&cluster_store(&cluster)).await;
+}
+
+#[tokio::test]
+async fn lockout_is_shared_by_two_replicas_on_standalone_redis() {
+    let Some(redis) = crate::support::redis::RedisServer::start("lockout_shared") else {
+        return;
+    };
+    let b = Backend::start("app").await;
+    let store = Store::Redis(redis);
+    let a = session_gateway(&store, &b, "", "max_failures = 4\n").await;
+    let gb = second_replica(&a).await;
+    // Eight simultaneous wrong passwords, half on each replica: at most
+    // four checks run (401); the rest are refused (429).
+    let tries = (0..8).map(|i| {
+        let c = if i % 2 == 0 { a.plain() } else { gb.plain() };
+        async move { login(&c, "alice", "wrong").await.unwrap_err() }
+    });
+    let statuses = futures_util::future::join_all(tries).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    for gw in [&a, &gb] {
+        assert_eq!(
+            login(&gw.plain(), "alice", ALICE_PW).await.unwrap_err(),
+            429
+        );
+    }
+    a.stop().await;
+    gb.stop().await;
+}
+
+/// A TLS-only Redis with a certificate from the test CA, an ACL user
+/// `gatehouse` whose password is `pw`, and the default user off.
+fn tls_acl_redis(pki: &Pki, dir: &std::path::Path, pw: &str) -> Node {
+    pki.issue(dir, "redis", &["127.0.0.1", "localhost"]);
+    pki.write_ca(dir);
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    std::fs::write(
+        dir.join("acl.conf"),
+        format!("user gatehouse on >{pw} ~* &* +@all\nuser default off\n"),
+    )
+    .unwrap();
+    let n = Node::start_tls_only(
+        free_port(),
+        &[
+            "--tls-cert-file".into(),
+            p("redis.crt"),
+            "--tls-key-file".into(),
+            p("redis.key"),
+            "--tls-ca-cert-file".into(),
+            p("ca.crt"),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            p("acl.conf"),
+        ],
+    );
+    // Up when its TLS port accepts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", n.port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "TLS redis did not come up: {}",
+            std::fs::read_to_string(n.dir.path().join("redis.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    n
+}
+
+#[tokio::test]
+async fn tls_redis_with_an_acl_user_and_a_password_file() {
+    if !crate::support::redis_ha::available("tls_redis") {
+        return;
+    }
+    let pki = Pki::new();
+    let certs = tempdir();
+    let redis = tls_acl_redis(&pki, certs.path(), "s3cret-pw");
+    let b = Backend::start("app").await;
+    let lines = |ca: &str, pw_file: &str| {
+        format!(
+            "store = \"redis\"\nredis_url = \"rediss://127.0.0.1:{}/0\"\nredis_ca_file = \"{ca}\"\n\
+             redis_username = \"gatehouse\"\nredis_password_file = \"{pw_file}\"\n",
+            redis.port
+        )
+    };
+    std::fs::write(certs.path().join("pw"), "s3cret-pw\n").unwrap();
+    std::fs::write(certs.path().join("wrong-pw"), "not-it\n").unwrap();
+    let ca = certs.path().join("ca.crt");
+    let good = Store::Lines(
+        lines(
+            ca.to_str().unwrap(),
+            certs.path().join("pw").to_str().unwrap(),
+        ),
+        Box::new(()),
+    );
+    let gw = session_gateway(&good, &b, "", "").await;
+    let c = gw.plain();
+    let cookie = match login(&c, "alice", ALICE_PW).await {
+        Ok(c) => c,
+        Err(s) => panic!("login over TLS: {s}: {:?}", readyz(&gw).await),
+    };
+    assert_eq!(get_app(&c, &cookie).await, 200);
+    assert_eq!(readyz(&gw).await.0, 200);
+    gw.stop().await;
+
+    // A CA that did not sign the server's certificate: no connection, 503,
+    // and /readyz says why.
+    let other = Pki::new();
+    let other_dir = tempdir();
+    other.write_ca(other_dir.path());
+    let wrong_ca = Store::Lines(
+        lines(
+            other_dir.path().join("ca.crt").to_str().unwrap(),
+            certs.path().join("pw").to_str().unwrap(),
+        ),
+        Box::new(()),
+    );
+    let gw = session_gateway(&wrong_ca, &b, "", "").await;
+    assert_eq!(
+        login(&gw.plain(), "alice", ALICE_PW).await.unwrap_err(),
+        503
+    );
+    let (status, body) = readyz(&gw).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("standalone rediss://127.0.0.1"), "{body}");
+    assert!(body.to_lowercase().contains("certificate"), "{body}");
+    gw.stop().await;
+
+    // A wrong password: 503, and the reason never shows a password.
+    let wrong_pw = Store::Lines(
+        lines(
+            ca.to_str().unwrap(),
+            certs.path().join("wrong-pw").to_str().unwrap(),
+        ),
+        Box::new(()),
+    );
+    let gw = session_gateway(&wrong_pw, &b, "", "").await;
+    assert_eq!(
+        login(&gw.plain(), "alice", ALICE_PW).await.unwrap_err(),
+        503
+    );
+    let (status, body) = readyz(&gw).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        !body.contains("not-it") && !body.contains("s3cret-pw"),
+        "{body}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_password_in_the_url_never_reaches_readyz_or_check_output() {
+    // Nothing listens there: the store stays unreachable.
+    let port = free_port();
+    let b = Backend::start("app").await;
+    let store = Store::Lines(
+        format!("store = \"redis\"\nredis_url = \"redis://user:url-secret@127.0.0.1:{port}/0\"\n"),
+        Box::new(()),
+    );
+    let gw = session_gateway(&store, &b, "", "").await;
+    let (status, body) = readyz(&gw).await;
+    assert_eq!(status, 503);
+    assert!(body.contains(&format!("127.0.0.1:{port}")), "{body}");
+    assert!(!body.contains("url-secret"), "{body}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg(&gw.config_path)
+        .arg("check")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("url-secret"), "{text}");
+    gw.stop().await;
+}
