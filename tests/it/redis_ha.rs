@@ -364,3 +364,196 @@ async fn a_password_in_the_url_never_reaches_readyz_or_check_output() {
     assert!(!text.contains("url-secret"), "{text}");
     gw.stop().await;
 }
+
+/// Revocation latency between replicas and the Sentinel failover gap, as
+/// docs/scale-out.md reports them. Not a pass/fail test: run it with
+/// `bench/revocation-latency.sh` (release build), which prints the
+/// figures. Each trial answers a revocation on replica A and times until
+/// replica B enforces it (B polled back to back).
+mod latency {
+    use super::*;
+    use crate::tokens::{alice_users, api, password_grant, signing_key, token_gateway};
+
+    fn trials() -> usize {
+        std::env::var("GATEHOUSE_TRIALS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(200)
+    }
+
+    fn report(form: &str, what: &str, mut ms: Vec<f64>) {
+        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
+        println!(
+            "LATENCY form={form} revocation={what} trials={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+            ms.len(),
+            at(0.50),
+            at(0.99),
+            ms[ms.len() - 1]
+        );
+    }
+
+    /// Milliseconds from `revoke` answering on A to `denied` holding on B.
+    async fn time_until<F, Fut>(denied: F) -> f64
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        while !denied().await {
+            assert!(start.elapsed() < Duration::from_secs(5), "never enforced");
+        }
+        start.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// Two replicas on `store` lines: logout, revoke-all and a token's
+    /// `jti`, each `trials()` times.
+    async fn measure(form: &str, store: &str) {
+        let b = Backend::start("app").await;
+        let dir_a = tempdir();
+        std::fs::write(dir_a.path().join("users.toml"), alice_users()).unwrap();
+        std::fs::write(dir_a.path().join("signing.pem"), signing_key()).unwrap();
+        let dir_b = tempdir();
+        for f in ["users.toml", "signing.pem"] {
+            std::fs::copy(dir_a.path().join(f), dir_b.path().join(f)).unwrap();
+        }
+        let prefix = format!(
+            "key_prefix = \"lat{}:\"\n",
+            gatehouse::crypto::hex(&gatehouse::crypto::random_bytes::<4>())
+        );
+        let store = format!("{store}{prefix}");
+        let a = token_gateway(&b, &store, "", dir_a).await;
+        let gb = token_gateway(&b, &store, "", dir_b).await;
+        let (ca, cb) = (a.plain(), gb.plain());
+        let admin = Client::plain(a.admin());
+        let web = |c: &Client, cookie: &str| {
+            let (c, cookie) = (c.clone(), cookie.to_string());
+            async move { c.get_with("/web/x", &[("cookie", &cookie)]).await.status }
+        };
+        let (mut logout_ms, mut all_ms, mut jti_ms) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..trials() {
+            // Session logout.
+            let cookie = login(&ca, "alice", ALICE_PW).await.unwrap();
+            assert_eq!(web(&cb, &cookie).await, 200);
+            assert_eq!(logout(&ca, &cookie).await, 204);
+            logout_ms.push(time_until(|| async { web(&cb, &cookie).await == 401 }).await);
+            // Revoke-all (sessions and tokens of the user).
+            let cookie = login(&ca, "alice", ALICE_PW).await.unwrap();
+            assert_eq!(web(&cb, &cookie).await, 200);
+            let r = admin
+                .send(client::req(
+                    "POST",
+                    "/admin/users/alice/revoke",
+                    &[("authorization", "Bearer admin-token-0123456789")],
+                    "",
+                ))
+                .await;
+            assert_eq!(r.status, 200);
+            all_ms.push(time_until(|| async { web(&cb, &cookie).await == 401 }).await);
+            // A revoke-all mark is whole seconds: the next token must be
+            // issued after it.
+            tokio::time::sleep(Duration::from_millis(1001)).await;
+            // One access token, by its jti (bearer logout).
+            let at = password_grant(&ca).await["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(api(&cb, &at).await, 200);
+            let r = ca
+                .send(client::req(
+                    "POST",
+                    "/.gatehouse/logout",
+                    &[("authorization", &format!("Bearer {at}"))],
+                    "",
+                ))
+                .await;
+            assert!(r.status < 400, "{}", r.status);
+            jti_ms.push(time_until(|| async { api(&cb, &at).await == 401 }).await);
+        }
+        report(form, "session-logout", logout_ms);
+        report(form, "revoke-all", all_ms);
+        report(form, "jti", jti_ms);
+        a.stop().await;
+        gb.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement: bench/revocation-latency.sh"]
+    async fn revocation_latency_standalone() {
+        let Some(r) = crate::support::redis::RedisServer::start("latency") else {
+            return;
+        };
+        measure(
+            "standalone",
+            &format!("store = \"redis\"\nredis_url = \"{}\"\n", r.url()),
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement: bench/revocation-latency.sh"]
+    async fn revocation_latency_sentinel() {
+        let Some(set) = SentinelSet::start("latency") else {
+            return;
+        };
+        measure(
+            "sentinel",
+            &format!(
+                "store = \"redis\"\nredis_sentinel = {{ master = \"{MASTER_NAME}\", nodes = [{}] }}\n",
+                set.sentinel_nodes()
+            ),
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement: bench/revocation-latency.sh"]
+    async fn revocation_latency_cluster() {
+        let Some(cluster) = Cluster::start("latency") else {
+            return;
+        };
+        measure("cluster", &cluster_store(&cluster)).await;
+    }
+
+    /// From the master's SIGKILL to the first 200 on a session route, and
+    /// from the sentinels' promotion to it; five failovers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement: bench/revocation-latency.sh"]
+    async fn sentinel_failover_gap() {
+        for round in 0..5 {
+            let Some(mut set) = SentinelSet::start("failover gap") else {
+                return;
+            };
+            let b = Backend::start("app").await;
+            let store = Store::Lines(
+                format!(
+                    "store = \"redis\"\nredis_sentinel = {{ master = \"{MASTER_NAME}\", nodes = [{}] }}\n",
+                    set.sentinel_nodes()
+                ),
+                Box::new(()),
+            );
+            let gw = session_gateway(&store, &b, "", "").await;
+            let c = gw.plain();
+            let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+            assert_eq!(cli(set.master.port, &["WAIT", "1", "2000"]), "1");
+            let old = set.master.port;
+            set.master.kill();
+            let killed = Instant::now();
+            let mut promoted = None;
+            while get_app(&c, &cookie).await != 200 {
+                if promoted.is_none() && set.current_master_port().is_some_and(|p| p != old) {
+                    promoted = Some(Instant::now());
+                }
+                assert!(killed.elapsed() < Duration::from_secs(60), "no recovery");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let back = Instant::now();
+            println!(
+                "FAILOVER round={round} kill_to_200_ms={} promotion_to_200_ms={}",
+                (back - killed).as_millis(),
+                promoted.map_or(0, |p| (back - p).as_millis())
+            );
+            gw.stop().await;
+        }
+    }
+}

@@ -10,18 +10,23 @@ use std::time::Duration;
 
 const ADMIN: (&str, &str) = ("authorization", "Bearer admin-token-0123456789");
 
-fn alice_users() -> String {
+pub(crate) fn alice_users() -> String {
     let h = gatehouse::login::users::hash_password(ALICE_PW);
     format!("[[users]]\nusername = \"alice\"\npassword_hash = \"{h}\"\nemail = \"alice@example.com\"\ngroups = [\"staff\"]\n")
 }
 
-fn signing_key() -> String {
+pub(crate) fn signing_key() -> String {
     rcgen::KeyPair::generate().unwrap().serialize_pem()
 }
 
 /// A gateway with local users, its own signing key, a JWT-only API route
 /// and a session route.
-async fn token_gateway(b: &Backend, store: &str, login_extra: &str, dir: tempfile::TempDir) -> Gw {
+pub(crate) async fn token_gateway(
+    b: &Backend,
+    store: &str,
+    login_extra: &str,
+    dir: tempfile::TempDir,
+) -> Gw {
     if !dir.path().join("users.toml").exists() {
         std::fs::write(dir.path().join("users.toml"), alice_users()).unwrap();
     }
@@ -63,7 +68,7 @@ async fn grant(c: &Client, body: &str) -> (u16, Value) {
     )
 }
 
-async fn password_grant(c: &Client) -> Value {
+pub(crate) async fn password_grant(c: &Client) -> Value {
     let (s, j) = grant(
         c,
         &format!(
@@ -80,7 +85,7 @@ async fn refresh(c: &Client, rt: &str) -> (u16, Value) {
     grant(c, &format!("grant_type=refresh_token&refresh_token={rt}")).await
 }
 
-async fn api(c: &Client, at: &str) -> u16 {
+pub(crate) async fn api(c: &Client, at: &str) -> u16 {
     c.get_with("/api/x", &[("authorization", &format!("Bearer {at}"))])
         .await
         .status
