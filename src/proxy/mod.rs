@@ -3,13 +3,18 @@
 //!
 //! 1. framing checks   malformed or smuggling-prone requests     -> 400
 //! 2. normalise path   RFC 3986 dot segments and escapes         -> 400
-//! 3. own endpoints    `<endpoint_prefix>/...`
+//! 3. own endpoints    `<endpoint_prefix>/...`, forward-auth among them
 //! 4. route            host + normalised path, first match       -> 404
 //! 5. strip            identity headers a client must not send  (every route)
-//! 6. authenticate     the route's methods in order              -> 401 / 302
+//! 6. authenticate     the route's methods in order              -> 401
 //! 7. authorise        `[routes.require]`                        -> 403
 //! 8. forward          choose backend (affinity), rewrite, send  -> 502/503/504
-//! 9. respond          affinity cookie, hop-by-hop out, request id, access log
+//! 9. respond          login page (302) for a browser's 401, affinity cookie,
+//!    hop-by-hop out, request id, access log
+//!
+//! Steps 4-7 are `decide`: the one decision, made for in-line requests
+//! here and for the original request of a forward-auth question
+//! (`forward_auth.rs`, SPEC 14), which answers it in its own step 9.
 
 pub mod forward;
 mod forward_auth;

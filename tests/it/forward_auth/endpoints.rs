@@ -485,6 +485,23 @@ async fn without_forward_auth_the_endpoints_are_404_and_routes_need_an_upstream(
         .to_string();
     assert!(err.contains("routes[0].upstream"), "{err}");
     assert!(err.contains("[forward_auth]"), "{err}");
+    // A central login page must be an absolute http(s) URL.
+    for bad in [
+        "/login",
+        "javascript:alert(1)",
+        "https://",
+        "ftp://login.test/",
+    ] {
+        let text = config(
+            "store = \"memory\"\n",
+            &format!("login_url = \"{bad}\""),
+            "",
+        );
+        let err = gatehouse::config::load_str(&text, std::path::Path::new("/tmp/g.toml"))
+            .expect_err(bad)
+            .to_string();
+        assert!(err.contains("forward_auth.login_url"), "{bad}: {err}");
+    }
 }
 
 #[tokio::test]
