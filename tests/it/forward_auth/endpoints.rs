@@ -648,3 +648,43 @@ async fn decisions_are_counted_and_logged_with_the_original_request() {
     assert!(found, "{log}");
     assert!(!log.contains("secret=1"), "the query is not logged");
 }
+
+#[tokio::test]
+async fn optional_routes_and_redirect_routes_decide_as_in_line() {
+    let dir = tempdir();
+    write_users(dir.path());
+    let text = config("store = \"memory\"\n", "", "").replace(
+        "[[routes]]\nname = \"public\"",
+        "[[routes]]\nname = \"maybe\"\npath_prefix = \"/maybe\"\nauth = \"optional\"\n\n\
+         [[routes]]\nname = \"portal\"\npath_prefix = \"/portal\"\non_unauthenticated = \"redirect\"\n\n\
+         [[routes]]\nname = \"public\"",
+    );
+    let gw = Gw::start_in(dir, &text).await;
+    let c = gw.plain();
+    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
+    let ask = |uri: &'static str, more: Vec<(&'static str, String)>| {
+        let c = c.clone();
+        async move {
+            let mut h: Vec<(&str, &str)> = traefik("GET", "https", "app.test", uri);
+            h.extend(more.iter().map(|(k, v)| (*k, v.as_str())));
+            c.get_with("/.gatehouse/auth", &h).await
+        }
+    };
+    // optional without credentials: allowed, anonymous.
+    let r = ask("/maybe/x", vec![]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-auth-user").is_none());
+    // optional with a session: allowed as alice; with a bad token: 401.
+    let r = ask("/maybe/x", vec![("cookie", cookie.clone())]).await;
+    assert_eq!(r.header("x-auth-user"), Some("alice"));
+    let r = ask("/maybe/x", vec![("authorization", "Bearer x.y.z".into())]).await;
+    assert_eq!(r.status, 401);
+    // on_unauthenticated = "redirect": an API client is sent to login too.
+    let r = ask("/portal", vec![("accept", "application/json".into())]).await;
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("https://app.test/.gatehouse/login?rd=https%3A%2F%2Fapp.test%2Fportal")
+    );
+    gw.stop().await;
+}
