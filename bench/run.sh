@@ -8,6 +8,8 @@
 #   bench/run.sh plain tls jwt-es256  # some scenarios
 #   REPEAT=1 DURATION=4s bench/run.sh # quicker, noisier
 #   bench/run.sh list                 # scenarios
+#   bench/run.sh fwd-session fwd-jwt  # forward-auth: nginx auth_request to
+#                                     # gatehouse vs gatehouse in-line vs nginx alone
 #
 # Knobs (env): REPEAT=3 DURATION=8s WARMUP=2s CONNS=64 BIG_CONNS=16
 #   H2_CONNS=8 H2_STREAMS=8 IDLE_CONNS=10000 SESSIONS=1000000
@@ -50,7 +52,7 @@ export BENCH_B1=127.0.0.1:18001 BENCH_B2=127.0.0.1:18002 BENCH_B3=127.0.0.1:1800
 export BENCH_GH_PORT=18380 BENCH_GH_TLS_PORT=18743 BENCH_GH_ADMIN=18390 BENCH_REDIS_PORT=18379
 export BENCH_SESSION_STORE=memory
 
-ALL="plain tls tls-new h2 jwt-hs256 jwt-rs256 jwt-es256 session-mem session-redis sticky big idle10k sessions-1m"
+ALL="plain tls tls-new h2 jwt-hs256 jwt-rs256 jwt-es256 session-mem session-redis sticky big idle10k sessions-1m fwd-session fwd-jwt"
 
 # describe <scenario>: CLIENT (wrk | h2load | idle | sessions), PROXIES, the
 # gatehouse config (GH_CONF, BENCH_SESSION_STORE), what to send (AUTH, COOKIE,
@@ -70,6 +72,10 @@ describe() {
     big) PATH_=/big NCONN=$BIG_CONNS ;;
     idle10k) GH_CONF=tls CLIENT=idle ;;
     sessions-1m) PROXIES=gatehouse CLIENT=sessions ;;
+    # Forward-auth: nginx asking gatehouse (auth_request) per request, against
+    # gatehouse deciding in-line and nginx proxying alone (no auth: the floor).
+    fwd-session) PROXIES="gatehouse nginx-fwd nginx" COOKIE=session ;;
+    fwd-jwt) PROXIES="gatehouse nginx-fwd nginx" AUTH=es256 ;;
     *) return 1 ;;
   esac
 }
@@ -81,14 +87,15 @@ url() {
   case $2:$1 in
     gatehouse:*) if ((tls)); then port=$BENCH_GH_TLS_PORT; else port=$BENCH_GH_PORT; fi ;;
     nginx:*) if ((tls)); then port=18443; else port=18080; fi ;;
+    nginx-fwd:*) port=18082 ;;
     haproxy:jwt-*) port=18181 ;;
     haproxy:session-*) port=18185 ;;
     haproxy:sticky) port=18184 ;;
     haproxy:*) if ((tls)); then port=18543; else port=18180; fi ;;
   esac
   local path=$PATH_
-  if [[ $2 == gatehouse ]]; then
-    case $1 in jwt-*) path=/jwt/ ;; session-*) path=/session/ ;; sticky) path=/sticky/ ;; esac
+  if [[ $2 == gatehouse || $2 == nginx-fwd ]]; then
+    case $1 in jwt-* | fwd-jwt) path=/jwt/ ;; session-* | fwd-session) path=/session/ ;; sticky) path=/sticky/ ;; esac
   fi
   if ((tls)); then echo "https://127.0.0.1:$port$path"; else echo "http://127.0.0.1:$port$path"; fi
 }
@@ -223,9 +230,19 @@ start_backends() {
   done
 }
 
-# start_proxy <proxy> <scenario>: sets PROXY_PID and PROXY_ADDR.
+# start_proxy <proxy> <scenario>: sets PROXY_PID and PROXY_ADDR (and AUX_PID:
+# the gatehouse that nginx-fwd asks, on the same CPU, counted with it).
+AUX_PID=
 start_proxy() {
   local u; u=$(url "$2" "$1"); PROXY_ADDR=${u#*://}; PROXY_ADDR=${PROXY_ADDR%%/*}
+  AUX_PID=
+  if [[ $1 == nginx-fwd ]]; then
+    GATEHOUSE_LOG=warn on_proxy_cpu "$GH_BIN" run --config "$(render "$BENCH/conf/gatehouse.toml.tmpl")" \
+      >>"$RUN/gatehouse.log" 2>&1 &
+    AUX_PID=$!
+    track "$AUX_PID" "$(basename "$GH_BIN" | cut -c1-15)"
+    wait_port "127.0.0.1:$BENCH_GH_PORT" || die "gatehouse (forward-auth) did not come up"
+  fi
   case $1 in
     gatehouse)
       local conf
@@ -235,23 +252,32 @@ start_proxy() {
     nginx)
       mkdir -p "$RUN/nginx-tmp"
       on_proxy_cpu nginx -p "$OUT/" -c "$BENCH/conf/nginx.conf" -e "$RUN/nginx-error.log" >>"$RUN/nginx.log" 2>&1 & ;;
+    nginx-fwd)
+      mkdir -p "$RUN/nginx-tmp"
+      on_proxy_cpu nginx -p "$OUT/" -c "$BENCH/conf/nginx-fwd.conf" -e "$RUN/nginx-error.log" \
+        >>"$RUN/nginx-fwd.log" 2>&1 & ;;
     haproxy)
       on_proxy_cpu haproxy -db -f "$BENCH/conf/haproxy.cfg" >>"$RUN/haproxy.log" 2>&1 & ;;
   esac
   PROXY_PID=$!
-  track "$PROXY_PID" "$(basename "$([[ $1 == gatehouse ]] && echo "$GH_BIN" || echo "$1")" | cut -c1-15)"
+  track "$PROXY_PID" "$(basename "$([[ $1 == gatehouse ]] && echo "$GH_BIN" || echo "${1%-fwd}")" | cut -c1-15)"
   wait_port "$PROXY_ADDR" || { tail -5 "$RUN/$1.log" >&2; die "$1 did not come up on $PROXY_ADDR"; }
 }
 
 stop_proxy() {
   stop_pid "$PROXY_PID"
+  [[ -n $AUX_PID ]] && stop_pid "$AUX_PID"
   local keep=() p
-  for p in "${STARTED[@]}"; do [[ $p == "$PROXY_PID" ]] || keep+=("$p"); done
+  for p in "${STARTED[@]}"; do [[ $p == "$PROXY_PID" || $p == "$AUX_PID" ]] || keep+=("$p"); done
   STARTED=("${keep[@]}")
 }
 
 # ---- measurements ------------------------------------------------------------
-tree_pids() { echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
+tree_pids() {  # a process, its children, and the forward-auth gatehouse with the proxy
+  echo "$1"; ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '
+  [[ -n $AUX_PID && $1 == "$PROXY_PID" ]] && echo "$AUX_PID"
+  return 0
+}
 cpu_ticks() {  # utime+stime (clock ticks) of a process and its children (nginx workers)
   local t=0 p
   for p in $(tree_pids "$1"); do
@@ -340,7 +366,9 @@ echoed_user() {  # the X-Auth-User the backend received
 functional_checks() {  # functional_checks <scenario> <proxy> <url>
   local s=$1 p=$2 u=$3 e=${3%/}/echo
   echo "[$s $p]"
-  if [[ -n $AUTH ]]; then
+  if [[ $s == fwd-* && $p == nginx ]]; then
+    check "GET (no auth, the floor): 200" 200 "$(status "$u")"
+  elif [[ -n $AUTH ]]; then
     local t=TOKEN_$AUTH
     check "valid $AUTH token: 200" 200 "$(status -H "Authorization: Bearer ${!t}" "$u")"
     check "no token: 401" 401 "$(status "$u")"
@@ -367,7 +395,7 @@ functional_checks() {  # functional_checks <scenario> <proxy> <url>
 cookie_for() {  # cookie_for <proxy> <url>
   case $COOKIE in
     session)
-      if [[ $1 == gatehouse ]]; then
+      if [[ $1 == gatehouse || $1 == nginx-fwd ]]; then
         curl -s -D - -o /dev/null --max-time 10 -H 'Content-Type: application/json' \
           -d "{\"username\":\"bench-user\",\"password\":\"$BENCH_PASSWORD\"}" \
           "http://$PROXY_ADDR/.gatehouse/login" |

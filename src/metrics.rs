@@ -126,6 +126,20 @@ impl AuthResult {
     }
 }
 
+/// Result labels of `gatehouse_forward_auth_total` (SPEC 14): those of
+/// `gatehouse_auth_total`, plus `allowed`.
+pub const FORWARD_AUTH_RESULTS: [&str; 9] = [
+    "allowed",
+    "ok",
+    "missing",
+    "expired",
+    "invalid",
+    "revoked",
+    "forbidden",
+    "locked",
+    "error",
+];
+
 /// Method labels of `gatehouse_auth_total`.
 pub const AUTH_METHODS: [&str; 5] = ["session", "jwt", "login", "oidc", "token"];
 
@@ -134,6 +148,10 @@ pub const AUTH_METHODS: [&str; 5] = ["session", "jwt", "login", "oidc", "token"]
 pub struct Metrics {
     routes: DashMap<String, Arc<RouteMetrics>>,
     auth: [[AtomicU64; 8]; AUTH_METHODS.len()],
+    /// `gatehouse_forward_auth_total` by route, then by
+    /// [`FORWARD_AUTH_RESULTS`] position. Only forward-auth decisions
+    /// touch it.
+    forward_auth: DashMap<String, [AtomicU64; FORWARD_AUTH_RESULTS.len()]>,
     pub jwt_cache_hits: AtomicU64,
     pub jwks_fetches_ok: AtomicU64,
     pub jwks_fetches_failed: AtomicU64,
@@ -159,6 +177,20 @@ impl Metrics {
                 .unwrap_or(7);
             self.auth[m][r].fetch_add(1, Relaxed);
         }
+    }
+
+    /// Counts one forward-auth decision; `result` is one of
+    /// [`FORWARD_AUTH_RESULTS`] (anything else counts as `error`).
+    pub fn forward_auth(&self, route: &str, result: &str) {
+        let r = FORWARD_AUTH_RESULTS
+            .iter()
+            .position(|x| *x == result)
+            .unwrap_or(FORWARD_AUTH_RESULTS.len() - 1);
+        if let Some(e) = self.forward_auth.get(route) {
+            e[r].fetch_add(1, Relaxed);
+            return;
+        }
+        self.forward_auth.entry(route.to_string()).or_default()[r].fetch_add(1, Relaxed);
     }
 
     pub fn auth_count(&self, method: &str, result: AuthResult) -> u64 {
@@ -209,6 +241,29 @@ impl Metrics {
                         out,
                         "gatehouse_auth_total{{method=\"{method}\",result=\"{}\"}} {v}",
                         result.label()
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP gatehouse_forward_auth_total Forward-auth decisions by route and result.\n# TYPE gatehouse_forward_auth_total counter\n");
+        let mut fa: Vec<(String, Vec<u64>)> = self
+            .forward_auth
+            .iter()
+            .map(|e| {
+                (
+                    e.key().clone(),
+                    e.value().iter().map(|c| c.load(Relaxed)).collect(),
+                )
+            })
+            .collect();
+        fa.sort_by(|a, b| a.0.cmp(&b.0));
+        for (route, counts) in &fa {
+            for (result, v) in FORWARD_AUTH_RESULTS.iter().zip(counts) {
+                if *v > 0 {
+                    let _ = writeln!(
+                        out,
+                        "gatehouse_forward_auth_total{{route=\"{}\",result=\"{result}\"}} {v}",
+                        escape(route)
                     );
                 }
             }

@@ -22,7 +22,7 @@ fn routes() -> &'static [Route] {
             name: prefix.into(),
             host,
             path_prefix: prefix.into(),
-            upstream: 0,
+            upstream: Some(0),
             auth: AuthMode::Required,
             methods: vec![],
             on_unauthenticated: OnUnauthenticated::Auto,

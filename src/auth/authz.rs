@@ -5,27 +5,25 @@ use super::jwt::claims::claim_at;
 use super::Identity;
 use crate::config::{Require, Route};
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, Snapshot};
+use crate::gateway::Gateway;
 use crate::metrics::AuthResult;
 use serde_json::Value;
 
 /// Runs after authentication. An anonymous caller (an `optional` route)
 /// facing requirements is asked to authenticate (401 or the login page)
-/// rather than told no: signing in may well satisfy them.
+/// (401, or the login page for a browser) rather than told no: signing in
+/// may well satisfy them.
 pub fn authorize(
     gw: &Gateway,
-    snap: &Snapshot,
     route: &Route,
-    parts: &http::request::Parts,
     identity: Option<&Identity>,
-    html: bool,
 ) -> Result<(), GatewayError> {
     let req = &route.require;
     if req.groups_any.is_empty() && req.claims.is_empty() {
         return Ok(());
     }
     let Some(id) = identity else {
-        return Err(super::unauthenticated(snap, route, parts, html, None));
+        return Err(super::unauthenticated(None));
     };
     if permits(req, id) {
         Ok(())

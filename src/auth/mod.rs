@@ -60,17 +60,12 @@ pub struct Identity {
 }
 
 impl Found {
-    /// The identity, or the 401 / login redirect when the route needs one.
-    pub fn require(
-        &self,
-        snap: &Snapshot,
-        route: &Route,
-        parts: &http::request::Parts,
-        html: bool,
-    ) -> Result<Option<Arc<Identity>>, GatewayError> {
+    /// The identity, or the 401 when the route needs one (the respond step
+    /// turns it into the login page for browsers).
+    pub fn require(&self, route: &Route) -> Result<Option<Arc<Identity>>, GatewayError> {
         match (&self.authenticated, route.auth) {
             (Some(a), _) => Ok(Some(a.identity.clone())),
-            (None, AuthMode::Required) => Err(unauthenticated(snap, route, parts, html, None)),
+            (None, AuthMode::Required) => Err(unauthenticated(None)),
             (None, _) => Ok(None),
         }
     }
@@ -421,7 +416,6 @@ pub async fn authenticate(
     route: &Route,
     parts: &mut http::request::Parts,
     conn: &ConnInfo,
-    html: bool,
 ) -> Result<Found, GatewayError> {
     let mut found = Found::default();
     if route.auth == AuthMode::None {
@@ -472,7 +466,7 @@ pub async fn authenticate(
         }
     }
     if let Some(why) = invalid {
-        return Err(unauthenticated(snap, route, parts, html, Some(why)));
+        return Err(unauthenticated(Some(why)));
     }
     // One "missing" per request, under the route's first method.
     if let Some(&first) = route.methods.first() {
@@ -481,49 +475,65 @@ pub async fn authenticate(
     Ok(found)
 }
 
-/// The 401 or login redirect for a caller without valid credentials.
-pub fn unauthenticated(
+/// The 401 for a caller without valid credentials. Whether a browser gets
+/// the login page instead is the respond step's choice
+/// ([`login_location`]): the in-line pipeline and forward-auth answer it
+/// differently.
+pub fn unauthenticated(invalid: Option<&'static str>) -> GatewayError {
+    GatewayError::Unauthenticated(match invalid {
+        Some(why) => Challenge::InvalidToken(why),
+        None => Challenge::Missing,
+    })
+}
+
+/// Where a caller without valid credentials is sent instead of a 401 (per
+/// the route's `on_unauthenticated`), or `None` for the 401. `base` is what
+/// precedes the gateway's own paths in the location (`""` in-line: the
+/// same origin; `<scheme>://<host>` in forward-auth); `login_url` replaces
+/// the login page (forward-auth's central login host); `rd` is where to
+/// come back to.
+pub fn login_location(
     snap: &Snapshot,
     route: &Route,
-    parts: &http::request::Parts,
     html: bool,
-    invalid: Option<&'static str>,
-) -> GatewayError {
+    base: &str,
+    login_url: Option<&str>,
+    rd: &str,
+) -> Option<String> {
     let redirect = match route.on_unauthenticated {
         OnUnauthenticated::Auto => html,
         OnUnauthenticated::Redirect => true,
         OnUnauthenticated::Status401 => false,
     };
-    if redirect {
-        let rd = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        // With one single sign-on provider and no local users, the login
-        // page would hold one button: `redirect` routes skip it.
-        let local_users = snap
-            .config
-            .login
-            .as_ref()
-            .is_some_and(|l| l.users_file.is_some());
-        if let ([only], false, OnUnauthenticated::Redirect) = (
-            snap.config.oidc.as_slice(),
-            local_users,
-            route.on_unauthenticated,
-        ) {
-            return GatewayError::Unauthenticated(Challenge::Login {
-                location: crate::login::oidc::start_href(snap, &only.name, rd),
-            });
-        }
-        return GatewayError::Unauthenticated(Challenge::Login {
-            location: format!(
-                "{}/login?rd={}",
-                snap.config.server.endpoint_prefix,
-                url_encode(rd)
-            ),
-        });
+    if !redirect {
+        return None;
     }
-    GatewayError::Unauthenticated(match invalid {
-        Some(why) => Challenge::InvalidToken(why),
-        None => Challenge::Missing,
-    })
+    if let Some(url) = login_url {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        return Some(format!("{url}{sep}rd={}", url_encode(rd)));
+    }
+    // With one single sign-on provider and no local users, the login
+    // page would hold one button: `redirect` routes skip it.
+    let local_users = snap
+        .config
+        .login
+        .as_ref()
+        .is_some_and(|l| l.users_file.is_some());
+    if let ([only], false, OnUnauthenticated::Redirect) = (
+        snap.config.oidc.as_slice(),
+        local_users,
+        route.on_unauthenticated,
+    ) {
+        return Some(format!(
+            "{base}{}",
+            crate::login::oidc::start_href(snap, &only.name, rd)
+        ));
+    }
+    Some(format!(
+        "{base}{}/login?rd={}",
+        snap.config.server.endpoint_prefix,
+        url_encode(rd)
+    ))
 }
 
 /// Every byte but RFC 3986's unreserved characters (ALPHA, DIGIT and

@@ -31,6 +31,16 @@ pub struct FileConfig {
     pub upstreams: Vec<UpstreamFile>,
     #[serde(default)]
     pub routes: Vec<RouteFile>,
+    #[serde(default)]
+    pub forward_auth: Option<ForwardAuthFile>,
+}
+
+/// `[forward_auth]` (SPEC 14).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthFile {
+    pub enabled: Option<bool>,
+    pub login_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,7 +282,8 @@ pub struct RouteFile {
     pub name: String,
     pub host: Option<String>,
     pub path_prefix: Option<String>,
-    pub upstream: String,
+    /// Absent: a decision-only route (forward-auth, SPEC 14).
+    pub upstream: Option<String>,
     pub auth: Option<String>,
     pub methods: Option<Vec<String>>,
     pub on_unauthenticated: Option<String>,

@@ -89,6 +89,8 @@ pub struct Config {
     pub jwt: Vec<Arc<JwtIssuer>>,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
+    /// `[forward_auth]` with `enabled = true`; `None`: its endpoints answer 404.
+    pub forward_auth: Option<ForwardAuth>,
     /// Signs the gateway's tokens: `[login]`'s keys, else an ephemeral key.
     pub signing: Arc<crate::tokens::keys::SigningKeys>,
     /// `iss` of the gateway's tokens (`login.issuer`, default `gatehouse`).
@@ -278,8 +280,9 @@ pub struct Route {
     pub name: String,
     pub host: HostMatch,
     pub path_prefix: String,
-    /// Index into [`Config::upstreams`].
-    pub upstream: usize,
+    /// Index into [`Config::upstreams`]; `None`: the route only answers
+    /// forward-auth decisions (in-line it is 404).
+    pub upstream: Option<usize>,
     pub auth: AuthMode,
     pub methods: Vec<AuthMethod>,
     pub on_unauthenticated: OnUnauthenticated,
@@ -289,6 +292,13 @@ pub struct Route {
     /// tokens) whose tokens this route accepts; empty accepts every one.
     pub issuers: Vec<String>,
     pub require: Require,
+}
+
+/// `[forward_auth]` (SPEC 14): decisions for a proxy that is already there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuth {
+    /// The central login page; `None`: `<scheme>://<original host><endpoint_prefix>/login`.
+    pub login_url: Option<String>,
 }
 
 /// Secret bytes. Debug never prints them.

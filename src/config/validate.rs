@@ -227,6 +227,7 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
     let upstreams = upstreams(&mut c, &f.upstreams, &server.secret);
     let sessions_creatable = login.is_some() || !f.oidc.is_empty();
     let issuer_names: Vec<&str> = jwt.iter().map(|j| j.name.as_str()).collect();
+    let forward_auth = forward_auth(&mut c, f.forward_auth.as_ref());
     let routes = routes(
         &mut c,
         &f.routes,
@@ -234,6 +235,17 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         sessions_creatable,
         &issuer_names,
     );
+    for (i, r) in routes.iter().enumerate() {
+        if r.upstream.is_none() && forward_auth.is_none() && f.routes[i].upstream.is_none() {
+            c.err(
+                format!("routes[{i}].upstream"),
+                format!(
+                    "route `{}` has no upstream; only [forward_auth] (enabled = true) allows a decision-only route",
+                    r.name
+                ),
+            );
+        }
+    }
 
     let signing = match &login {
         Some(l) => l.keys.clone(),
@@ -264,11 +276,34 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             jwt,
             upstreams,
             routes,
+            forward_auth,
             warnings: c.warnings,
         })
     } else {
         Err(c.problems)
     }
+}
+
+/// `[forward_auth]`: `None` unless `enabled = true`. A `login_url` must be
+/// an absolute http(s) URL: the login redirect is sent to another host.
+fn forward_auth(c: &mut Check<'_>, f: Option<&ForwardAuthFile>) -> Option<ForwardAuth> {
+    let f = f?;
+    let login_url = f.login_url.clone().filter(|u| !u.is_empty());
+    if let Some(u) = &login_url {
+        let ok = (u.starts_with("https://") || u.starts_with("http://"))
+            && u.parse::<http::Uri>()
+                .is_ok_and(|p| p.host().is_some_and(|h| !h.is_empty()))
+            && !u.contains('#');
+        if !ok {
+            c.err(
+                "forward_auth.login_url",
+                format!("`{u}`: an absolute http(s) URL such as https://login.example.com/.gatehouse/login"),
+            );
+        }
+    }
+    f.enabled
+        .unwrap_or(false)
+        .then_some(ForwardAuth { login_url })
 }
 
 fn server(c: &mut Check<'_>, s: &ServerFile) -> Server {
@@ -772,18 +807,21 @@ fn routes(
                 "`_gatehouse` is the route label of the gateway's own endpoints; pick another name",
             );
         }
-        let upstream = match upstreams.iter().position(|u| u.name == r.upstream) {
-            Some(u) => u,
-            None => {
-                c.err(
-                    format!("{p}.upstream"),
-                    format!(
-                        "route `{}` names upstream `{}`, which is not defined",
-                        r.name, r.upstream
-                    ),
-                );
-                0
-            }
+        let upstream = match r.upstream.as_deref() {
+            None => None,
+            Some(name) => match upstreams.iter().position(|u| u.name == name) {
+                Some(u) => Some(u),
+                None => {
+                    c.err(
+                        format!("{p}.upstream"),
+                        format!(
+                            "route `{}` names upstream `{name}`, which is not defined",
+                            r.name
+                        ),
+                    );
+                    None
+                }
+            },
         };
         let host = match r.host.as_deref() {
             None | Some("") => HostMatch::Any,

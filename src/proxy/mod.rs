@@ -3,22 +3,28 @@
 //!
 //! 1. framing checks   malformed or smuggling-prone requests     -> 400
 //! 2. normalise path   RFC 3986 dot segments and escapes         -> 400
-//! 3. own endpoints    `<endpoint_prefix>/...`
+//! 3. own endpoints    `<endpoint_prefix>/...`, forward-auth among them
 //! 4. route            host + normalised path, first match       -> 404
 //! 5. strip            identity headers a client must not send  (every route)
-//! 6. authenticate     the route's methods in order              -> 401 / 302
+//! 6. authenticate     the route's methods in order              -> 401
 //! 7. authorise        `[routes.require]`                        -> 403
 //! 8. forward          choose backend (affinity), rewrite, send  -> 502/503/504
-//! 9. respond          affinity cookie, hop-by-hop out, request id, access log
+//! 9. respond          login page (302) for a browser's 401, affinity cookie,
+//!    hop-by-hop out, request id, access log
+//!
+//! Steps 4-7 are `decide`: the one decision, made for in-line requests
+//! here and for the original request of a forward-auth question
+//! (`forward_auth.rs`, SPEC 14), which answers it in its own step 9.
 
 pub mod forward;
+mod forward_auth;
 pub mod headers;
 pub mod respond;
 mod tunnel;
 
 use crate::auth::{self, Identity};
 use crate::body::Body;
-use crate::error::GatewayError;
+use crate::error::{Challenge, GatewayError};
 use crate::gateway::{Gateway, Snapshot};
 use crate::revocation::liveness::{Liveness, StreamWatch};
 use crate::route;
@@ -43,6 +49,9 @@ struct Ctx {
     received: tokio::time::Instant,
     /// Served by the gateway's own endpoints (metrics route `_gatehouse`).
     own_endpoint: bool,
+    /// A forward-auth decision: the original request, which the access
+    /// line names instead of the endpoint's.
+    original: Option<Box<forward_auth::Original>>,
 }
 
 /// Serves one request from a client connection. Never fails: every error
@@ -69,6 +78,7 @@ pub async fn handle(
         expire_session_cookie: false,
         received: tokio::time::Instant::now(),
         own_endpoint: false,
+        original: None,
     };
     let method = req.method().clone();
     let http1 = req.version() <= Version::HTTP_11;
@@ -136,6 +146,22 @@ pub async fn handle(
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
+        if let Some(o) = &ctx.original {
+            // One line per decision, naming what was decided on.
+            tracing::info!(
+                target: "gatehouse::access",
+                method = %o.method,
+                host = %o.host,
+                path = %o.path,
+                status,
+                duration_ms = elapsed.as_micros() as f64 / 1000.0,
+                route = route_name,
+                forward_auth = true,
+                request_id = ctx.request_id.to_str().unwrap_or(""),
+                peer = %conn.peer.ip(),
+            );
+            return Ok(resp);
+        }
         tracing::info!(
             target: "gatehouse::access",
             method = %method,
@@ -161,89 +187,65 @@ async fn handle_inner(
     req: Request<Incoming>,
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, GatewayError> {
-    // 1. Framing. hyper refuses conflicting Content-Length values and
-    // malformed chunking. A head carrying both Content-Length and
-    // Transfer-Encoding never gets here: hyper drops Content-Length while
-    // parsing, so the connection's framing guard (server/framing.rs)
-    // refuses such a head before hyper reads it. What is left to check is
-    // what hyper passes on as valid.
-    if req.version() <= Version::HTTP_11 && !headers::transfer_coding_is_plain(req.headers()) {
-        return Err(GatewayError::BadRequest("unsupported Transfer-Encoding"));
-    }
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    if let Some(h) = hosts.next() {
-        if hosts.next().is_some() {
-            return Err(GatewayError::BadRequest("more than one Host header"));
-        }
-        // Not text: routing would see no host at all while the backend
-        // (which gets it as sent) may see one.
-        if h.to_str().is_err() {
-            return Err(GatewayError::BadRequest("malformed Host header"));
-        }
-    }
+    // 1. Framing.
+    check_framing(&req)?;
 
     // 2. Normalise before anything looks at the path: routing and the
-    // forwarded request must agree on what was asked for.
-    let path = route::normalize_path(req.uri().path())
-        .map_err(|_| GatewayError::BadRequest("malformed path"))?;
+    // forwarded request must agree on what was asked for. `None`: the
+    // path is normal as it came (the common case, no copy).
+    let normalized = match route::normalize_path(req.uri().path()) {
+        Ok(std::borrow::Cow::Borrowed(_)) => None,
+        Ok(std::borrow::Cow::Owned(p)) => Some(p),
+        Err(_) => return Err(GatewayError::BadRequest("malformed path")),
+    };
 
-    // 3. The gateway's own endpoints.
-    if path.starts_with(snap.endpoint_prefix_slash.as_str())
-        || path == snap.config.server.endpoint_prefix
-    {
-        let sub_path = path[snap.config.server.endpoint_prefix.len()..].to_string();
+    // 3. The gateway's own endpoints, forward-auth decisions among them.
+    let path = normalized.as_deref().unwrap_or(req.uri().path());
+    if let Some(sub_path) = own_sub_path(snap, path) {
+        let sub_path = sub_path.to_string();
         ctx.own_endpoint = true;
         tracing::Span::current().record("route", OWN_ENDPOINT_ROUTE);
+        if forward_auth::is_endpoint(&sub_path) {
+            return forward_auth::handle(gw, snap, conn, req, &sub_path, ctx).await;
+        }
         return crate::login::handle(gw, snap, conn, req, &sub_path, ctx.html, &ctx.request_id)
             .await;
     }
 
-    // 4. Route on host (port removed) and the normalised path.
-    let host_value = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    let host = route::host_without_port(host_value);
-    let found = route::lookup(&snap.config.routes, host, &path);
-    // A backend that decodes `%2F`, folds case or drops `;params` could
-    // read this request as another route's path than the one matched:
-    // refused, so no route's rules can be side-stepped that way.
-    if route::is_ambiguous(&snap.config.routes, host, &path, found.map(|(i, _)| i)) {
-        return Err(GatewayError::BadRequest("ambiguous path"));
-    }
-    let (route_idx, route) = found.ok_or(GatewayError::NoRoute)?;
-    ctx.route = Some(route_idx);
-    tracing::Span::current().record("route", route.name.as_str());
+    let (mut parts, body) = req.into_parts();
+
+    // 4-7. Route, strip, authenticate, authorise: the decision, shared
+    // with forward-auth. A caller without credentials is answered in
+    // step 9's terms: the login page for a browser, else the 401.
+    let decision = match decide(
+        gw,
+        snap,
+        conn,
+        &mut parts,
+        normalized.as_deref(),
+        Mode::InLine,
+        ctx,
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => return Err(inline_refusal(snap, ctx, &parts, e)),
+    };
+    let route = &snap.config.routes[decision.route];
+    let identity = decision.identity;
+    let session_key = decision.session;
+    let session_record = decision.session_record;
     // The path to forward when it is not the request's own (normalisation
     // or strip_prefix changed it); `None`: the request's path as it came.
     let forward_path: Option<String> = if route.strip_prefix {
-        Some(route::strip_prefix(&route.path_prefix, &path).into_owned())
+        let path = normalized.as_deref().unwrap_or(parts.uri.path());
+        Some(route::strip_prefix(&route.path_prefix, path).into_owned())
     } else {
-        match path {
-            std::borrow::Cow::Borrowed(_) => None,
-            std::borrow::Cow::Owned(p) => Some(p),
-        }
+        normalized
     };
-
-    let (mut parts, body) = req.into_parts();
-
-    // 5. Strip identity headers before authenticating, on every route
-    // including auth = "none": whatever the client sent under those names
-    // must never reach a backend, and must never be read as an identity.
-    headers::strip_identity(&mut parts.headers, &snap.config.identity);
-
-    // 6-7. Authenticate and authorise.
-    let found = auth::authenticate(gw, snap, route, &mut parts, conn, ctx.html).await?;
-    ctx.expire_session_cookie = found.expire_session_cookie;
-    let identity = found.require(snap, route, &parts, ctx.html)?;
-    auth::authz::authorize(gw, snap, route, &parts, identity.as_deref(), ctx.html)?;
-    let session_key = found.authenticated.as_ref().and_then(|a| a.session);
     let liveness = Liveness::of(session_key, identity.as_deref());
     // What ends after this moment ends long-lived connections opened now.
     let authenticated_ms = crate::session::now_ms();
-    let session_record = found.authenticated.and_then(|a| a.session_record);
     if snap.config.identity.strip_session_cookie && snap.config.sessions.enabled {
         crate::session::strip_cookie(&mut parts.headers, &snap.config.sessions.cookie_name);
     }
@@ -251,7 +253,10 @@ async fn handle_inner(
     // 8. Choose, rewrite and forward. Affinity is read before the rewrite
     // (which replaces X-Forwarded-For) and the gateway's affinity cookie is
     // not passed on: the backend has no use for it.
-    let upstream = &snap.upstreams[route.upstream];
+    let Some(upstream_idx) = route.upstream else {
+        return Err(GatewayError::NoRoute);
+    };
+    let upstream = &snap.upstreams[upstream_idx];
     let set = upstream.backends();
     let client_ip = if upstream.sticky.is_some() || upstream.hash_key.is_some() {
         sticky::client_ip(
@@ -451,6 +456,140 @@ async fn handle_inner(
     Ok(Response::from_parts(rparts, body))
 }
 
+/// Who asks for a decision: the in-line pipeline, which refuses routes
+/// without an upstream, or a forward-auth endpoint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    InLine,
+    ForwardAuth,
+}
+
+/// What steps 4-7 decided: the request may pass, on this route, as this
+/// caller (none on `auth = "none"` and anonymous `optional`).
+struct Decision {
+    /// Index into the snapshot's routes.
+    route: usize,
+    identity: Option<Arc<Identity>>,
+    /// The server-side session that authenticated it, with its record.
+    session: Option<crate::session::SessionKey>,
+    session_record: Option<Arc<crate::session::Record>>,
+}
+
+/// Steps 4-7 for a request whose path is already normalised (step 2;
+/// `normalized` is `None` when the request's own path is normal):
+/// the one decision both modes make (SPEC 14). A refusal is the error
+/// the in-line pipeline would answer, except that an unauthenticated
+/// caller gets the plain 401 here: sending a browser to the login page
+/// instead is the respond step's choice, which differs between modes.
+/// Records the route and a dead session cookie in `ctx`.
+async fn decide(
+    gw: &Gateway,
+    snap: &Snapshot,
+    conn: &ConnInfo,
+    parts: &mut http::request::Parts,
+    normalized: Option<&str>,
+    mode: Mode,
+    ctx: &mut Ctx,
+) -> Result<Decision, GatewayError> {
+    // 4. Route on host (port removed) and the normalised path.
+    let path = normalized.unwrap_or(parts.uri.path());
+    let host_value = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    let host = route::host_without_port(host_value);
+    let found = route::lookup(&snap.config.routes, host, path);
+    // A backend that decodes `%2F`, folds case or drops `;params` could
+    // read this request as another route's path than the one matched:
+    // refused, so no route's rules can be side-stepped that way.
+    if route::is_ambiguous(&snap.config.routes, host, path, found.map(|(i, _)| i)) {
+        return Err(GatewayError::BadRequest("ambiguous path"));
+    }
+    let (route_idx, route) = found.ok_or(GatewayError::NoRoute)?;
+    ctx.route = Some(route_idx);
+    tracing::Span::current().record("route", route.name.as_str());
+    // A decision-only route has nothing to proxy to.
+    if mode == Mode::InLine && route.upstream.is_none() {
+        return Err(GatewayError::NoRoute);
+    }
+
+    // 5. Strip identity headers before authenticating, on every route
+    // including auth = "none": whatever the client sent under those names
+    // must never reach a backend, and must never be read as an identity.
+    headers::strip_identity(&mut parts.headers, &snap.config.identity);
+
+    // 6. Authenticate with the route's methods, in order.
+    let found = auth::authenticate(gw, snap, route, parts, conn).await?;
+    ctx.expire_session_cookie = found.expire_session_cookie;
+    let identity = found.require(route)?;
+
+    // 7. Authorise with `[routes.require]`.
+    auth::authz::authorize(gw, route, identity.as_deref())?;
+    let (session, session_record) = match found.authenticated {
+        Some(a) => (a.session, a.session_record),
+        None => (None, None),
+    };
+    Ok(Decision {
+        route: route_idx,
+        identity,
+        session,
+        session_record,
+    })
+}
+
+/// Step 9 for a refused in-line request: a caller without credentials is
+/// sent to the login page when the route says so (SPEC 6, `on_unauthenticated`),
+/// coming back to the path it asked for.
+fn inline_refusal(
+    snap: &Snapshot,
+    ctx: &Ctx,
+    parts: &http::request::Parts,
+    e: GatewayError,
+) -> GatewayError {
+    let (GatewayError::Unauthenticated(_), Some(i)) = (&e, ctx.route) else {
+        return e;
+    };
+    let rd = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    match auth::login_location(snap, &snap.config.routes[i], ctx.html, "", None, rd) {
+        Some(location) => GatewayError::Unauthenticated(Challenge::Login { location }),
+        None => e,
+    }
+}
+
+/// Step 1. hyper refuses conflicting Content-Length values and malformed
+/// chunking. A head carrying both Content-Length and Transfer-Encoding
+/// never gets here: hyper drops Content-Length while parsing, so the
+/// connection's framing guard (server/framing.rs) refuses such a head
+/// before hyper reads it. What is left to check is what hyper passes on as
+/// valid.
+fn check_framing<B>(req: &Request<B>) -> Result<(), GatewayError> {
+    if req.version() <= Version::HTTP_11 && !headers::transfer_coding_is_plain(req.headers()) {
+        return Err(GatewayError::BadRequest("unsupported Transfer-Encoding"));
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    if let Some(h) = hosts.next() {
+        if hosts.next().is_some() {
+            return Err(GatewayError::BadRequest("more than one Host header"));
+        }
+        // Not text: routing would see no host at all while the backend
+        // (which gets it as sent) may see one.
+        if h.to_str().is_err() {
+            return Err(GatewayError::BadRequest("malformed Host header"));
+        }
+    }
+    Ok(())
+}
+
+/// The part of a normalised path after `endpoint_prefix` when the path is
+/// one of the gateway's own (step 3).
+fn own_sub_path<'p>(snap: &Snapshot, path: &'p str) -> Option<&'p str> {
+    let prefix = &snap.config.server.endpoint_prefix;
+    (path.starts_with(snap.endpoint_prefix_slash.as_str()) || path == prefix.as_str())
+        .then(|| &path[prefix.len()..])
+}
+
 /// Where step 8 sends a request, as its rewrite needs it.
 #[derive(Clone, Copy)]
 struct Target<'a> {
@@ -525,32 +664,46 @@ fn rewrite_request(
         host.as_ref(),
     );
     if let Some(id) = identity {
-        for (name, field) in &snap.config.identity.headers {
-            let value = match field.as_str() {
-                "iss" => id.iss(&snap.config).map(std::borrow::Cow::Borrowed),
-                _ => id.field(field),
-            };
-            if let Some(v) = value {
-                if !headers::is_safe_value(&v) {
-                    return Err(GatewayError::BadRequest(
-                        "identity value not allowed in a header",
-                    ));
-                }
-                // from_bytes: UTF-8 names and emails travel as RFC 9110
-                // obs-text rather than being dropped.
-                if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
-                    parts.headers.insert(name.clone(), v);
-                }
+        add_identity(gw, snap, &mut parts.headers, id, upstream)?;
+    }
+    Ok(())
+}
+
+/// The identity headers of `[identity] headers`, and the `[identity.jwt]`
+/// header (for `default_audience` unless configured): what a backend is
+/// told about the caller, in-line (step 8) and in a forward-auth 200.
+fn add_identity(
+    gw: &Gateway,
+    snap: &Snapshot,
+    out: &mut http::HeaderMap,
+    id: &Identity,
+    default_audience: &str,
+) -> Result<(), GatewayError> {
+    for (name, field) in &snap.config.identity.headers {
+        let value = match field.as_str() {
+            "iss" => id.iss(&snap.config).map(std::borrow::Cow::Borrowed),
+            _ => id.field(field),
+        };
+        if let Some(v) = value {
+            if !headers::is_safe_value(&v) {
+                return Err(GatewayError::BadRequest(
+                    "identity value not allowed in a header",
+                ));
+            }
+            // from_bytes: UTF-8 names and emails travel as RFC 9110
+            // obs-text rather than being dropped.
+            if let Ok(v) = HeaderValue::from_bytes(v.as_bytes()) {
+                out.insert(name.clone(), v);
             }
         }
-        if let Some(jcfg) = &snap.config.identity.jwt {
-            let audience = jcfg.audience.as_deref().unwrap_or(upstream);
-            if let Some(v) = gw
-                .identity_tokens
-                .header_value(&snap.config, jcfg, id, audience)
-            {
-                parts.headers.insert(jcfg.header.clone(), v);
-            }
+    }
+    if let Some(jcfg) = &snap.config.identity.jwt {
+        let audience = jcfg.audience.as_deref().unwrap_or(default_audience);
+        if let Some(v) = gw
+            .identity_tokens
+            .header_value(&snap.config, jcfg, id, audience)
+        {
+            out.insert(jcfg.header.clone(), v);
         }
     }
     Ok(())

@@ -351,7 +351,7 @@ mod tests {
             name: prefix.into(),
             host,
             path_prefix: prefix.into(),
-            upstream: 0,
+            upstream: Some(0),
             auth: crate::config::AuthMode::None,
             methods: vec![],
             on_unauthenticated: crate::config::OnUnauthenticated::Auto,

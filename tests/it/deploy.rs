@@ -44,6 +44,7 @@ fn deploy_configs_pass_check() {
         .collect();
     for expected in [
         "compose/gatehouse/gatehouse.toml",
+        "forward-auth/gatehouse/gatehouse.toml",
         "kubernetes/sidecar/gatehouse.toml",
         "kubernetes/standalone/base/gatehouse.toml",
     ] {

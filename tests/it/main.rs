@@ -12,6 +12,7 @@ mod bypass;
 mod config;
 mod deploy;
 mod faults;
+mod forward_auth;
 mod jwt;
 mod lockout;
 mod oidc;

@@ -10,6 +10,7 @@ pub mod dns;
 pub mod keys;
 pub mod pki;
 pub mod process;
+pub mod proxies;
 pub mod raw_backend;
 pub mod redis;
 pub mod redis_ha;
