@@ -9,6 +9,7 @@
 pub mod file;
 mod locate;
 pub mod read;
+pub mod reload;
 pub mod sessions;
 pub mod units;
 mod upstream;
