@@ -18,7 +18,7 @@ mod tunnel;
 
 use crate::auth::{self, Identity};
 use crate::body::Body;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Malformed};
 use crate::gateway::{Gateway, Snapshot};
 use crate::liveness::{Liveness, StreamWatch};
 use crate::route;
@@ -168,24 +168,24 @@ async fn handle_inner(
     // refuses such a head before hyper reads it. What is left to check is
     // what hyper passes on as valid.
     if req.version() <= Version::HTTP_11 && !headers::transfer_coding_is_plain(req.headers()) {
-        return Err(GatewayError::BadRequest("unsupported Transfer-Encoding"));
+        return Err(GatewayError::BadRequest(Malformed::TransferEncoding));
     }
     let mut hosts = req.headers().get_all(header::HOST).iter();
     if let Some(h) = hosts.next() {
         if hosts.next().is_some() {
-            return Err(GatewayError::BadRequest("more than one Host header"));
+            return Err(GatewayError::BadRequest(Malformed::DuplicateHost));
         }
         // Not text: routing would see no host at all while the backend
         // (which gets it as sent) may see one.
         if h.to_str().is_err() {
-            return Err(GatewayError::BadRequest("malformed Host header"));
+            return Err(GatewayError::BadRequest(Malformed::HostNotText));
         }
     }
 
     // 2. Normalise before anything looks at the path: routing and the
     // forwarded request must agree on what was asked for.
     let path = route::normalize_path(req.uri().path())
-        .map_err(|_| GatewayError::BadRequest("malformed path"))?;
+        .map_err(|_| GatewayError::BadRequest(Malformed::Path))?;
 
     // 3. The gateway's own endpoints.
     if path.starts_with(snap.endpoint_prefix_slash.as_str())
@@ -199,19 +199,13 @@ async fn handle_inner(
     }
 
     // 4. Route on host (port removed) and the normalised path.
-    let host_value = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    let host = route::host_without_port(host_value);
+    let host = route::request_host(req.headers(), req.uri());
     let found = route::lookup(&snap.config.routes, host, &path);
     // A backend that decodes `%2F`, folds case or drops `;params` could
     // read this request as another route's path than the one matched:
     // refused, so no route's rules can be side-stepped that way.
     if route::is_ambiguous(&snap.config.routes, host, &path, found.map(|(i, _)| i)) {
-        return Err(GatewayError::BadRequest("ambiguous path"));
+        return Err(GatewayError::BadRequest(Malformed::AmbiguousPath));
     }
     let (route_idx, route) = found.ok_or(GatewayError::NoRoute)?;
     ctx.route = Some(route_idx);
@@ -492,7 +486,7 @@ fn rewrite_request(
                 s.push_str(q);
             }
             http::uri::PathAndQuery::try_from(s)
-                .map_err(|_| GatewayError::BadRequest("malformed request target"))?
+                .map_err(|_| GatewayError::BadRequest(Malformed::Target))?
         }
     };
     // HTTP/2 requests carry the host in :authority only.
@@ -530,9 +524,7 @@ fn rewrite_request(
             };
             if let Some(v) = value {
                 if !headers::is_safe_value(&v) {
-                    return Err(GatewayError::BadRequest(
-                        "identity value not allowed in a header",
-                    ));
+                    return Err(GatewayError::BadRequest(Malformed::IdentityValue));
                 }
                 // from_bytes: UTF-8 names and emails travel as RFC 9110
                 // obs-text rather than being dropped.

@@ -333,19 +333,14 @@ async fn serve_redirect(gw: Arc<Gateway>, stream: TcpStream, shutdown: watch::Re
     let port = gw.bound.get().map_or(443, |b| b.listen.port());
     let service = service_fn(
         move |req: http::Request<hyper::body::Incoming>| async move {
-            let host = req
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(crate::route::host_without_port)
-                .filter(|h| {
-                    !h.is_empty()
-                        && h.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-                });
+            let host = Some(crate::route::request_host(req.headers(), req.uri())).filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            });
             let resp = match host {
                 None => crate::proxy::respond::error(
-                    &crate::error::GatewayError::BadRequest("missing or invalid Host header"),
+                    &crate::error::GatewayError::BadRequest(crate::error::Malformed::MissingHost),
                     &http::HeaderValue::from_static("-"),
                     false,
                 ),
