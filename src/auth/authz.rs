@@ -5,15 +5,15 @@ use super::jwt::claims::claim_at;
 use super::Identity;
 use crate::config::{Require, Route};
 use crate::error::GatewayError;
-use crate::gateway::{Gateway, Snapshot};
-use crate::metrics::AuthResult;
+use crate::gateway::Snapshot;
 use serde_json::Value;
 
 /// Runs after authentication. An anonymous caller (an `optional` route)
 /// facing requirements is asked to authenticate (401 or the login page)
-/// rather than told no: signing in may well satisfy them.
+/// rather than told no: signing in may well satisfy them. A refusal
+/// ([`GatewayError::Forbidden`]) is counted by the caller, which knows the
+/// identity's method.
 pub fn authorize(
-    gw: &Gateway,
     snap: &Snapshot,
     route: &Route,
     parts: &http::request::Parts,
@@ -30,7 +30,6 @@ pub fn authorize(
     if permits(req, id) {
         Ok(())
     } else {
-        gw.metrics.auth(id.method.as_str(), AuthResult::Forbidden);
         Err(GatewayError::Forbidden)
     }
 }

@@ -232,7 +232,13 @@ async fn handle_inner(
     let found = auth::authenticate(gw, snap, route, &mut parts, conn, ctx.html).await?;
     ctx.expire_session_cookie = found.expire_session_cookie;
     let identity = found.require(snap, route, &parts, ctx.html)?;
-    auth::authz::authorize(gw, snap, route, &parts, identity.as_deref(), ctx.html)?;
+    if let Err(e) = auth::authz::authorize(snap, route, &parts, identity.as_deref(), ctx.html) {
+        if let (GatewayError::Forbidden, Some(id)) = (&e, identity.as_deref()) {
+            gw.metrics
+                .auth(id.method.as_str(), crate::metrics::AuthResult::Forbidden);
+        }
+        return Err(e);
+    }
     let session_key = found.authenticated.as_ref().and_then(|a| a.session);
     let liveness = Liveness::of(session_key, identity.as_deref());
     // What ends after this moment ends long-lived connections opened now.
