@@ -1,10 +1,12 @@
 //! What a reload can apply and what needs a restart, decided field by
 //! field from the diff of the old and the new [`Config`].
 //!
-//! Every field of [`Config`] and of the sections that hold a restart-only
-//! setting is named below in a destructuring without `..`: a field added
-//! to any of them does not compile until it is classified here. A field is
-//! one of
+//! Every field of [`Config`] and of its sections (`[server]`, `[admin]`,
+//! `[log]`, `[sessions]`, `[identity]`, `[login]`) is named below in a
+//! destructuring without `..`: a field added to any of them does not
+//! compile until it is classified here. Routes, upstreams, `[[jwt]]` and
+//! `[[oidc]]` entries are classified whole: each reload builds them anew,
+//! background tasks included. A field is one of
 //! - live: read from the snapshot on every use, so the swap applies it;
 //! - applied: the reload pushes it into what outlives the snapshot
 //!   (`Gateway::reload` does, for `server.max_connections` and
@@ -18,8 +20,8 @@
 
 use std::net::SocketAddr;
 
-use super::sessions::Sessions;
-use super::{Admin, Config, Log, Server};
+use super::sessions::{Login, Sessions};
+use super::{Admin, Config, Identity, Log, Server};
 
 /// Where the listeners actually are (port 0 in the file resolved), when
 /// they are bound.
@@ -52,11 +54,12 @@ pub fn needs_restart(old: &Config, new: &Config, running: Running) -> Vec<NeedsR
         admin,
         log,
         sessions,
-        // Live: routes, upstreams, issuers, providers, identity headers,
-        // login settings and keys are all rebuilt into the new snapshot.
+        identity,
+        login,
+        // Live: routes, upstreams, issuers and providers are rebuilt into
+        // the new snapshot with everything in them (their background
+        // tasks too), and so are the signing keys.
         path: _,
-        identity: _,
-        login: _,
         oidc: _,
         jwt: _,
         upstreams: _,
@@ -116,6 +119,33 @@ pub fn needs_restart(old: &Config, new: &Config, running: Running) -> Vec<NeedsR
         *redirect != old.server.redirect,
         "server.redirect changed: restart gatehouse to apply it".into(),
     );
+
+    // Wholly live, but named field by field all the same: these settings
+    // sit beside state that outlives snapshots (the lockout table, the
+    // identity-token cache), so a new one must be looked at.
+    let Identity {
+        headers: _,
+        strip: _,
+        strip_session_cookie: _,
+        strip_authorization: _,
+        jwt: _,
+    } = identity;
+    if let Some(Login {
+        users_file: _,
+        users: _,
+        keys: _,
+        issuer: _,
+        access_token_ttl: _,
+        refresh_token_ttl: _,
+        refresh_token_max_age: _,
+        refresh_reuse_grace: _,
+        // Read from the snapshot at each attempt, not by the lockout
+        // table itself.
+        max_failures: _,
+        failure_window: _,
+        lockout: _,
+    }) = login
+    {}
 
     let Admin {
         listen: admin_listen,
