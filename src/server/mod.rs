@@ -339,11 +339,25 @@ async fn serve_redirect(gw: Arc<Gateway>, stream: TcpStream, shutdown: watch::Re
                         .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
             });
             let resp = match host {
-                None => crate::proxy::respond::error(
-                    &crate::error::GatewayError::BadRequest(crate::error::Malformed::MissingHost),
-                    &http::HeaderValue::from_static("-"),
-                    false,
-                ),
+                None => {
+                    let e = crate::error::GatewayError::BadRequest(
+                        crate::error::Malformed::MissingHost,
+                    );
+                    let mut r = crate::proxy::respond::error(
+                        &e,
+                        &http::HeaderValue::from_static("-"),
+                        false,
+                    );
+                    // As on the main listener, the error decides whether
+                    // the connection may carry another request.
+                    if req.version() <= http::Version::HTTP_11 && !e.can_reuse_connection() {
+                        r.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    r
+                }
                 Some(h) => {
                     let h = if h.contains(':') {
                         format!("[{h}]")
