@@ -8,8 +8,9 @@ use std::time::Duration;
 /// carries the source, which may name a backend.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// What was malformed says [`Malformed`]; always 400.
     #[error("malformed request: {0}")]
-    BadRequest(&'static str),
+    BadRequest(Malformed),
     #[error("request header fields too large")]
     HeadersTooLarge,
     #[error("request body too large")]
@@ -54,6 +55,92 @@ pub enum GatewayError {
     /// `Sec-WebSocket-Accept` the request's key calls for (SPEC 16).
     #[error("backend switched protocols unasked")]
     UnexpectedSwitch,
+}
+
+/// What made a request malformed (400). Each says what the client got
+/// wrong; the text is the public body, so it names no backend or secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// A Transfer-Encoding other than plain `chunked` on HTTP/1.
+    TransferEncoding,
+    /// Two or more Host fields.
+    DuplicateHost,
+    /// A Host field that is not text.
+    HostNotText,
+    /// No usable host where one is needed (an https redirect, an OIDC
+    /// callback URL built from the request).
+    MissingHost,
+    /// A path that does not normalise (bad percent-encoding, `..` above
+    /// the root, ...).
+    Path,
+    /// A path another route could be read as by a backend.
+    AmbiguousPath,
+    /// The rewritten request target is not a valid URI.
+    Target,
+    /// An identity value the backend header could be split by.
+    IdentityValue,
+    /// A small body (login form, token request) that broke off.
+    UnreadableBody,
+    Json,
+    JsonNotObject,
+    /// The request asks for a redirect that cannot be a `Location`.
+    Redirect,
+    /// A cookie value built from the request cannot be a `Set-Cookie`.
+    Cookie,
+    /// Forward-auth (SPEC 14): a header describing the original request
+    /// that is not text.
+    ForwardAuthHeader,
+    /// Forward-auth: the original request's method, scheme, host or path
+    /// is not one.
+    OriginalMethod,
+    OriginalScheme,
+    OriginalHost,
+    OriginalPath,
+    /// Forward-auth: `X-Original-URL` does not parse, or is not absolute.
+    OriginalUrl,
+    OriginalUrlNotAbsolute,
+    /// Forward-auth `/authz/...`: the request names no host.
+    NoHost,
+    /// Forward-auth `/auth`: nothing describes the original request.
+    NoOriginal,
+}
+
+impl Malformed {
+    /// The short, client-safe text for the error body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Malformed::TransferEncoding => "unsupported Transfer-Encoding",
+            Malformed::DuplicateHost => "more than one Host header",
+            Malformed::HostNotText => "malformed Host header",
+            Malformed::MissingHost => "missing or invalid Host header",
+            Malformed::Path => "malformed path",
+            Malformed::AmbiguousPath => "ambiguous path",
+            Malformed::Target => "malformed request target",
+            Malformed::IdentityValue => "identity value not allowed in a header",
+            Malformed::UnreadableBody => "could not read the request body",
+            Malformed::Json => "malformed JSON body",
+            Malformed::JsonNotObject => "expected a JSON object",
+            Malformed::Redirect => "invalid redirect",
+            Malformed::Cookie => "cookie",
+            Malformed::ForwardAuthHeader => "malformed forward-auth header",
+            Malformed::OriginalMethod => "malformed original method",
+            Malformed::OriginalScheme => "malformed original scheme",
+            Malformed::OriginalHost => "malformed original host",
+            Malformed::OriginalPath => "malformed original path",
+            Malformed::OriginalUrl => "malformed X-Original-URL",
+            Malformed::OriginalUrlNotAbsolute => "X-Original-URL is not absolute",
+            Malformed::NoHost => "no Host",
+            Malformed::NoOriginal => {
+                "no X-Original-URL or X-Forwarded-Host describing the original request"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What a 401 asks the client to do (RFC 6750 section 3).
@@ -126,7 +213,7 @@ impl GatewayError {
     /// The short, client-safe text for the error body.
     pub fn public_message(&self) -> &'static str {
         match self {
-            GatewayError::BadRequest(m) => m,
+            GatewayError::BadRequest(m) => m.as_str(),
             GatewayError::HeadersTooLarge => "request header fields too large",
             GatewayError::BodyTooLarge => "request body too large",
             GatewayError::RequestTimeout => "request body not received in time",
@@ -164,7 +251,7 @@ mod tests {
     fn every_error_maps_to_its_contract_status() {
         let io = || std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         let table: Vec<(GatewayError, u16)> = vec![
-            (GatewayError::BadRequest("x"), 400),
+            (GatewayError::BadRequest(Malformed::Path), 400),
             (GatewayError::HeadersTooLarge, 431),
             (GatewayError::BodyTooLarge, 413),
             (GatewayError::RequestTimeout, 408),

@@ -19,6 +19,30 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// large ID tokens, userinfo).
 pub const MAX_BODY: usize = 1024 * 1024;
 
+/// Why an exchange failed or its answer was unusable. The text names the
+/// step; the caller adds which endpoint it was.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("timed out after {}s", TIMEOUT.as_secs())]
+    Timeout,
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("bad host name: {0}")]
+    HostName(rustls_pki_types::InvalidDnsNameError),
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    #[error("request: {0}")]
+    Request(http::Error),
+    #[error("HTTP: {0}")]
+    Http(hyper::Error),
+    #[error("body: {0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    #[error("the response is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the response is not a JSON object")]
+    NotObject,
+}
+
 /// What came back.
 #[derive(Debug)]
 pub struct Reply {
@@ -29,11 +53,11 @@ pub struct Reply {
 
 impl Reply {
     /// The body as a JSON object.
-    pub fn json(&self) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    pub fn json(&self) -> Result<serde_json::Map<String, serde_json::Value>, FetchError> {
         match serde_json::from_slice(&self.body) {
             Ok(serde_json::Value::Object(m)) => Ok(m),
-            Ok(_) => Err("the response is not a JSON object".into()),
-            Err(e) => Err(format!("the response is not JSON: {e}")),
+            Ok(_) => Err(FetchError::NotObject),
+            Err(e) => Err(FetchError::NotJson(e)),
         }
     }
 }
@@ -100,39 +124,39 @@ pub fn encode_bytes(b: &[u8]) -> String {
 }
 
 /// Sends `out` and reads the answer, within [`TIMEOUT`].
-pub async fn send(tls: &Arc<rustls::ClientConfig>, out: Outgoing<'_>) -> Result<Reply, String> {
+pub async fn send(tls: &Arc<rustls::ClientConfig>, out: Outgoing<'_>) -> Result<Reply, FetchError> {
     match tokio::time::timeout(TIMEOUT, exchange(tls, out)).await {
         Ok(r) => r,
-        Err(_) => Err(format!("timed out after {}s", TIMEOUT.as_secs())),
+        Err(_) => Err(FetchError::Timeout),
     }
 }
 
-async fn exchange(tls: &Arc<rustls::ClientConfig>, out: Outgoing<'_>) -> Result<Reply, String> {
+async fn exchange(tls: &Arc<rustls::ClientConfig>, out: Outgoing<'_>) -> Result<Reply, FetchError> {
     let url = out.url;
     let tcp = TcpStream::connect((url.host.as_str(), url.port))
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(FetchError::Connect)?;
     let _ = tcp.set_nodelay(true);
     if url.https {
         let name = rustls_pki_types::ServerName::try_from(url.host.clone())
-            .map_err(|e| format!("bad host name: {e}"))?;
+            .map_err(FetchError::HostName)?;
         let stream = tokio_rustls::TlsConnector::from(tls.clone())
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS: {e}"))?;
+            .map_err(FetchError::Tls)?;
         over(stream, out).await
     } else {
         over(tcp, out).await
     }
 }
 
-async fn over<IO>(io: IO, out: Outgoing<'_>) -> Result<Reply, String>
+async fn over<IO>(io: IO, out: Outgoing<'_>) -> Result<Reply, FetchError>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .map_err(|e| format!("HTTP: {e}"))?;
+        .map_err(FetchError::Http)?;
     let conn = tokio::spawn(conn);
     let mut req = http::Request::builder()
         .method(out.method)
@@ -144,22 +168,19 @@ where
             concat!("gatehouse/", env!("CARGO_PKG_VERSION")),
         )
         .body(Full::new(out.body))
-        .map_err(|e| format!("request: {e}"))?;
+        .map_err(FetchError::Request)?;
     for (k, v) in out.headers {
         req.headers_mut().insert(k, v);
     }
     let result = async {
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("HTTP: {e}"))?;
+        let resp = sender.send_request(req).await.map_err(FetchError::Http)?;
         let status = resp.status().as_u16();
         let (parts, body) = resp.into_parts();
         let headers = parts.headers;
         let body = Limited::new(body, MAX_BODY)
             .collect()
             .await
-            .map_err(|e| format!("body: {e}"))?
+            .map_err(FetchError::Body)?
             .to_bytes();
         Ok(Reply {
             status,

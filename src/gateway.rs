@@ -311,44 +311,17 @@ impl Gateway {
             }
         };
         let mut warnings = new.warnings.clone();
-        let (o, n) = (&old.config, &new);
-        let bound = self.bound.get().copied();
-        // Port 0 in the new file means "wherever": the bound port stays.
-        let moved =
-            |configured: std::net::SocketAddr, bound: Option<std::net::SocketAddr>| match bound {
-                Some(b) => {
-                    configured != b && !(configured.port() == 0 && configured.ip() == b.ip())
-                }
-                None => false,
-            };
-        if moved(n.server.listen, bound.map(|b| b.listen)) {
-            warnings.push(format!(
-                "server.listen changed to {}: restart gatehouse to move the listener (still serving on {})",
-                n.server.listen,
-                bound.map_or(o.server.listen, |b| b.listen)
-            ));
-        }
-        if moved(n.admin.listen, bound.map(|b| b.admin)) {
-            warnings
-                .push("admin.listen changed: restart gatehouse to move the admin listener".into());
-        }
-        if o.server.redirect != n.server.redirect {
-            warnings.push("server.redirect changed: restart gatehouse to apply it".into());
-        }
-        if o.sessions.store != n.sessions.store || o.sessions.key_prefix != n.sessions.key_prefix {
-            warnings.push("the session store changed: restart gatehouse to switch stores (the old one keeps serving)".into());
-        }
-        if o.server.tls.is_some() != n.server.tls.is_some() {
-            warnings.push("[server.tls] was added or removed: restart gatehouse to switch between HTTP and HTTPS".into());
-        }
-        if o.server.worker_threads != n.server.worker_threads {
-            warnings.push(
-                "server.worker_threads changed: restart gatehouse to resize the runtime".into(),
-            );
-        }
-        if o.log.format != n.log.format {
-            warnings.push("log.format changed: restart gatehouse to switch the log format".into());
-        }
+        let bound = self.bound.get();
+        let running = config::reload::Running {
+            listen: bound.map(|b| b.listen),
+            admin: bound.map(|b| b.admin),
+        };
+        warnings.extend(
+            config::reload::needs_restart(&old.config, &new, running)
+                .into_iter()
+                .map(|r| r.message),
+        );
+        let n = &new;
         // Applied here, to what outlives the snapshot.
         self.conn_limit.resize(n.server.max_connections);
         self.store.apply(&n.sessions);

@@ -5,19 +5,14 @@ use super::jwt::claims::claim_at;
 use super::Identity;
 use crate::config::{Require, Route};
 use crate::error::GatewayError;
-use crate::gateway::Gateway;
-use crate::metrics::AuthResult;
 use serde_json::Value;
 
 /// Runs after authentication. An anonymous caller (an `optional` route)
 /// facing requirements is asked to authenticate (401 or the login page)
-/// (401, or the login page for a browser) rather than told no: signing in
-/// may well satisfy them.
-pub fn authorize(
-    gw: &Gateway,
-    route: &Route,
-    identity: Option<&Identity>,
-) -> Result<(), GatewayError> {
+/// rather than told no: signing in may well satisfy them. A refusal
+/// ([`GatewayError::Forbidden`]) is counted by the caller, which knows the
+/// identity's method.
+pub fn authorize(route: &Route, identity: Option<&Identity>) -> Result<(), GatewayError> {
     let req = &route.require;
     if req.groups_any.is_empty() && req.claims.is_empty() {
         return Ok(());
@@ -28,7 +23,6 @@ pub fn authorize(
     if permits(req, id) {
         Ok(())
     } else {
-        gw.metrics.auth(id.method.as_str(), AuthResult::Forbidden);
         Err(GatewayError::Forbidden)
     }
 }

@@ -147,6 +147,73 @@ pub enum Lookup<'a> {
     NoFit,
 }
 
+/// Why a public key, a JWK or a JWKS cannot verify signatures. The text
+/// says what to give instead; it never quotes key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a PEM file (not text)")]
+    NotText,
+    #[error("holds a private key; give the issuer's public key (-----BEGIN PUBLIC KEY-----)")]
+    PrivateKey,
+    #[error("holds a certificate; give the public key (-----BEGIN PUBLIC KEY-----)")]
+    Certificate,
+    #[error("not a PEM public key (RSA, EC P-256/P-384 or Ed25519, -----BEGIN PUBLIC KEY-----)")]
+    NotPublicKey,
+    #[error("{0}")]
+    Decoding(jsonwebtoken::errors::Error),
+    /// The key does not parse as the named kind (`RSA`, `P-256`, ...).
+    #[error("not a valid {0} public key")]
+    Invalid(&'static str),
+    #[error("the RSA key has {0} bits; at least {MIN_RSA_BITS} are required")]
+    ShortRsaPem(u32),
+    #[error("unsupported EC curve (P-256 and P-384 are supported)")]
+    EcCurve,
+    #[error("not a JWKS (invalid JSON: {0})")]
+    NotJson(serde_json::Error),
+    #[error("not a JWKS (no `keys` list)")]
+    NoKeyList,
+    /// With why each key was skipped.
+    #[error("the JWKS has no usable signing key{}", skipped_list(.0))]
+    NoUsableKey(Vec<String>),
+    #[error("use is `{0}`, not `sig`")]
+    Use(String),
+    #[error("alg `{0}` is not supported")]
+    UnsupportedAlg(String),
+    #[error("kid is not a string")]
+    KidNotString,
+    #[error("no `{0}`")]
+    Missing(&'static str),
+    #[error("`{0}` is not base64url")]
+    NotBase64(&'static str),
+    #[error("RSA key of {0} bits (at least {MIN_RSA_BITS})")]
+    ShortRsa(u32),
+    #[error("empty `e`")]
+    EmptyExponent,
+    #[error("curve {0} is not supported")]
+    Curve(String),
+    #[error("coordinates of the wrong length")]
+    Coordinates,
+    #[error("only the Ed25519 curve is supported for OKP keys")]
+    OkpCurve,
+    #[error("symmetric keys are not taken from a JWKS")]
+    Symmetric,
+    #[error("key type {0} is not supported")]
+    KeyType(String),
+    #[error("alg {alg} does not fit {kind}")]
+    AlgMismatch {
+        alg: &'static str,
+        kind: &'static str,
+    },
+}
+
+fn skipped_list(skipped: &[String]) -> String {
+    if skipped.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", skipped.join("; "))
+    }
+}
+
 impl KeySet {
     fn new(keys: Vec<Key>, material: &[u8]) -> KeySet {
         KeySet {
@@ -169,41 +236,31 @@ impl KeySet {
 
     /// A PEM public key: RSA (`PUBLIC KEY` or `RSA PUBLIC KEY`), EC P-256
     /// or P-384, or Ed25519 (`PUBLIC KEY`).
-    pub fn from_public_pem(pem: &[u8]) -> Result<KeySet, String> {
-        let text = std::str::from_utf8(pem).map_err(|_| "not a PEM file (not text)".to_string())?;
+    pub fn from_public_pem(pem: &[u8]) -> Result<KeySet, KeyError> {
+        let text = std::str::from_utf8(pem).map_err(|_| KeyError::NotText)?;
         if text.contains("PRIVATE KEY-----") {
-            return Err(
-                "holds a private key; give the issuer's public key (-----BEGIN PUBLIC KEY-----)"
-                    .into(),
-            );
+            return Err(KeyError::PrivateKey);
         }
         if text.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(
-                "holds a certificate; give the public key (-----BEGIN PUBLIC KEY-----)".into(),
-            );
+            return Err(KeyError::Certificate);
         }
         let (kind, decoding) = if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
-            let der = k.try_get_as_bytes().map_err(|e| e.to_string())?;
+            let der = k.try_get_as_bytes().map_err(KeyError::Decoding)?;
             let bits = aws_lc_rs::signature::RsaParameters::public_modulus_len(der)
-                .map_err(|_| "not a valid RSA public key".to_string())?;
+                .map_err(|_| KeyError::Invalid("RSA"))?;
             if bits < MIN_RSA_BITS {
-                return Err(format!(
-                    "the RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"
-                ));
+                return Err(KeyError::ShortRsaPem(bits));
             }
             (KeyKind::Rsa, k)
         } else if let Ok(k) = DecodingKey::from_ec_pem(pem) {
-            let point = k.try_get_as_bytes().map_err(|e| e.to_string())?;
+            let point = k.try_get_as_bytes().map_err(KeyError::Decoding)?;
             (ec_kind(point)?, k)
         } else if let Ok(k) = DecodingKey::from_ed_pem(pem) {
-            let raw = k.try_get_as_bytes().map_err(|e| e.to_string())?;
+            let raw = k.try_get_as_bytes().map_err(KeyError::Decoding)?;
             check_point(&aws_lc_rs::signature::ED25519, raw, "Ed25519")?;
             (KeyKind::Ed25519, k)
         } else {
-            return Err(
-                "not a PEM public key (RSA, EC P-256/P-384 or Ed25519, -----BEGIN PUBLIC KEY-----)"
-                    .into(),
-            );
+            return Err(KeyError::NotPublicKey);
         };
         let key = Key {
             kid: None,
@@ -218,13 +275,12 @@ impl KeySet {
     /// keys, unknown types or curves, short RSA keys, symmetric `oct` keys,
     /// which have no business in a published key set) are skipped and
     /// reported in the second value. A set with no usable key is an error.
-    pub fn from_jwks(json: &[u8]) -> Result<(KeySet, Vec<String>), String> {
-        let doc: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| format!("not a JWKS (invalid JSON: {e})"))?;
+    pub fn from_jwks(json: &[u8]) -> Result<(KeySet, Vec<String>), KeyError> {
+        let doc: serde_json::Value = serde_json::from_slice(json).map_err(KeyError::NotJson)?;
         let list = doc
             .get("keys")
             .and_then(|k| k.as_array())
-            .ok_or_else(|| "not a JWKS (no `keys` list)".to_string())?;
+            .ok_or(KeyError::NoKeyList)?;
         let mut keys = Vec::new();
         let mut skipped = Vec::new();
         for (i, jwk) in list.iter().enumerate() {
@@ -237,13 +293,7 @@ impl KeySet {
             }
         }
         if keys.is_empty() {
-            let mut msg = "the JWKS has no usable signing key".to_string();
-            if !skipped.is_empty() {
-                msg.push_str(" (");
-                msg.push_str(&skipped.join("; "));
-                msg.push(')');
-            }
-            return Err(msg);
+            return Err(KeyError::NoUsableKey(skipped));
         }
         Ok((KeySet::new(keys, json), skipped))
     }
@@ -286,12 +336,12 @@ impl KeySet {
     }
 }
 
-fn ec_kind(point: &[u8]) -> Result<KeyKind, String> {
+fn ec_kind(point: &[u8]) -> Result<KeyKind, KeyError> {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED};
     match point.len() {
         65 => check_point(&ECDSA_P256_SHA256_FIXED, point, "P-256").map(|_| KeyKind::EcP256),
         97 => check_point(&ECDSA_P384_SHA384_FIXED, point, "P-384").map(|_| KeyKind::EcP384),
-        _ => Err("unsupported EC curve (P-256 and P-384 are supported)".into()),
+        _ => Err(KeyError::EcCurve),
     }
 }
 
@@ -300,41 +350,41 @@ fn ec_kind(point: &[u8]) -> Result<KeyKind, String> {
 fn check_point(
     alg: &'static dyn aws_lc_rs::signature::VerificationAlgorithm,
     bytes: &[u8],
-    what: &str,
-) -> Result<(), String> {
+    what: &'static str,
+) -> Result<(), KeyError> {
     aws_lc_rs::signature::ParsedPublicKey::new(alg, bytes)
         .map(|_| ())
-        .map_err(|_| format!("not a valid {what} public key"))
+        .map_err(|_| KeyError::Invalid(what))
 }
 
-fn b64(jwk: &serde_json::Value, field: &str) -> Result<Vec<u8>, String> {
+fn b64(jwk: &serde_json::Value, field: &'static str) -> Result<Vec<u8>, KeyError> {
     let s = jwk
         .get(field)
         .and_then(|v| v.as_str())
-        .ok_or_else(|| format!("no `{field}`"))?;
+        .ok_or(KeyError::Missing(field))?;
     URL_SAFE_NO_PAD
         .decode(s.trim_end_matches('='))
-        .map_err(|_| format!("`{field}` is not base64url"))
+        .map_err(|_| KeyError::NotBase64(field))
 }
 
-fn jwk_to_key(jwk: &serde_json::Value) -> Result<Key, String> {
+fn jwk_to_key(jwk: &serde_json::Value) -> Result<Key, KeyError> {
     let str_of = |f: &str| jwk.get(f).and_then(|v| v.as_str());
     if let Some(u) = str_of("use") {
         if u != "sig" {
-            return Err(format!("use is `{u}`, not `sig`"));
+            return Err(KeyError::Use(u.into()));
         }
     }
     let alg = match jwk.get("alg") {
         None | Some(serde_json::Value::Null) => None,
         Some(a) => {
             let name = a.as_str().unwrap_or("");
-            Some(parse_alg(name).ok_or_else(|| format!("alg `{name}` is not supported"))?)
+            Some(parse_alg(name).ok_or_else(|| KeyError::UnsupportedAlg(name.into()))?)
         }
     };
     let kid = match jwk.get("kid") {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("kid is not a string".into()),
+        Some(_) => return Err(KeyError::KidNotString),
     };
     let (kind, decoding) = match str_of("kty") {
         Some("RSA") => {
@@ -342,10 +392,10 @@ fn jwk_to_key(jwk: &serde_json::Value) -> Result<Key, String> {
             let e = b64(jwk, "e")?;
             let bits = rsa_bits(&n);
             if bits < MIN_RSA_BITS {
-                return Err(format!("RSA key of {bits} bits (at least {MIN_RSA_BITS})"));
+                return Err(KeyError::ShortRsa(bits));
             }
             if e.is_empty() {
-                return Err("empty `e`".into());
+                return Err(KeyError::EmptyExponent);
             }
             (KeyKind::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
         }
@@ -355,10 +405,10 @@ fn jwk_to_key(jwk: &serde_json::Value) -> Result<Key, String> {
             let size = match str_of("crv") {
                 Some("P-256") => 32,
                 Some("P-384") => 48,
-                other => return Err(format!("curve {} is not supported", other.unwrap_or("-"))),
+                other => return Err(KeyError::Curve(other.unwrap_or("-").into())),
             };
             if x.len() != size || y.len() != size {
-                return Err("coordinates of the wrong length".into());
+                return Err(KeyError::Coordinates);
             }
             let mut point = Vec::with_capacity(1 + 2 * size);
             point.push(4);
@@ -369,27 +419,21 @@ fn jwk_to_key(jwk: &serde_json::Value) -> Result<Key, String> {
         }
         Some("OKP") => {
             if str_of("crv") != Some("Ed25519") {
-                return Err("only the Ed25519 curve is supported for OKP keys".into());
+                return Err(KeyError::OkpCurve);
             }
             let x = b64(jwk, "x")?;
             check_point(&aws_lc_rs::signature::ED25519, &x, "Ed25519")?;
             (KeyKind::Ed25519, DecodingKey::from_ed_der(&x))
         }
-        Some("oct") => return Err("symmetric keys are not taken from a JWKS".into()),
-        other => {
-            return Err(format!(
-                "key type {} is not supported",
-                other.unwrap_or("-")
-            ))
-        }
+        Some("oct") => return Err(KeyError::Symmetric),
+        other => return Err(KeyError::KeyType(other.unwrap_or("-").into())),
     };
     if let Some(a) = alg {
         if !kind.fits(a) {
-            return Err(format!(
-                "alg {} does not fit {}",
-                alg_name(a),
-                kind.describe()
-            ));
+            return Err(KeyError::AlgMismatch {
+                alg: alg_name(a),
+                kind: kind.describe(),
+            });
         }
     }
     Ok(Key {

@@ -269,11 +269,7 @@ pub fn request_origin(
     uri: &http::Uri,
     conn: &ConnInfo,
 ) -> RequestOrigin {
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
+    let host = crate::route::request_authority(headers, uri);
     let scheme = if client_used_https(snap, conn, headers) {
         "https"
     } else {

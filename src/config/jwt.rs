@@ -166,21 +166,35 @@ fn is_loopback(host: &str) -> bool {
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Why a key set, issuer or provider endpoint URL is refused. Each quotes
+/// the URL as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("`{0}` is not a URL")]
+    NotAUrl(String),
+    #[error("`{0}`: expected an https:// URL")]
+    Scheme(String),
+    #[error("`{0}` has no host")]
+    NoHost(String),
+    #[error("`{0}`: credentials in the URL are not supported")]
+    Credentials(String),
+    #[error("`{0}`: must be https:// (http:// is allowed only for loopback hosts: 127.0.0.0/8, ::1, localhost)")]
+    PlainHttp(String),
+}
+
 /// `https://` always; `http://` only for loopback hosts (SPEC 11).
-pub fn parse_jwks_url(text: &str) -> Result<JwksUrl, String> {
-    let uri: http::Uri = text.parse().map_err(|_| format!("`{text}` is not a URL"))?;
+pub fn parse_jwks_url(text: &str) -> Result<JwksUrl, UrlError> {
+    let uri: http::Uri = text.parse().map_err(|_| UrlError::NotAUrl(text.into()))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
-        _ => return Err(format!("`{text}`: expected an https:// URL")),
+        _ => return Err(UrlError::Scheme(text.into())),
     };
     let auth = uri
         .authority()
-        .ok_or_else(|| format!("`{text}` has no host"))?;
+        .ok_or_else(|| UrlError::NoHost(text.into()))?;
     if auth.as_str().contains('@') {
-        return Err(format!(
-            "`{text}`: credentials in the URL are not supported"
-        ));
+        return Err(UrlError::Credentials(text.into()));
     }
     let host = auth
         .host()
@@ -188,12 +202,10 @@ pub fn parse_jwks_url(text: &str) -> Result<JwksUrl, String> {
         .trim_end_matches(']')
         .to_string();
     if host.is_empty() {
-        return Err(format!("`{text}` has no host"));
+        return Err(UrlError::NoHost(text.into()));
     }
     if !https && !is_loopback(&host) {
-        return Err(format!(
-            "`{text}`: must be https:// (http:// is allowed only for loopback hosts: 127.0.0.0/8, ::1, localhost)"
-        ));
+        return Err(UrlError::PlainHttp(text.into()));
     }
     Ok(JwksUrl {
         text: text.to_string(),
@@ -205,19 +217,32 @@ pub fn parse_jwks_url(text: &str) -> Result<JwksUrl, String> {
     })
 }
 
-fn parse_token_source(s: &str) -> Result<TokenSource, String> {
+/// Why a `token_sources` entry is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum TokenSourceError {
+    #[error("use `cookie:NAME` for a token in a cookie")]
+    CookieHeader,
+    #[error("`{0}` is not a header name")]
+    HeaderName(String),
+    #[error("`{0}` is not a cookie name")]
+    CookieName(String),
+    #[error("`{0}` is not a query parameter name")]
+    QueryName(String),
+    #[error("`{0}`: expected \"header:NAME\", \"cookie:NAME\" or \"query:NAME\"")]
+    Kind(String),
+}
+
+fn parse_token_source(s: &str) -> Result<TokenSource, TokenSourceError> {
     let (kind, name) = s.split_once(':').unwrap_or((s, ""));
     match kind {
         "header" => match http::HeaderName::from_bytes(name.as_bytes()) {
             Ok(h) if h == http::header::AUTHORIZATION => Ok(TokenSource::Bearer),
-            Ok(h) if h == http::header::COOKIE => {
-                Err("use `cookie:NAME` for a token in a cookie".into())
-            }
+            Ok(h) if h == http::header::COOKIE => Err(TokenSourceError::CookieHeader),
             Ok(h) => Ok(TokenSource::Header(h)),
-            Err(_) => Err(format!("`{name}` is not a header name")),
+            Err(_) => Err(TokenSourceError::HeaderName(name.into())),
         },
         "cookie" if crate::cookies::is_name(name) => Ok(TokenSource::Cookie(name.to_string())),
-        "cookie" => Err(format!("`{name}` is not a cookie name")),
+        "cookie" => Err(TokenSourceError::CookieName(name.into())),
         "query"
             if !name.is_empty()
                 && name
@@ -226,10 +251,8 @@ fn parse_token_source(s: &str) -> Result<TokenSource, String> {
         {
             Ok(TokenSource::Query(name.to_string()))
         }
-        "query" => Err(format!("`{name}` is not a query parameter name")),
-        _ => Err(format!(
-            "`{s}`: expected \"header:NAME\", \"cookie:NAME\" or \"query:NAME\""
-        )),
+        "query" => Err(TokenSourceError::QueryName(name.into())),
+        _ => Err(TokenSourceError::Kind(s.into())),
     }
 }
 
@@ -626,7 +649,7 @@ fn one(
                     token_sources.push(src);
                 }
             }
-            Err(m) => c.err(format!("{p}.token_sources[{k}]"), m),
+            Err(m) => c.err(format!("{p}.token_sources[{k}]"), m.to_string()),
         }
     }
 
@@ -681,7 +704,7 @@ fn remote(
     let url = match parse_jwks_url(url) {
         Ok(u) => Some(u),
         Err(m) => {
-            c.err(format!("{p}.jwks_url"), m);
+            c.err(format!("{p}.jwks_url"), m.to_string());
             None
         }
     };

@@ -10,6 +10,7 @@ pub mod file;
 mod locate;
 pub mod read;
 pub mod redis;
+pub mod reload;
 pub mod sessions;
 pub mod units;
 mod upstream;
@@ -27,7 +28,7 @@ pub use upstream::{
     DEFAULT_LEARNED_TTL,
 };
 pub use validate::jwt::{
-    parse_jwks_url, JwksLocation, JwksSource, JwksUrl, JwtIssuer, JwtKeys, TokenSource,
+    parse_jwks_url, JwksLocation, JwksSource, JwksUrl, JwtIssuer, JwtKeys, TokenSource, UrlError,
     DEFAULT_JWKS_FILE_REFRESH, DEFAULT_JWKS_MIN_REFETCH, DEFAULT_JWKS_REFRESH,
     DEFAULT_JWT_ALGORITHMS, DEFAULT_JWT_CLAIMS_MAP, DEFAULT_JWT_LEEWAY,
     DEFAULT_JWT_REQUIRED_CLAIMS, DEFAULT_JWT_TOKEN_SOURCES, MIN_JWKS_INTERVAL,

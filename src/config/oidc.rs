@@ -202,14 +202,14 @@ fn issuer(c: &mut Check<'_>, p: &str, issuer: &str) -> Option<JwksUrl> {
         return None;
     }
     if let Err(m) = parse_jwks_url(issuer) {
-        c.err(at, m);
+        c.err(at, m.to_string());
         return None;
     }
     let url = format!("{}{DISCOVERY_PATH}", issuer.trim_end_matches('/'));
     match parse_jwks_url(&url) {
         Ok(u) => Some(u),
         Err(m) => {
-            c.err(at, m);
+            c.err(at, m.to_string());
             None
         }
     }

@@ -117,7 +117,7 @@ fn duration(
     match v {
         None => default,
         Some(t) => parse_duration(t).unwrap_or_else(|m| {
-            err(problems, path, m);
+            err(problems, path, m.to_string());
             default
         }),
     }
@@ -286,7 +286,7 @@ pub(super) fn login(
         Some(path) => match Users::load(path) {
             Ok(u) => Arc::new(u),
             Err(e) => {
-                err(problems, "login.users_file", e);
+                err(problems, "login.users_file", e.to_string());
                 Arc::new(Users::default())
             }
         },
@@ -322,15 +322,7 @@ pub(super) fn login(
         match SigningKeys::load(signing_key_file.as_deref(), &previous) {
             Ok(k) => Arc::new(k),
             Err(e) => {
-                err(
-                    problems,
-                    if e.contains("previous") {
-                        "login.previous_keys"
-                    } else {
-                        "login.signing_key_file"
-                    },
-                    e,
-                );
+                err(problems, e.key_path(), e.to_string());
                 ephemeral()
             }
         }

@@ -3,21 +3,39 @@
 
 use std::time::Duration;
 
+/// Why a duration or size is not one. The text says what was written and
+/// what would do; validation puts it under the key path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("`{0}` has no unit (use ms, s, m, h or d, e.g. \"30s\")")]
+    NoDurationUnit(String),
+    #[error("`{0}` is not a duration (e.g. \"500ms\", \"30s\", \"12h\")")]
+    NotADuration(String),
+    #[error("`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)")]
+    UnknownDurationUnit { text: String, unit: String },
+    #[error("`{0}` is not a size (e.g. \"64KiB\", \"1MiB\")")]
+    NotASize(String),
+    #[error("`{text}`: unknown unit `{unit}` (use B, KiB, MiB or GiB)")]
+    UnknownSizeUnit { text: String, unit: String },
+    #[error("`{0}` is too large")]
+    TooLarge(String),
+}
+
 /// Parses `<integer><unit>` with unit one of `ms`, `s`, `m`, `h`, `d`.
 /// A bare `0` is accepted as zero; any other bare number is refused so that
 /// nobody has to guess whether `30` means seconds or milliseconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
     let t = text.trim();
     if t == "0" {
         return Ok(Duration::ZERO);
     }
     let split = t
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` has no unit (use ms, s, m, h or d, e.g. \"30s\")"))?;
+        .ok_or_else(|| UnitError::NoDurationUnit(text.into()))?;
     let (num, unit) = t.split_at(split);
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration (e.g. \"500ms\", \"30s\", \"12h\")"))?;
+        .map_err(|_| UnitError::NotADuration(text.into()))?;
     let ms = match unit {
         "ms" => Some(n),
         "s" => n.checked_mul(1_000),
@@ -25,24 +43,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => n.checked_mul(3_600_000),
         "d" => n.checked_mul(86_400_000),
         _ => {
-            return Err(format!(
-                "`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)"
-            ))
+            return Err(UnitError::UnknownDurationUnit {
+                text: text.into(),
+                unit: unit.into(),
+            })
         }
     };
     ms.map(Duration::from_millis)
-        .ok_or_else(|| format!("`{text}` is too large"))
+        .ok_or_else(|| UnitError::TooLarge(text.into()))
 }
 
 /// Parses `<integer><unit>` with unit one of `B`, `KiB`, `MiB`, `GiB`
 /// (also `KB`/`MB`/`GB`, read as powers of 1000).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub fn parse_size(text: &str) -> Result<u64, UnitError> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (e.g. \"64KiB\", \"1MiB\")"))?;
+    let n: u64 = num.parse().map_err(|_| UnitError::NotASize(text.into()))?;
     let mult: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -52,13 +69,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         other => {
-            return Err(format!(
-                "`{text}`: unknown unit `{other}` (use B, KiB, MiB or GiB)"
-            ))
+            return Err(UnitError::UnknownSizeUnit {
+                text: text.into(),
+                unit: other.into(),
+            })
         }
     };
     n.checked_mul(mult)
-        .ok_or_else(|| format!("`{text}` is too large"))
+        .ok_or_else(|| UnitError::TooLarge(text.into()))
 }
 
 #[cfg(test)]

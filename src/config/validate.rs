@@ -40,7 +40,7 @@ impl Check<'_> {
         match v {
             None => default,
             Some(t) => parse_duration(t).unwrap_or_else(|m| {
-                self.err(path, m);
+                self.err(path, m.to_string());
                 default
             }),
         }
@@ -52,7 +52,7 @@ impl Check<'_> {
             Some(t) => match parse_size(t) {
                 Ok(n) => usize::try_from(n).unwrap_or(usize::MAX),
                 Err(m) => {
-                    self.err(path, m);
+                    self.err(path, m.to_string());
                     default
                 }
             },
@@ -89,7 +89,7 @@ impl Check<'_> {
         match crate::server::tls::load_client_config_extra_ca(ca.as_deref()) {
             Ok(t) => Some(t),
             Err(m) => {
-                self.err(format!("{path}.ca_file"), m);
+                self.err(format!("{path}.ca_file"), m.to_string());
                 None
             }
         }
@@ -702,7 +702,7 @@ fn upstreams(c: &mut Check<'_>, list: &[UpstreamFile], secret: &Secret) -> Vec<U
             match tls::load_client_config(u.ca.as_deref().map(|ca| c.file_path(ca)).as_deref()) {
                 Ok(cfg) => Some(cfg),
                 Err(m) => {
-                    c.err(format!("{p}.ca"), m);
+                    c.err(format!("{p}.ca"), m.to_string());
                     None
                 }
             }

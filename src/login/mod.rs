@@ -7,7 +7,7 @@ pub mod users;
 
 use crate::auth;
 use crate::body::Body;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Malformed};
 use crate::gateway::{Gateway, Snapshot};
 use crate::metrics::AuthResult;
 use crate::proxy::respond;
@@ -55,14 +55,6 @@ pub async fn handle(
         }
         _ => Err(GatewayError::NotFound),
     }
-}
-
-pub(crate) fn request_host(req: &Request<Incoming>) -> &str {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .unwrap_or("")
 }
 
 /// Where to send the user after login (SPEC 4 and 11): a relative path
@@ -239,7 +231,12 @@ fn login_page(
     }
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
     let plain = !auth::client_used_https(snap, conn, req.headers());
-    let rd = safe_redirect(&rd, request_host(req), snap, plain);
+    let rd = safe_redirect(
+        &rd,
+        crate::route::request_authority(req.headers(), req.uri()),
+        snap,
+        plain,
+    );
     Ok(render_login(snap, &rd, None, "", StatusCode::OK))
 }
 
@@ -260,7 +257,7 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, GatewayErr
         {
             Err(GatewayError::BodyTooLarge)
         }
-        Err(_) => Err(GatewayError::BadRequest("could not read the request body")),
+        Err(_) => Err(GatewayError::BadRequest(Malformed::UnreadableBody)),
     }
 }
 
@@ -292,10 +289,10 @@ pub async fn read_fields(
     }
     let body = read_body(req.into_body(), MAX_FORM_BYTES).await?;
     let fields = if json {
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| GatewayError::BadRequest("malformed JSON body"))?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|_| GatewayError::BadRequest(Malformed::Json))?;
         v.as_object()
-            .ok_or(GatewayError::BadRequest("expected a JSON object"))?
+            .ok_or(GatewayError::BadRequest(Malformed::JsonNotObject))?
             .iter()
             .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
             .collect()
@@ -431,7 +428,7 @@ async fn login_submit(
         gw.metrics.auth("login", AuthResult::Forbidden);
         return Err(GatewayError::Forbidden);
     }
-    let host = request_host(&req).to_string();
+    let host = crate::route::request_authority(req.headers(), req.uri()).to_string();
     let plain = !auth::client_used_https(snap, conn, req.headers());
     let user_agent = req
         .headers()
@@ -469,7 +466,7 @@ async fn login_submit(
     };
     let (id, view) = create_session(gw, snap, conn, &user, &user_agent, "password").await?;
     let cookie = HeaderValue::from_str(&session::session_cookie(&snap.config.sessions, &id))
-        .map_err(|_| GatewayError::BadRequest("cookie"))?;
+        .map_err(|_| GatewayError::BadRequest(Malformed::Cookie))?;
     let mut resp = if json {
         let body = json!({
             "user": { "sub": user.username, "email": user.email, "groups": user.groups },

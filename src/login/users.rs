@@ -35,6 +35,35 @@ struct UsersFile {
     users: Vec<User>,
 }
 
+/// Why a users file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error(transparent)]
+    Read(#[from] read::FileError),
+    #[error("{}: {problem}", .file.display())]
+    Invalid {
+        file: std::path::PathBuf,
+        problem: UsersProblem,
+    },
+}
+
+/// What is wrong inside a users file, by its key path in that file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsersProblem {
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("users[{index}].password_hash: `{algorithm}` is not argon2id (use `gatehouse hash-password`)")]
+    NotArgon2id { index: usize, algorithm: String },
+    #[error(
+        "users[{index}].password_hash: not a PHC string ({reason}); use `gatehouse hash-password`"
+    )]
+    NotPhc { index: usize, reason: String },
+    #[error("users[{index}].username: empty or contains control characters")]
+    BadUsername { index: usize },
+    #[error("users[{index}].username: duplicate user `{name}`")]
+    Duplicate { index: usize, name: String },
+}
+
 #[derive(Debug, Default)]
 pub struct Users {
     by_name: HashMap<String, User>,
@@ -43,35 +72,45 @@ pub struct Users {
 impl Users {
     /// Reads and checks the file: at most 1 MiB (SPEC 16), unique names,
     /// argon2id PHC hashes.
-    pub fn load(path: &Path) -> Result<Users, String> {
-        let text =
-            read::read_limited_to_string(path, read::MAX_FILE_BYTES).map_err(|e| e.to_string())?;
-        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<Users, UsersError> {
+        let text = read::read_limited_to_string(path, read::MAX_FILE_BYTES)?;
+        Self::parse(&text).map_err(|problem| UsersError::Invalid {
+            file: path.into(),
+            problem,
+        })
     }
 
-    pub fn parse(text: &str) -> Result<Users, String> {
+    pub fn parse(text: &str) -> Result<Users, UsersProblem> {
         let f: UsersFile = serde_path_to_error::deserialize(toml::Deserializer::new(text))
-            .map_err(|e| {
-                let path = e.path().to_string();
-                format!("{path}: {}", e.into_inner().message().trim())
+            .map_err(|e| UsersProblem::Syntax {
+                path: e.path().to_string(),
+                message: e.into_inner().message().trim().to_string(),
             })?;
         let mut by_name = HashMap::new();
-        for (i, u) in f.users.into_iter().enumerate() {
+        for (index, u) in f.users.into_iter().enumerate() {
             match PasswordHash::new(&u.password_hash) {
                 Ok(h) if h.algorithm.as_str() == "argon2id" => {}
-                Ok(h) => return Err(format!("users[{i}].password_hash: `{}` is not argon2id (use `gatehouse hash-password`)", h.algorithm)),
-                Err(e) => return Err(format!("users[{i}].password_hash: not a PHC string ({e}); use `gatehouse hash-password`")),
+                Ok(h) => {
+                    return Err(UsersProblem::NotArgon2id {
+                        index,
+                        algorithm: h.algorithm.to_string(),
+                    })
+                }
+                Err(e) => {
+                    return Err(UsersProblem::NotPhc {
+                        index,
+                        reason: e.to_string(),
+                    })
+                }
             }
             if u.username.is_empty() || u.username.bytes().any(|b| b.is_ascii_control()) {
-                return Err(format!(
-                    "users[{i}].username: empty or contains control characters"
-                ));
+                return Err(UsersProblem::BadUsername { index });
             }
             if by_name.contains_key(&u.username) {
-                return Err(format!(
-                    "users[{i}].username: duplicate user `{}`",
-                    u.username
-                ));
+                return Err(UsersProblem::Duplicate {
+                    index,
+                    name: u.username,
+                });
             }
             by_name.insert(u.username.clone(), u);
         }
@@ -251,14 +290,18 @@ mod tests {
 
     #[test]
     fn bad_hashes_and_duplicates_are_refused() {
-        assert!(
-            Users::parse("[[users]]\nusername = \"a\"\npassword_hash = \"plain\"\n")
-                .unwrap_err()
-                .contains("users[0].password_hash")
-        );
+        let e =
+            Users::parse("[[users]]\nusername = \"a\"\npassword_hash = \"plain\"\n").unwrap_err();
+        assert!(matches!(e, UsersProblem::NotPhc { index: 0, .. }), "{e:?}");
+        assert!(e.to_string().contains("users[0].password_hash"), "{e}");
         let h = hash_password("x");
         let dup = format!("[[users]]\nusername = \"a\"\npassword_hash = \"{h}\"\n[[users]]\nusername = \"a\"\npassword_hash = \"{h}\"\n");
-        assert!(Users::parse(&dup).unwrap_err().contains("duplicate"));
+        let e = Users::parse(&dup).unwrap_err();
+        assert!(
+            matches!(e, UsersProblem::Duplicate { index: 1, .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("duplicate"), "{e}");
         assert!(Users::parse("[[users]]\nusername = \"a\"\npasword_hash = \"x\"\n").is_err());
     }
 }

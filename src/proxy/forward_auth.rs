@@ -15,7 +15,7 @@
 
 use super::{decide, Ctx, Mode};
 use crate::body::Body;
-use crate::error::{Challenge, GatewayError};
+use crate::error::{Challenge, GatewayError, Malformed};
 use crate::gateway::{Gateway, Snapshot};
 use crate::route;
 use crate::server::ConnInfo;
@@ -105,7 +105,7 @@ async fn answer(
     // The original path, normalised as in-line (step 2): what in-line
     // refuses is refused here.
     let path = route::normalize_path(d.path_and_query.path())
-        .map_err(|_| GatewayError::BadRequest("malformed path"))?
+        .map_err(|_| GatewayError::BadRequest(Malformed::Path))?
         .into_owned();
     // The gateway's own pages (the login page above all) must be reachable
     // through the proxy that asks: no route rules apply to them.
@@ -120,7 +120,7 @@ async fn answer(
     parts.method = d.method.clone();
     parts.uri = http::Uri::from(d.path_and_query.clone());
     let host = HeaderValue::from_str(d.authority.as_str())
-        .map_err(|_| GatewayError::BadRequest("malformed original host"))?;
+        .map_err(|_| GatewayError::BadRequest(Malformed::OriginalHost))?;
     parts.headers.insert(header::HOST, host);
     parts
         .headers
@@ -217,14 +217,14 @@ fn describe(
             Some(v) => v
                 .to_str()
                 .map(|s| Some(s.trim()))
-                .map_err(|_| GatewayError::BadRequest("malformed forward-auth header")),
+                .map_err(|_| GatewayError::BadRequest(Malformed::ForwardAuthHeader)),
         }
     };
     let method = |v: Option<&str>| -> Result<Method, GatewayError> {
         match v {
             None | Some("") => Ok(req.method().clone()),
             Some(m) => Method::from_bytes(m.as_bytes())
-                .map_err(|_| GatewayError::BadRequest("malformed original method")),
+                .map_err(|_| GatewayError::BadRequest(Malformed::OriginalMethod)),
         }
     };
     let scheme_https = |v: Option<&str>| -> Result<bool, GatewayError> {
@@ -233,7 +233,7 @@ fn describe(
             None | Some("") => Ok(conn.tls),
             Some(p) if p.eq_ignore_ascii_case("https") => Ok(true),
             Some(p) if p.eq_ignore_ascii_case("http") => Ok(false),
-            Some(_) => Err(GatewayError::BadRequest("malformed original scheme")),
+            Some(_) => Err(GatewayError::BadRequest(Malformed::OriginalScheme)),
         }
     };
     let authority = |v: &str| -> Result<http::uri::Authority, GatewayError> {
@@ -241,13 +241,13 @@ fn describe(
             // No userinfo: `user@host` would be read as `host` here and
             // maybe otherwise elsewhere.
             Ok(a) if !a.as_str().contains('@') && !a.host().is_empty() => Ok(a),
-            _ => Err(GatewayError::BadRequest("malformed original host")),
+            _ => Err(GatewayError::BadRequest(Malformed::OriginalHost)),
         }
     };
     let target = |v: &str| -> Result<http::uri::PathAndQuery, GatewayError> {
         match v.parse::<http::uri::PathAndQuery>() {
             Ok(pq) if pq.path().starts_with('/') => Ok(pq),
-            _ => Err(GatewayError::BadRequest("malformed original path")),
+            _ => Err(GatewayError::BadRequest(Malformed::OriginalPath)),
         }
     };
 
@@ -255,9 +255,9 @@ fn describe(
         if let Some(url) = text(&X_ORIGINAL_URL)? {
             let uri: http::Uri = url
                 .parse()
-                .map_err(|_| GatewayError::BadRequest("malformed X-Original-URL"))?;
+                .map_err(|_| GatewayError::BadRequest(Malformed::OriginalUrl))?;
             let (Some(scheme), Some(a)) = (uri.scheme_str(), uri.authority()) else {
-                return Err(GatewayError::BadRequest("X-Original-URL is not absolute"));
+                return Err(GatewayError::BadRequest(Malformed::OriginalUrlNotAbsolute));
             };
             let https = scheme_https(Some(scheme))?;
             let path_and_query = match uri.path_and_query() {
@@ -273,9 +273,7 @@ fn describe(
             });
         }
         let Some(host) = text(&X_FORWARDED_HOST)? else {
-            return Err(GatewayError::BadRequest(
-                "no X-Original-URL or X-Forwarded-Host describing the original request",
-            ));
+            return Err(GatewayError::BadRequest(Malformed::NoOriginal));
         };
         // A list names the host the client asked for first.
         let host = host.split(',').next().unwrap_or("").trim();
@@ -301,12 +299,9 @@ fn describe(
         Some(q) => target(&format!("{path}?{q}"))?,
         None => target(path)?,
     };
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .ok_or(GatewayError::BadRequest("no Host"))?;
+    let host = Some(route::request_authority(req.headers(), req.uri()))
+        .filter(|h| !h.is_empty())
+        .ok_or(GatewayError::BadRequest(Malformed::NoHost))?;
     Ok(Described {
         caller: Caller::Authz,
         https: scheme_https(text(&X_FORWARDED_PROTO)?)?,

@@ -24,7 +24,7 @@ mod tunnel;
 
 use crate::auth::{self, Identity};
 use crate::body::Body;
-use crate::error::{Challenge, GatewayError};
+use crate::error::{Challenge, GatewayError, Malformed};
 use crate::gateway::{Gateway, Snapshot};
 use crate::revocation::liveness::{Liveness, StreamWatch};
 use crate::route;
@@ -196,7 +196,7 @@ async fn handle_inner(
     let normalized = match route::normalize_path(req.uri().path()) {
         Ok(std::borrow::Cow::Borrowed(_)) => None,
         Ok(std::borrow::Cow::Owned(p)) => Some(p),
-        Err(_) => return Err(GatewayError::BadRequest("malformed path")),
+        Err(_) => return Err(GatewayError::BadRequest(Malformed::Path)),
     };
 
     // 3. The gateway's own endpoints, forward-auth decisions among them.
@@ -493,19 +493,13 @@ async fn decide(
 ) -> Result<Decision, GatewayError> {
     // 4. Route on host (port removed) and the normalised path.
     let path = normalized.unwrap_or(parts.uri.path());
-    let host_value = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("");
-    let host = route::host_without_port(host_value);
+    let host = route::request_host(&parts.headers, &parts.uri);
     let found = route::lookup(&snap.config.routes, host, path);
     // A backend that decodes `%2F`, folds case or drops `;params` could
     // read this request as another route's path than the one matched:
     // refused, so no route's rules can be side-stepped that way.
     if route::is_ambiguous(&snap.config.routes, host, path, found.map(|(i, _)| i)) {
-        return Err(GatewayError::BadRequest("ambiguous path"));
+        return Err(GatewayError::BadRequest(Malformed::AmbiguousPath));
     }
     let (route_idx, route) = found.ok_or(GatewayError::NoRoute)?;
     ctx.route = Some(route_idx);
@@ -526,7 +520,13 @@ async fn decide(
     let identity = found.require(route)?;
 
     // 7. Authorise with `[routes.require]`.
-    auth::authz::authorize(gw, route, identity.as_deref())?;
+    if let Err(e) = auth::authz::authorize(route, identity.as_deref()) {
+        if let (GatewayError::Forbidden, Some(id)) = (&e, identity.as_deref()) {
+            gw.metrics
+                .auth(id.method.as_str(), crate::metrics::AuthResult::Forbidden);
+        }
+        return Err(e);
+    }
     let (session, session_record) = match found.authenticated {
         Some(a) => (a.session, a.session_record),
         None => (None, None),
@@ -566,17 +566,17 @@ fn inline_refusal(
 /// valid.
 fn check_framing<B>(req: &Request<B>) -> Result<(), GatewayError> {
     if req.version() <= Version::HTTP_11 && !headers::transfer_coding_is_plain(req.headers()) {
-        return Err(GatewayError::BadRequest("unsupported Transfer-Encoding"));
+        return Err(GatewayError::BadRequest(Malformed::TransferEncoding));
     }
     let mut hosts = req.headers().get_all(header::HOST).iter();
     if let Some(h) = hosts.next() {
         if hosts.next().is_some() {
-            return Err(GatewayError::BadRequest("more than one Host header"));
+            return Err(GatewayError::BadRequest(Malformed::DuplicateHost));
         }
         // Not text: routing would see no host at all while the backend
         // (which gets it as sent) may see one.
         if h.to_str().is_err() {
-            return Err(GatewayError::BadRequest("malformed Host header"));
+            return Err(GatewayError::BadRequest(Malformed::HostNotText));
         }
     }
     Ok(())
@@ -633,7 +633,7 @@ fn rewrite_request(
                 s.push_str(q);
             }
             http::uri::PathAndQuery::try_from(s)
-                .map_err(|_| GatewayError::BadRequest("malformed request target"))?
+                .map_err(|_| GatewayError::BadRequest(Malformed::Target))?
         }
     };
     // HTTP/2 requests carry the host in :authority only.
@@ -686,9 +686,7 @@ fn add_identity(
         };
         if let Some(v) = value {
             if !headers::is_safe_value(&v) {
-                return Err(GatewayError::BadRequest(
-                    "identity value not allowed in a header",
-                ));
+                return Err(GatewayError::BadRequest(Malformed::IdentityValue));
             }
             // from_bytes: UTF-8 names and emails travel as RFC 9110
             // obs-text rather than being dropped.

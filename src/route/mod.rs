@@ -102,6 +102,25 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     Ok(Cow::Owned(out))
 }
 
+/// The authority a request names, as sent (port included): its `Host`
+/// field, or else the target's authority (HTTP/2's `:authority`, an
+/// absolute-form target); `""` when it names none or `Host` is not text.
+/// The one reading of a request's host: routing, redirect checks, origin
+/// checks and callback URLs must all see the same one.
+pub fn request_authority<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> &'a str {
+    headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+/// [`request_authority`] without its port: what routes match against
+/// (case-insensitively, so nothing is lowercased or allocated here).
+pub fn request_host<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> &'a str {
+    host_without_port(request_authority(headers, uri))
+}
+
 /// The host a request names, lowercase comparison is left to the matcher:
 /// the port is removed (also from `[v6]:port`).
 pub fn host_without_port(host: &str) -> &str {

@@ -287,7 +287,7 @@ pub(super) async fn serve_http<IO: ClientIo>(
     info: Arc<ConnInfo>,
     proto: Proto,
     limits: Limits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let state = Arc::new(ConnState::default());
     // hyper's HTTP/1 header deadline starts with the first byte of a head;
@@ -296,10 +296,17 @@ pub(super) async fn serve_http<IO: ClientIo>(
     // half an HTTP/2 preface) would hold its connection slot until the
     // idle timeout. So the first request must have arrived within
     // header_read_timeout of the connection's start.
-    let first_request_by = Instant::now() + limits.header_read_timeout;
-    let mut idle = Idle {
-        seen: state.events(),
-        quiet_since: Instant::now(),
+    let mut cx = Client {
+        gw,
+        info,
+        limits,
+        idle: Idle {
+            seen: state.events(),
+            quiet_since: Instant::now(),
+        },
+        state,
+        shutdown,
+        first_request_by: Instant::now() + limits.header_read_timeout,
     };
     let mut io = io;
     let mut proto = proto;
@@ -309,37 +316,33 @@ pub(super) async fn serve_http<IO: ClientIo>(
             proto = tokio::select! {
                 p = io.sniff() => p,
                 _ = tokio::time::sleep(limits.header_read_timeout) => return,
-                _ = shutdown.changed() => return,
+                _ = cx.shutdown.changed() => return,
             };
         }
         // Boxed: while parked, this task keeps only the socket and a few
         // pointers, not room for hyper's connection and its builder.
-        let served = Box::pin(serve_active(
-            &gw,
-            io,
-            proto,
-            &info,
-            limits,
-            &mut shutdown,
-            &state,
-            &mut idle,
-            first_request_by,
-        ))
-        .await;
+        let served = Box::pin(serve_active(&mut cx, io, proto)).await;
         let Some(mut parked) = served else {
             return; // closed, or upgraded (the tunnel owns the socket now)
         };
-        let refused = state.refused_head.load(Relaxed);
+        let refused = cx.state.refused_head.load(Relaxed);
         if refused > 0 {
-            gw.snapshot().no_route_metrics.requests.inc(431);
-            Box::pin(refuse_head(&gw, parked, refused, limits, &mut shutdown)).await;
+            cx.gw.snapshot().no_route_metrics.requests.inc(431);
+            Box::pin(refuse_head(
+                &cx.gw,
+                parked,
+                refused,
+                limits,
+                &mut cx.shutdown,
+            ))
+            .await;
             return;
         }
-        let close = *shutdown.borrow()
+        let close = *cx.shutdown.borrow()
             || tokio::select! {
                 r = parked.readable() => r.is_err(),
-                _ = shutdown.changed() => true,
-                _ = tokio::time::sleep_until(idle.quiet_since + limits.idle_timeout) => true,
+                _ = cx.shutdown.changed() => true,
+                _ = tokio::time::sleep_until(cx.idle.quiet_since + limits.idle_timeout) => true,
             };
         if close {
             let _ = tokio::time::timeout(Duration::from_secs(1), parked.shutdown()).await;
@@ -349,6 +352,20 @@ pub(super) async fn serve_http<IO: ClientIo>(
         // Only HTTP/1.1 connections park.
         proto = Proto::Http1;
     }
+}
+
+/// One client connection's state that outlives each spell of hyper
+/// serving it: owned by `serve_http`'s task, lent to `serve_active` for
+/// one spell at a time (between spells the socket is parked).
+struct Client {
+    gw: Arc<Gateway>,
+    info: Arc<ConnInfo>,
+    limits: Limits,
+    shutdown: watch::Receiver<bool>,
+    state: Arc<ConnState>,
+    idle: Idle,
+    /// The first request's head must be in by then (see `serve_http`).
+    first_request_by: Instant,
 }
 
 /// The most of a refused head read before its connection closes: SPEC 16
@@ -553,18 +570,17 @@ struct Idle {
 
 /// Serves `io` with hyper until the connection ends (`None`) or parks
 /// (`Some`: the socket, at a message boundary, hyper's side dropped).
-#[allow(clippy::too_many_arguments)]
-async fn serve_active<IO: ClientIo>(
-    gw: &Arc<Gateway>,
-    io: IO,
-    proto: Proto,
-    info: &Arc<ConnInfo>,
-    limits: Limits,
-    shutdown: &mut watch::Receiver<bool>,
-    state: &Arc<ConnState>,
-    idle: &mut Idle,
-    first_request_by: Instant,
-) -> Option<IO> {
+async fn serve_active<IO: ClientIo>(cx: &mut Client, io: IO, proto: Proto) -> Option<IO> {
+    let Client {
+        gw,
+        info,
+        limits,
+        shutdown,
+        state,
+        idle,
+        first_request_by,
+    } = cx;
+    let (limits, first_request_by) = (*limits, *first_request_by);
     let (gw, info, counted) = (gw.clone(), info.clone(), state.clone());
     // The request's future is boxed: hyper keeps the service future inside
     // the connection's state, so an unboxed one would make every

@@ -333,22 +333,31 @@ async fn serve_redirect(gw: Arc<Gateway>, stream: TcpStream, shutdown: watch::Re
     let port = gw.bound.get().map_or(443, |b| b.listen.port());
     let service = service_fn(
         move |req: http::Request<hyper::body::Incoming>| async move {
-            let host = req
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(crate::route::host_without_port)
-                .filter(|h| {
-                    !h.is_empty()
-                        && h.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
-                });
+            let host = Some(crate::route::request_host(req.headers(), req.uri())).filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            });
             let resp = match host {
-                None => crate::proxy::respond::error(
-                    &crate::error::GatewayError::BadRequest("missing or invalid Host header"),
-                    &http::HeaderValue::from_static("-"),
-                    false,
-                ),
+                None => {
+                    let e = crate::error::GatewayError::BadRequest(
+                        crate::error::Malformed::MissingHost,
+                    );
+                    let mut r = crate::proxy::respond::error(
+                        &e,
+                        &http::HeaderValue::from_static("-"),
+                        false,
+                    );
+                    // As on the main listener, the error decides whether
+                    // the connection may carry another request.
+                    if req.version() <= http::Version::HTTP_11 && !e.can_reuse_connection() {
+                        r.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    r
+                }
                 Some(h) => {
                     let h = if h.contains(':') {
                         format!("[{h}]")

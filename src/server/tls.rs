@@ -24,6 +24,41 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why a certificate, key or CA file could not be used. Each names its
+/// file; none carries key material.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsFileError {
+    #[error(transparent)]
+    Read(#[from] read::FileError),
+    #[error("{}: not a PEM certificate chain: {source}", .path.display())]
+    NotPem {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{}: no certificate found", .path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("{}: no usable private key (PKCS#8, SEC1 or PKCS#1 PEM): {source}", .path.display())]
+    NoKey {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{}: unsupported key: {source}", .path.display())]
+    UnsupportedKey {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("{} does not match the certificate in {}", .key.display(), .cert.display())]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+    #[error("{}: {source}", .path.display())]
+    BadCa {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    /// The crypto provider offers no safe protocol version (a build fault).
+    #[error("{0}")]
+    Protocols(rustls::Error),
+}
+
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(aws_lc_rs::default_provider())
 }
@@ -44,11 +79,11 @@ impl FileSet {
     }
 
     /// Reads `path`, at most `limit` bytes (SPEC 16).
-    fn read(&mut self, path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    fn read(&mut self, path: &Path, limit: u64) -> Result<Vec<u8>, TlsFileError> {
         self.paths.push(path.to_path_buf());
         let read = read::read_limited(path, limit);
         fold(&mut self.digest, path, read.as_deref().ok());
-        read.map_err(|e| e.to_string())
+        Ok(read?)
     }
 
     fn finish(self) -> (Vec<PathBuf>, [u8; 32]) {
@@ -87,29 +122,30 @@ pub(crate) fn fingerprint(paths: &[PathBuf]) -> [u8; 32] {
     to_array(d.finish())
 }
 
-fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: not a PEM certificate chain: {e}", path.display()))?;
+        .map_err(|source| TlsFileError::NotPem {
+            path: path.into(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!("{}: no certificate found", path.display()));
+        return Err(TlsFileError::NoCertificate { path: path.into() });
     }
     Ok(certs)
 }
 
 /// A CA bundle.
-fn load_ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = read::read_limited(path, read::MAX_CA_BUNDLE_BYTES).map_err(|e| e.to_string())?;
+fn load_ca_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
+    let pem = read::read_limited(path, read::MAX_CA_BUNDLE_BYTES)?;
     parse_certs(&pem, path)
 }
 
-fn parse_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+fn parse_key(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, TlsFileError> {
     // Accepts PKCS#8, SEC1 ("EC PRIVATE KEY") and PKCS#1 ("RSA PRIVATE KEY").
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
-        format!(
-            "{}: no usable private key (PKCS#8, SEC1 or PKCS#1 PEM): {e}",
-            path.display()
-        )
+    PrivateKeyDer::from_pem_slice(pem).map_err(|source| TlsFileError::NoKey {
+        path: path.into(),
+        source,
     })
 }
 
@@ -118,7 +154,7 @@ fn certified_key(
     files: &mut FileSet,
     cert: &Path,
     key: &Path,
-) -> Result<Arc<CertifiedKey>, String> {
+) -> Result<Arc<CertifiedKey>, TlsFileError> {
     // Both files are read (and fingerprinted) even when the first fails, so
     // the fingerprint always covers the same list.
     let (cert_pem, key_pem) = (
@@ -127,18 +163,21 @@ fn certified_key(
     );
     let chain = parse_certs(&cert_pem?, cert)?;
     let key_der = parse_key(&key_pem?, key)?;
-    let signing = aws_lc_rs::sign::any_supported_type(&key_der)
-        .map_err(|e| format!("{}: unsupported key: {e}", key.display()))?;
+    let signing = aws_lc_rs::sign::any_supported_type(&key_der).map_err(|source| {
+        TlsFileError::UnsupportedKey {
+            path: key.into(),
+            source,
+        }
+    })?;
     let ck = CertifiedKey::new(chain, signing);
     match ck.keys_match() {
         Ok(()) => Ok(Arc::new(ck)),
         // Inconsistent means the key is not the certificate's; Unknown
         // (e.g. a key type that cannot tell) is let through.
-        Err(rustls::Error::InconsistentKeys(_)) => Err(format!(
-            "{} does not match the certificate in {}",
-            key.display(),
-            cert.display()
-        )),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(TlsFileError::KeyMismatch {
+            key: key.into(),
+            cert: cert.into(),
+        }),
         Err(_) => Ok(Arc::new(ck)),
     }
 }
@@ -193,14 +232,14 @@ pub(crate) fn load_server_config(t: &TlsFile, base: &Path) -> Result<Tls, Vec<(S
                 DEFAULT_TLS_RELOAD_INTERVAL
             }
             Err(m) => {
-                errs.push((".reload_interval".into(), m));
+                errs.push((".reload_interval".into(), m.to_string()));
                 DEFAULT_TLS_RELOAD_INTERVAL
             }
         },
     };
     let mut ck = |cert: &str, key: &str, at: &str, errs: &mut Vec<(String, String)>| {
         certified_key(&mut files, &base.join(cert), &base.join(key))
-            .map_err(|m| errs.push((at.to_string(), m)))
+            .map_err(|m| errs.push((at.to_string(), m.to_string())))
             .ok()
     };
     let default = ck(&t.cert, &t.key, ".cert", &mut errs);
@@ -298,7 +337,7 @@ pub(crate) fn load_server_config(t: &TlsFile, base: &Path) -> Result<Tls, Vec<(S
                     }
                 }
                 Err(m) => {
-                    errs.push((".client_ca".into(), m));
+                    errs.push((".client_ca".into(), m.to_string()));
                     None
                 }
             }
@@ -344,14 +383,17 @@ pub(crate) fn load_server_config(t: &TlsFile, base: &Path) -> Result<Tls, Vec<(S
 
 /// Client TLS for HTTPS backends and key fetches: the system roots, or only
 /// `ca` when given.
-pub(crate) fn load_client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn load_client_config(
+    ca: Option<&Path>,
+) -> Result<Arc<rustls::ClientConfig>, TlsFileError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(path) => {
             for c in load_ca_certs(path)? {
-                roots
-                    .add(c)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                roots.add(c).map_err(|source| TlsFileError::BadCa {
+                    path: path.into(),
+                    source,
+                })?;
             }
         }
         None => {
@@ -369,25 +411,26 @@ pub(crate) fn load_client_config(ca: Option<&Path>) -> Result<Arc<rustls::Client
 /// instead of, the public ones).
 pub(crate) fn load_client_config_extra_ca(
     ca: Option<&Path>,
-) -> Result<Arc<rustls::ClientConfig>, String> {
+) -> Result<Arc<rustls::ClientConfig>, TlsFileError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_native_certs::load_native_certs().certs {
         let _ = roots.add(c);
     }
     if let Some(path) = ca {
         for c in load_ca_certs(path)? {
-            roots
-                .add(c)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            roots.add(c).map_err(|source| TlsFileError::BadCa {
+                path: path.into(),
+                source,
+            })?;
         }
     }
     client_config(roots)
 }
 
-fn client_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, String> {
+fn client_config(roots: rustls::RootCertStore) -> Result<Arc<rustls::ClientConfig>, TlsFileError> {
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsFileError::Protocols)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -19,6 +19,58 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+/// Why a signing key file cannot be used. Each names the file; none
+/// carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningKeyError {
+    #[error(transparent)]
+    Read(#[from] crate::config::read::FileError),
+    #[error("{}: no PKCS#8 private key: {source}", .path.display())]
+    NoKey {
+        path: std::path::PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{}: expected a PKCS#8 key (\"BEGIN PRIVATE KEY\")", .path.display())]
+    NotPkcs8 { path: std::path::PathBuf },
+    #[error("{}: {kind}", .path.display())]
+    Unsupported {
+        path: std::path::PathBuf,
+        kind: Unsupported,
+    },
+}
+
+/// Which of `[login]`'s key files could not be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningKeysError {
+    #[error(transparent)]
+    Current(SigningKeyError),
+    #[error(transparent)]
+    Previous(SigningKeyError),
+    /// The published key set of the loaded keys does not load back (a
+    /// fault of this module, not of the files).
+    #[error("the signing keys' JWKS: {0}")]
+    Jwks(#[from] crate::auth::keys::KeyError),
+}
+
+impl SigningKeysError {
+    /// The config key the problem is reported under.
+    pub fn key_path(&self) -> &'static str {
+        match self {
+            SigningKeysError::Current(_) | SigningKeysError::Jwks(_) => "login.signing_key_file",
+            SigningKeysError::Previous(_) => "login.previous_keys",
+        }
+    }
+}
+
+/// A PKCS#8 key that is not one the gateway signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unsupported {
+    #[error("unexpected P-256 public key encoding")]
+    P256Encoding,
+    #[error("not an ES256 (P-256) or Ed25519 PKCS#8 private key")]
+    KeyType,
+}
+
 /// A private key the gateway signs with.
 pub struct SigningKey {
     pub kid: String,
@@ -39,12 +91,12 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// From PKCS#8 DER: P-256 (ES256) or Ed25519 (EdDSA).
-    fn from_pkcs8(der: &[u8]) -> Result<SigningKey, String> {
+    fn from_pkcs8(der: &[u8]) -> Result<SigningKey, Unsupported> {
         let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
         if let Ok(kp) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
             let point = kp.public_key().as_ref();
             if point.len() != 65 || point[0] != 4 {
-                return Err("unexpected P-256 public key encoding".into());
+                return Err(Unsupported::P256Encoding);
             }
             let (x, y) = (b64(&point[1..33]), b64(&point[33..65]));
             // RFC 7638: the required members, lexicographic order, no spaces.
@@ -72,21 +124,25 @@ impl SigningKey {
                 jwk,
             });
         }
-        Err("not an ES256 (P-256) or Ed25519 PKCS#8 private key".into())
+        Err(Unsupported::KeyType)
     }
 
-    pub fn load(path: &Path) -> Result<SigningKey, String> {
-        let pem = crate::config::read::read_limited(path, crate::config::read::MAX_FILE_BYTES)
-            .map_err(|e| e.to_string())?;
-        let key = PrivateKeyDer::from_pem_slice(&pem)
-            .map_err(|e| format!("{}: no PKCS#8 private key: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<SigningKey, SigningKeyError> {
+        let pem = crate::config::read::read_limited(path, crate::config::read::MAX_FILE_BYTES)?;
+        let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|source| SigningKeyError::NoKey {
+            path: path.into(),
+            source,
+        })?;
         match key {
-            PrivateKeyDer::Pkcs8(der) => SigningKey::from_pkcs8(der.secret_pkcs8_der())
-                .map_err(|e| format!("{}: {e}", path.display())),
-            _ => Err(format!(
-                "{}: expected a PKCS#8 key (\"BEGIN PRIVATE KEY\")",
-                path.display()
-            )),
+            PrivateKeyDer::Pkcs8(der) => {
+                SigningKey::from_pkcs8(der.secret_pkcs8_der()).map_err(|kind| {
+                    SigningKeyError::Unsupported {
+                        path: path.into(),
+                        kind,
+                    }
+                })
+            }
+            _ => Err(SigningKeyError::NotPkcs8 { path: path.into() }),
         }
     }
 
@@ -128,14 +184,17 @@ impl SigningKeys {
     pub fn load(
         current: Option<&Path>,
         previous: &[std::path::PathBuf],
-    ) -> Result<SigningKeys, String> {
+    ) -> Result<SigningKeys, SigningKeysError> {
         let (current, eph) = match current {
-            Some(p) => (Arc::new(SigningKey::load(p)?), false),
+            Some(p) => (
+                Arc::new(SigningKey::load(p).map_err(SigningKeysError::Current)?),
+                false,
+            ),
             None => (ephemeral().clone(), true),
         };
         let mut prev = Vec::new();
         for p in previous {
-            let k = SigningKey::load(p)?;
+            let k = SigningKey::load(p).map_err(SigningKeysError::Previous)?;
             if k.kid != current.kid {
                 prev.push(k.jwk.clone());
             }

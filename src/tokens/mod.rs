@@ -152,6 +152,28 @@ pub async fn handle(
     }
 }
 
+/// Why a token request's body is refused with `invalid_request`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InvalidRequest {
+    MediaType,
+    MalformedBody,
+    /// RFC 6749 section 3.2: parameters must not be included more than once.
+    Repeated,
+}
+
+impl InvalidRequest {
+    /// The `error_description`.
+    fn description(self) -> &'static str {
+        match self {
+            InvalidRequest::MediaType => {
+                "the body must be application/x-www-form-urlencoded (or application/json)"
+            }
+            InvalidRequest::MalformedBody => "malformed request body",
+            InvalidRequest::Repeated => "a parameter is repeated",
+        }
+    }
+}
+
 /// The parameters of a token request (RFC 6749 section 3.2): a form, or
 /// (SPEC 4) a JSON object. `Err` with the reason for `invalid_request`:
 /// another media type, a malformed body, or a parameter given twice. Any
@@ -159,7 +181,7 @@ pub async fn handle(
 /// gateway's own first-party clients and authenticates none.
 async fn token_fields(
     req: Request<Incoming>,
-) -> Result<Result<std::collections::BTreeMap<String, String>, &'static str>, GatewayError> {
+) -> Result<Result<std::collections::BTreeMap<String, String>, InvalidRequest>, GatewayError> {
     let media = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -169,17 +191,13 @@ async fn token_fields(
     let form = match media.as_deref() {
         Some("application/x-www-form-urlencoded") => true,
         Some("application/json") => false,
-        _ => {
-            return Ok(Err(
-                "the body must be application/x-www-form-urlencoded (or application/json)",
-            ))
-        }
+        _ => return Ok(Err(InvalidRequest::MediaType)),
     };
     if !form {
         return Ok(match login::read_fields(req).await {
             Ok((f, _)) => Ok(f),
             Err(e @ (GatewayError::BodyTooLarge | GatewayError::RequestTimeout)) => return Err(e),
-            Err(_) => Err("malformed request body"),
+            Err(_) => Err(InvalidRequest::MalformedBody),
         });
     }
     if let Some(len) = req
@@ -195,12 +213,12 @@ async fn token_fields(
     let body = match login::read_body(req.into_body(), login::MAX_FORM_BYTES).await {
         Ok(b) => b,
         Err(e @ (GatewayError::BodyTooLarge | GatewayError::RequestTimeout)) => return Err(e),
-        Err(_) => return Ok(Err("malformed request body")),
+        Err(_) => return Ok(Err(InvalidRequest::MalformedBody)),
     };
     let mut fields = std::collections::BTreeMap::new();
     for (k, v) in login::form_pairs(&body) {
         if fields.insert(k, v).is_some() {
-            return Ok(Err("a parameter is repeated"));
+            return Ok(Err(InvalidRequest::Repeated));
         }
     }
     Ok(Ok(fields))
@@ -215,7 +233,13 @@ async fn token(
     let login = snap.config.login.as_ref().ok_or(GatewayError::NotFound)?;
     let fields = match token_fields(req).await? {
         Ok(f) => f,
-        Err(why) => return Ok(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why)),
+        Err(why) => {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                why.description(),
+            ))
+        }
     };
     let field = |k: &str| fields.get(k).map(String::as_str).filter(|v| !v.is_empty());
     match field("grant_type") {

@@ -205,7 +205,8 @@ pub fn client_ip(peer: IpAddr, trusted: &[ipnet::IpNet], headers: &HeaderMap) ->
         return peer;
     }
     let hops: Vec<IpAddr> = headers
-        .get_all(crate::proxy::headers::X_FORWARDED_FOR.clone())
+        // By name: selection does not depend on the proxy module.
+        .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))

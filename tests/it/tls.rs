@@ -196,6 +196,21 @@ async fn redirect_listener_sends_308_to_https() {
         r.header("location"),
         Some(format!("https://app.example.com:{port}/a/b?c=d").as_str())
     );
+    // A host that cannot go into a URL: 400, and, like every malformed
+    // request, the end of the connection (the pipelined second request
+    // gets no answer).
+    let out = client::raw(
+        redirect,
+        b"GET / HTTP/1.1\r\nHost: bad_host\r\n\r\nGET / HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("connection: close"),
+        "{out}"
+    );
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
     gw.stop().await;
 }
 

@@ -234,10 +234,12 @@ impl RemoteKeys {
         }
         let result = match tokio::time::timeout(FETCH_TIMEOUT, load(&self.source)).await {
             Ok(r) => r,
-            Err(_) => Err(format!("timed out after {}s", FETCH_TIMEOUT.as_secs())),
+            Err(_) => Err(RefreshError::Timeout),
         };
         let result = result.and_then(|(body, max_age)| {
-            KeySet::from_jwks(&body).map(|(set, skipped)| (set, skipped, max_age))
+            KeySet::from_jwks(&body)
+                .map(|(set, skipped)| (set, skipped, max_age))
+                .map_err(RefreshError::from)
         });
         let now = Instant::now();
         match result {
@@ -292,7 +294,7 @@ impl RemoteKeys {
                 let backoff = FIRST_RETRY
                     .saturating_mul(1 << st.failures.min(16).saturating_sub(1))
                     .min(self.source.min_refetch.max(FIRST_RETRY));
-                st.last_error = Some(e);
+                st.last_error = Some(e.to_string());
                 st.next_at = now + backoff;
                 st.in_progress = false;
             }
@@ -357,8 +359,28 @@ fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
     age
 }
 
+/// Why a key set could not be refreshed; kept (as text) as the issuer's
+/// last error.
+#[derive(Debug, thiserror::Error)]
+enum RefreshError {
+    #[error("timed out after {}s", FETCH_TIMEOUT.as_secs())]
+    Timeout,
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("key set too large")]
+    TooLarge,
+    #[error(transparent)]
+    File(#[from] crate::config::read::FileError),
+    #[error("reading the file failed: {0}")]
+    Task(tokio::task::JoinError),
+    #[error(transparent)]
+    Keys(#[from] super::KeyError),
+}
+
 /// The JWKS text and, from a URL, how long it may be cached.
-async fn load(src: &JwksSource) -> Result<(Bytes, Option<Duration>), String> {
+async fn load(src: &JwksSource) -> Result<(Bytes, Option<Duration>), RefreshError> {
     match &src.location {
         JwksLocation::Url { url, tls } => fetch(url, tls).await,
         JwksLocation::File { path, .. } => {
@@ -369,9 +391,8 @@ async fn load(src: &JwksSource) -> Result<(Bytes, Option<Duration>), String> {
                 crate::config::read::read_limited(&path, MAX_JWKS_BYTES as u64)
             })
             .await
-            .map_err(|e| format!("reading the file failed: {e}"))?;
-            read.map(|b| (Bytes::from(b), None))
-                .map_err(|e| e.to_string())
+            .map_err(RefreshError::Task)?;
+            Ok((Bytes::from(read?), None))
         }
     }
 }
@@ -381,17 +402,17 @@ async fn load(src: &JwksSource) -> Result<(Bytes, Option<Duration>), String> {
 async fn fetch(
     url: &crate::config::JwksUrl,
     tls: &Arc<rustls::ClientConfig>,
-) -> Result<(Bytes, Option<Duration>), String> {
+) -> Result<(Bytes, Option<Duration>), RefreshError> {
     let out = crate::fetch::Outgoing::get(url).header(
         http::header::ACCEPT,
         http::HeaderValue::from_static("application/jwk-set+json, application/json"),
     );
     let reply = crate::fetch::send(tls, out).await?;
     if reply.status != 200 {
-        return Err(format!("HTTP status {}", reply.status));
+        return Err(RefreshError::Status(reply.status));
     }
     if reply.body.len() > MAX_JWKS_BYTES {
-        return Err("key set too large".into());
+        return Err(RefreshError::TooLarge);
     }
     Ok((reply.body, max_age(&reply.headers)))
 }

@@ -28,12 +28,12 @@ pub use provider::{Provider, Providers};
 
 use self::provider::Metadata;
 use self::state::FlowState;
-use super::{query_param, request_host, safe_redirect};
+use super::{query_param, safe_redirect};
 use crate::auth::url_encode;
 use crate::body::Body;
 use crate::config::OidcProvider;
 use crate::crypto::Mac;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Malformed};
 use crate::gateway::Snapshot;
 use crate::server::ConnInfo;
 use crate::session::{unix_now, Record};
@@ -73,12 +73,7 @@ fn valid_host(host: &str) -> bool {
 }
 
 fn host_of(parts: &http::request::Parts) -> &str {
-    parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .unwrap_or("")
+    crate::route::request_authority(&parts.headers, &parts.uri)
 }
 
 /// `url` with `params` appended to its query string.
@@ -136,7 +131,7 @@ pub fn start(
     let meta = provider
         .metadata()
         .ok_or(GatewayError::ProviderUnavailable)?;
-    let host = request_host(req);
+    let host = crate::route::request_authority(req.headers(), req.uri());
     let rd = query_param(req.uri().query(), "rd").unwrap_or_else(|| "/".into());
     let plain = !crate::auth::client_used_https(snap, conn, req.headers());
     let mut rd = safe_redirect(&rd, host, snap, plain);
@@ -150,7 +145,7 @@ pub fn start(
             "{}://{host}{prefix}/callback",
             scheme(snap, conn, req.headers())
         ),
-        None => return Err(GatewayError::BadRequest("missing or invalid Host header")),
+        None => return Err(GatewayError::BadRequest(Malformed::MissingHost)),
     };
     let flow = FlowState {
         provider: provider.cfg.name.clone(),
@@ -173,12 +168,12 @@ pub fn start(
     h.insert(
         header::LOCATION,
         HeaderValue::from_str(&location)
-            .map_err(|_| GatewayError::BadRequest("invalid redirect"))?,
+            .map_err(|_| GatewayError::BadRequest(Malformed::Redirect))?,
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.append(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|_| GatewayError::BadRequest("cookie"))?,
+        HeaderValue::from_str(&cookie).map_err(|_| GatewayError::BadRequest(Malformed::Cookie))?,
     );
     Ok(r)
 }

@@ -111,25 +111,49 @@ pub(crate) struct Checked {
     pub pkce_unadvertised: bool,
 }
 
-fn endpoint(name: &str, url: &str) -> Result<JwksUrl, String> {
-    parse_jwks_url(url).map_err(|m| format!("{name}: {m}"))
+/// Why a provider's discovery document could not be used; kept (as text)
+/// as the provider's last error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DiscoveryError {
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    #[error("HTTP status {0}")]
+    Status(u16),
+    #[error("not a discovery document: {0}")]
+    NotJson(serde_json::Error),
+    #[error("the document's issuer `{found}` is not the configured `{configured}`")]
+    Issuer { found: String, configured: String },
+    #[error("{name}: {source}")]
+    Endpoint {
+        name: &'static str,
+        source: crate::config::UrlError,
+    },
+    #[error("{0} has a fragment")]
+    Fragment(&'static str),
+    #[error("the token endpoint takes neither client_secret_basic nor client_secret_post (it lists {0})")]
+    ClientAuth(String),
+    #[error("none of id_token_signing_alg_values_supported is a supported public-key algorithm")]
+    NoAlgorithm,
+}
+
+fn endpoint(name: &'static str, url: &str) -> Result<JwksUrl, DiscoveryError> {
+    parse_jwks_url(url).map_err(|source| DiscoveryError::Endpoint { name, source })
 }
 
 /// Checks a discovery document against the configured provider.
-pub(crate) fn check_document(cfg: &OidcProvider, body: &[u8]) -> Result<Checked, String> {
-    let doc: Document =
-        serde_json::from_slice(body).map_err(|e| format!("not a discovery document: {e}"))?;
+pub(crate) fn check_document(cfg: &OidcProvider, body: &[u8]) -> Result<Checked, DiscoveryError> {
+    let doc: Document = serde_json::from_slice(body).map_err(DiscoveryError::NotJson)?;
     // OpenID Connect Discovery 1.0 section 4.3: the document's issuer is
     // the one it was fetched for (a trailing `/` is not worth a failure).
     if doc.issuer.trim_end_matches('/') != cfg.issuer.trim_end_matches('/') {
-        return Err(format!(
-            "the document's issuer `{}` is not the configured `{}`",
-            doc.issuer, cfg.issuer
-        ));
+        return Err(DiscoveryError::Issuer {
+            found: doc.issuer,
+            configured: cfg.issuer.clone(),
+        });
     }
     let authorization = endpoint("authorization_endpoint", &doc.authorization_endpoint)?;
     if doc.authorization_endpoint.contains('#') {
-        return Err("authorization_endpoint has a fragment".into());
+        return Err(DiscoveryError::Fragment("authorization_endpoint"));
     }
     let token_endpoint = endpoint("token_endpoint", &doc.token_endpoint)?;
     let jwks_uri = endpoint("jwks_uri", &doc.jwks_uri)?;
@@ -141,7 +165,7 @@ pub(crate) fn check_document(cfg: &OidcProvider, body: &[u8]) -> Result<Checked,
         .transpose()?;
     let end_session_endpoint = match doc.end_session_endpoint.as_deref() {
         None | Some("") => None,
-        Some(u) if u.contains('#') => return Err("end_session_endpoint has a fragment".into()),
+        Some(u) if u.contains('#') => return Err(DiscoveryError::Fragment("end_session_endpoint")),
         Some(u) => Some(endpoint("end_session_endpoint", u)?.text),
     };
     // Absent means client_secret_basic (OpenID Connect Discovery 1.0
@@ -150,12 +174,7 @@ pub(crate) fn check_document(cfg: &OidcProvider, body: &[u8]) -> Result<Checked,
         None => ClientAuth::Basic,
         Some(m) if m.iter().any(|x| x == "client_secret_basic") => ClientAuth::Basic,
         Some(m) if m.iter().any(|x| x == "client_secret_post") => ClientAuth::Post,
-        Some(m) => {
-            return Err(format!(
-                "the token endpoint takes neither client_secret_basic nor client_secret_post (it lists {})",
-                m.join(", ")
-            ))
-        }
+        Some(m) => return Err(DiscoveryError::ClientAuth(m.join(", "))),
     };
     // ID tokens are checked with the provider's published keys: only
     // public-key algorithms; RS256 is the default (Core 3.1.3.7).
@@ -168,10 +187,7 @@ pub(crate) fn check_document(cfg: &OidcProvider, body: &[u8]) -> Result<Checked,
             .collect(),
     };
     if algorithms.is_empty() {
-        return Err(
-            "none of id_token_signing_alg_values_supported is a supported public-key algorithm"
-                .into(),
-        );
+        return Err(DiscoveryError::NoAlgorithm);
     }
     let pkce_unadvertised = doc
         .code_challenge_methods_supported
@@ -287,9 +303,10 @@ impl Provider {
         let url = &self.cfg.discovery_url;
         let fetched = client::send(&self.cfg.tls, Outgoing::get(url))
             .await
+            .map_err(DiscoveryError::from)
             .and_then(|r| match r.status {
                 200 => Ok(r.body),
-                s => Err(format!("HTTP status {s}")),
+                s => Err(DiscoveryError::Status(s)),
             })
             .and_then(|body| check_document(&self.cfg, &body));
         match fetched {
@@ -317,7 +334,7 @@ impl Provider {
                 }
                 let mut st = self.lock();
                 st.failures = st.failures.saturating_add(1);
-                st.last_error = Some(e);
+                st.last_error = Some(e.to_string());
                 FIRST_RETRY
                     .saturating_mul(1 << st.failures.min(16).saturating_sub(1))
                     .min(MAX_RETRY)

@@ -119,8 +119,18 @@ async fn reload_applies_max_connections_and_names_what_needs_a_restart_once() {
         .iter()
         .map(|w| w.as_str().unwrap())
         .collect();
-    assert!(warnings.iter().any(|w| w.contains("worker_threads")), "{j}");
+    assert!(
+        warnings.iter().any(|w| w.contains("server.worker_threads")),
+        "{j}"
+    );
     assert!(warnings.iter().any(|w| w.contains("log.format")), "{j}");
+    // Exactly those two need a restart: max_connections was applied.
+    let restarts: Vec<_> = warnings.iter().filter(|w| w.contains("restart")).collect();
+    assert_eq!(restarts.len(), 2, "{j}");
+    assert!(
+        !warnings.iter().any(|w| w.contains("max_connections")),
+        "{j}"
+    );
     assert!(j["summary"].get("warnings").is_none(), "warnings once: {j}");
     // The waiting connection is let in by the larger limit.
     let status = tokio::time::timeout(Duration::from_secs(5), waiting)
