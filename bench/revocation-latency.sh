@@ -12,5 +12,5 @@ out="${1:-bench/results/revocation-latency-$(date -u +%Y-%m-%d).txt}"
 mkdir -p "$(dirname "$out")"
 export GATEHOUSE_REQUIRE_REDIS=1
 cargo test --release --test it -- --ignored --nocapture --test-threads 1 \
-  redis_ha::latency 2>&1 | tee "$out.log" | grep -E '^(LATENCY|FAILOVER)' | tee "$out"
+  redis_ha::latency 2>&1 | tee "$out.log" | grep -oE '(LATENCY|FAILOVER) .*' | tee "$out"
 echo "raw log: $out.log"

@@ -16,6 +16,7 @@
 //! here and for the original request of a forward-auth question
 //! (`forward_auth.rs`, SPEC 14), which answers it in its own step 9.
 
+mod affinity;
 pub mod forward;
 mod forward_auth;
 pub mod headers;
@@ -29,7 +30,6 @@ use crate::gateway::{Gateway, Snapshot};
 use crate::revocation::liveness::{Liveness, StreamWatch};
 use crate::route;
 use crate::server::ConnInfo;
-use crate::upstream::sticky;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -251,73 +251,31 @@ async fn handle_inner(
     }
 
     // 8. Choose, rewrite and forward. Affinity is read before the rewrite
-    // (which replaces X-Forwarded-For) and the gateway's affinity cookie is
-    // not passed on: the backend has no use for it.
+    // (which replaces X-Forwarded-For).
     let Some(upstream_idx) = route.upstream else {
         return Err(GatewayError::NoRoute);
     };
     let upstream = &snap.upstreams[upstream_idx];
     let set = upstream.backends();
-    let client_ip = if upstream.sticky.is_some() || upstream.hash_key.is_some() {
-        sticky::client_ip(
-            conn.peer.ip(),
-            &snap.config.server.trusted_proxies,
-            &parts.headers,
-        )
-    } else {
-        conn.peer.ip()
-    };
-    // Identity mode with a server-side session: the backend recorded in the
-    // session wins over the hash, so adding backends moves nobody.
-    let pinned = session_record
-        .as_ref()
-        .and_then(|r| r.backends.get(&upstream.name))
-        .map(String::as_str);
-    let mut affinity = sticky::read(
+    let place = affinity::Place {
+        gw,
         upstream,
-        &set,
-        &parts,
-        identity.as_deref(),
-        client_ip,
-        pinned,
-    );
-    // Learn mode across replicas: an app cookie another replica learned.
-    if let Some(value) =
-        sticky::learn_miss(upstream, &parts, &affinity).filter(|_| gw.store.shares_learned())
-    {
-        if let Some(addr) = gw.store.learned_get(&upstream.name, value).await {
-            affinity.pin_learned(upstream, &set, &addr);
-        }
-    }
-    if let Some(crate::config::Sticky {
-        mode: crate::config::StickyMode::Cookie { cookie_name },
-        ..
-    }) = &upstream.sticky
-    {
-        sticky::remove_cookie(&mut parts.headers, cookie_name);
-    }
-    let websocket = route.websocket
-        && parts.version == Version::HTTP_11
-        && headers::is_websocket_upgrade(&parts.headers);
-    // What the backend's 101 must carry (SPEC 16). Taken before the
-    // request is sent: the key goes to the backend with it.
-    let websocket_accept = if websocket {
-        headers::WebSocketAccept::for_request(&parts.headers)
-    } else {
-        None
+        set: &set,
     };
-    let client_upgrade = if websocket {
-        let mut tmp = Request::from_parts(parts, ());
-        let on = hyper::upgrade::on(&mut tmp);
-        parts = tmp.into_parts().0;
-        Some(on)
-    } else {
-        None
-    };
+    let pin = place
+        .read(
+            snap,
+            conn,
+            &mut parts,
+            identity.as_deref(),
+            session_record.as_deref(),
+        )
+        .await;
+    let (mut parts, handshake) = tunnel::Handshake::take(route.websocket, parts);
     let target = Target {
         upstream: &upstream.name,
         path: forward_path.as_deref(),
-        websocket,
+        websocket: handshake.is_some(),
         identity: identity.as_deref(),
     };
     rewrite_request(gw, snap, conn, trusted, &mut parts, &target)?;
@@ -338,8 +296,7 @@ async fn handle_inner(
         parts,
         Body::Request(crate::body::RequestBody::new(body, body_deadline)),
     );
-
-    let fwd = forward::forward(upstream, &set, &affinity, outbound).await?;
+    let fwd = forward::forward(upstream, &set, &pin, outbound).await?;
     ctx.backend = Some(fwd.backend.clone());
     let forward::Forwarded {
         mut response,
@@ -348,39 +305,11 @@ async fn handle_inner(
         decision,
         ..
     } = fwd;
-    // Re-pin moved clients, issue affinity cookies, learn app cookies.
-    let affinity_out = sticky::write(
-        upstream,
-        &set,
-        &affinity,
-        decision,
-        response.headers(),
-        secure,
-    );
-    if let Some(sticky) = upstream
-        .sticky
-        .as_ref()
-        .filter(|_| gw.store.shares_learned())
-    {
-        for (value, addr) in affinity_out.learned {
-            gw.store
-                .learned_put(&upstream.name, value, addr, sticky.ttl);
-        }
-    }
-    if let (Some(backend), Some(key)) = (&affinity_out.record, session_key) {
-        if let Err(e) = gw.store.pin_backend(key, &upstream.name, backend).await {
-            tracing::warn!(error = %e, "could not record the sticky backend in the session");
-        }
-    }
+    let affinity_cookie = place
+        .commit(&pin, decision, response.headers(), secure, session_key)
+        .await;
 
     // 9. Respond. The gateway's own cookies are set by the gateway only.
-    let affinity_cookie = match &upstream.sticky {
-        Some(crate::config::Sticky {
-            mode: crate::config::StickyMode::Cookie { cookie_name },
-            ..
-        }) => Some(cookie_name.as_str()),
-        _ => None,
-    };
     let session_cookie = snap
         .config
         .sessions
@@ -391,40 +320,23 @@ async fn handle_inner(
     let own_cookies = [
         crate::login::oidc::state::STATE_COOKIE,
         session_cookie.unwrap_or(""),
-        affinity_cookie.unwrap_or(""),
+        affinity::cookie_name(upstream).unwrap_or(""),
     ];
     headers::drop_own_set_cookies(response.headers_mut(), &own_cookies);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        // Relayed only as the answer to the WebSocket handshake the client
-        // sent: anything else would turn the client's connection into a
-        // raw byte pipe to the backend, past every check of the gateway.
-        let (Some(client_upgrade), Some(accept)) = (client_upgrade, websocket_accept) else {
-            return Err(GatewayError::UnexpectedSwitch);
-        };
-        if !accept.answered_by(response.headers()) {
-            return Err(GatewayError::UnexpectedSwitch);
-        }
-        let backend_upgrade = hyper::upgrade::on(&mut response);
-        let shutdown = gw.shutdown.subscribe();
-        tokio::spawn(tunnel::run(
-            client_upgrade,
-            backend_upgrade,
+        return tunnel::switch(
+            handshake,
+            response,
             in_flight,
-            shutdown,
-            gw.clone(),
+            gw,
             liveness,
             authenticated_ms,
-        ));
-        let (mut rparts, _) = response.into_parts();
-        headers::remove_hop_by_hop(&mut rparts.headers, true);
-        if let Some(c) = affinity_out.set_cookie {
-            rparts.headers.append(header::SET_COOKIE, c);
-        }
-        return Ok(Response::from_parts(rparts, Body::Empty));
+            affinity_cookie,
+        );
     }
     let (mut rparts, rbody) = response.into_parts();
     headers::remove_hop_by_hop(&mut rparts.headers, false);
-    if let Some(c) = affinity_out.set_cookie {
+    if let Some(c) = affinity_cookie {
         rparts.headers.append(header::SET_COOKIE, c);
     }
     // Long responses (streamed, or large) opened with a session or token
