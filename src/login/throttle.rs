@@ -21,9 +21,10 @@
 //! entries are made no faster than checks run; usernames are capped at
 //! [`MAX_USERNAME_BYTES`] before they get here.
 
+use crate::clock::Instant;
 use dashmap::DashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MAX_TRACKED: usize = 100_000;
 

@@ -23,8 +23,9 @@
 //! sessions so memory stays bounded by live ones; it holds a weak
 //! reference and ends when the store is dropped.
 
-use super::{now_ms, Record, SessionKey, SessionStore, SessionView, StoreError};
+use super::{Record, SessionKey, SessionStore, SessionView, StoreError};
 use crate::auth::Identity;
+use crate::clock::now_ms;
 use crate::config::sessions::Sessions as SessionsConfig;
 use crate::metrics::Metrics;
 use hashbrown::HashTable;

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A session id as the browser holds it. Debug never prints it.
 #[derive(Clone, PartialEq, Eq)]
@@ -184,19 +184,9 @@ impl SessionView {
     }
 }
 
-/// The wall clock in milliseconds since the Unix epoch (0 for a clock set
-/// before 1970): what session records and refresh tokens store.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The same clock in whole seconds: what JWT claims (`exp`, `iat`), the
-/// sign-in state and token revocations use.
-pub fn unix_now() -> u64 {
-    now_ms() / 1000
-}
+// The clock moved to `crate::clock`; these names stay so code that still
+// reaches for the session module's clock keeps compiling.
+pub use crate::clock::{now_ms, unix_now};
 
 /// The time a store should keep a session written at `now_ms`.
 pub fn ttl(record: &Record, cfg: &SessionsConfig, now_ms: u64) -> Duration {
@@ -393,7 +383,7 @@ impl Store {
         let Some(view) = self.get(key).await? else {
             return Ok(None);
         };
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         if !view.is_live(cfg, now) {
             return Ok(None);
         }
@@ -588,7 +578,7 @@ impl Ended {
     }
 
     pub fn session(&self, key: SessionKey) {
-        let now = now_ms();
+        let now = crate::clock::now_ms();
         if self.sessions.len() >= ENDED_MAX {
             self.sessions
                 .retain(|_, t| now.saturating_sub(*t) < ENDED_KEEP_MS);
@@ -599,7 +589,7 @@ impl Ended {
 
     /// Every session of `user` that existed until now has ended.
     pub fn user(&self, user: &str) {
-        self.users.insert(user.to_string(), now_ms());
+        self.users.insert(user.to_string(), crate::clock::now_ms());
         self.ring(&crate::liveness::Key::User(user.into()));
     }
 

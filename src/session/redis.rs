@@ -15,13 +15,14 @@
 //! itself; background tasks hold weak references and end with the store.
 
 use super::{Record, SessionKey, SessionStore, SessionView, StoreError};
+use crate::clock::Instant;
 use crate::config::sessions::Sessions as SessionsConfig;
 use dashmap::DashMap;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bound on any one Redis command: a request waits at most this long
 /// before the store counts as unreachable.

@@ -197,7 +197,7 @@ pub async fn revoke_user(s: &RedisStore, user: &str) -> Result<Vec<String>, Stor
 
 /// Persists a revocation until `until` (unix seconds) and announces it.
 pub async fn publish_revocation(s: &RedisStore, event: &str, until: u64) -> Result<(), StoreError> {
-    let now = crate::session::unix_now();
+    let now = crate::clock::unix_now();
     let ttl_ms = until.saturating_sub(now).max(1) * 1000;
     let mut pipe = redis::pipe();
     pipe.cmd("SET")

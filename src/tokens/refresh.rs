@@ -191,7 +191,7 @@ pub mod memory {
                 loop {
                     tokio::time::sleep(Duration::from_secs(60)).await;
                     let Some(s) = weak.upgrade() else { break };
-                    s.sweep(crate::session::now_ms());
+                    s.sweep(crate::clock::now_ms());
                 }
             });
             s

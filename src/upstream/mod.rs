@@ -24,13 +24,14 @@ pub mod pool;
 pub mod select;
 pub mod sticky;
 
+use crate::clock::Instant;
 use crate::config::{self, Balance, HashKey, Health};
 use crate::metrics::StatusCounters;
 use arc_swap::ArcSwap;
 use select::{Decision, Fit, Pin, Policy};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sticky::{Affinity, BackendTag, Clients};
 
 /// Weight of a backend found by DNS (records carry no weight).
