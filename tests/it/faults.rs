@@ -305,18 +305,13 @@ async fn redis_killed_and_restarted_mid_load() {
         );
         tokio::task::block_in_place(|| redis.restart());
         let start = Instant::now();
-        let mut back = false;
-        while start.elapsed() < Duration::from_secs(15) {
-            if c.get_with("/app/x", &[("cookie", &cookies[0])])
+        let back = poll(Duration::from_secs(15), || async {
+            c.get_with("/app/x", &[("cookie", &cookies[0])])
                 .await
                 .status
                 == 200
-            {
-                back = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
         assert!(back, "sessions did not come back without a restart");
         eprintln!(
             "redis: sessions back {:?} after the restart",
@@ -594,15 +589,11 @@ async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
     // Rotation after the trouble: k2 is published and taken up.
     *idp.body.lock().unwrap() = jwks(&[k1.jwk_with("k1"), k2.jwk_with("k2")]);
     let start = Instant::now();
-    let mut taken = false;
-    while start.elapsed() < Duration::from_secs(25) {
+    let taken = poll(Duration::from_secs(25), || async {
         let t2 = fresh(&k2, "k2", start.elapsed().as_millis() as u64);
-        if crate::jwt::get_bearer(&gw, "/", &t2, &[]).await.status == 200 {
-            taken = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        crate::jwt::get_bearer(&gw, "/", &t2, &[]).await.status == 200
+    })
+    .await;
     let known = known.finish().await;
     let unknown = unknown.finish().await;
     eprintln!(

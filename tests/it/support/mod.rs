@@ -108,7 +108,13 @@ pub fn dead_addr() -> std::net::SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// Polls the async `f` until it returns true or `within` passes.
+/// How long [`poll`] waits between two looks.
+pub const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// The one way a test waits for something to happen: asks `f` until it
+/// returns true (then true) or `within` has passed (then false, after one
+/// last look at the deadline). Under paused tokio time the pause between
+/// looks advances the clock instead of waiting.
 pub async fn poll<F, Fut>(within: Duration, mut f: F) -> bool
 where
     F: FnMut() -> Fut,
@@ -122,20 +128,17 @@ where
         if tokio::time::Instant::now() > deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(POLL_EVERY).await;
     }
 }
 
-/// Polls `f` until it returns true or `within` passes.
-pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if f() {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Waits until the gateway's clock has passed the whole second `mark`:
+/// revocation marks and `iat` are whole seconds, so a token minted in the
+/// mark's own second counts as issued before it.
+pub async fn next_second_after(mark: u64) {
+    let passed = poll(Duration::from_secs(2), || async {
+        gatehouse::clock::unix_now() > mark
+    })
+    .await;
+    assert!(passed, "the clock did not pass second {mark}");
 }
