@@ -14,12 +14,14 @@ async fn get_app(c: &Client, cookie: &str) -> u16 {
 
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
-        // The memory store runs on the gateway's clock only: paused time, so
-        // its expiry tests advance the clock instead of waiting.
+        // The memory store runs on the gateway's clock only: paused time
+        // (support::ManualClock), so its expiry tests advance the clock
+        // instead of waiting.
         mod memory {
             $(
                 #[tokio::test(start_paused = true)]
                 async fn $name() {
+                    let _clock = crate::support::ManualClock::hold();
                     super::$name(super::Store::Memory).await;
                 }
             )*
@@ -213,7 +215,7 @@ async fn idle_timeout_slides_and_absolute_timeout_caps(store: Store) {
     let start = tokio::time::Instant::now();
     let mut idle = String::new();
     for (at, who, want) in plan {
-        tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+        pass_until(start + Duration::from_millis(at)).await;
         if who == "new idle" {
             idle = login(&c, "alice", ALICE_PW).await.unwrap();
         }
@@ -306,7 +308,7 @@ async fn lockout_after_max_failures_then_recovery(store: Store) {
     assert_eq!(r.status, 429);
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    pass(Duration::from_millis(1700)).await;
     assert!(login(&c, "alice", ALICE_PW).await.is_ok());
     let m = Client::plain(gw.admin()).get("/metrics").await.text();
     assert!(

@@ -244,7 +244,7 @@ async fn rotation_and_reuse(store: &str) {
     // The rotated token works again inside the grace window (same pair)...
     assert_eq!(refresh(&c, &rt1).await.1, second);
     // ...but after it, its reuse revokes the whole family.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    pass(Duration::from_millis(1200)).await;
     assert_eq!(refresh(&c, &rt1).await.1["error"], "invalid_grant");
     assert_eq!(
         refresh(&c, &rt2).await.1["error"],
@@ -259,9 +259,10 @@ async fn rotation_and_reuse(store: &str) {
     gw.stop().await;
 }
 
-// In-process state only: paused time.
+// In-process state only: paused time (support::ManualClock).
 #[tokio::test(start_paused = true)]
 async fn refresh_rotates_replays_inside_grace_and_reuse_revokes_the_family_memory() {
+    let _clock = ManualClock::hold();
     rotation_and_reuse("").await;
 }
 
@@ -882,20 +883,21 @@ async fn max_age(store: &str) {
     // Each rotation used to renew the token for another refresh_token_ttl.
     // Rotations every 250 ms for 2 s, all inside the 3 s max age.
     for at in (0..=2000).step_by(250) {
-        tokio::time::sleep_until(asked + Duration::from_millis(at)).await;
+        pass_until(asked + Duration::from_millis(at)).await;
         let (s, j) = refresh(&c, &rt).await;
         assert_eq!(s, 200, "at {at} ms: {j}");
         rt = j["refresh_token"].as_str().unwrap().to_string();
     }
     // Past the family's end, the freshest token is dead.
-    tokio::time::sleep_until(granted + Duration::from_millis(3100)).await;
+    pass_until(granted + Duration::from_millis(3100)).await;
     assert_eq!(refresh(&c, &rt).await.1["error"], "invalid_grant");
     gw.stop().await;
 }
 
-// In-process state only: paused time.
+// In-process state only: paused time (support::ManualClock).
 #[tokio::test(start_paused = true)]
 async fn a_refresh_family_ends_at_its_max_age_whatever_the_rotations_memory() {
+    let _clock = ManualClock::hold();
     max_age("").await;
 }
 

@@ -113,8 +113,8 @@ pub const POLL_EVERY: Duration = Duration::from_millis(20);
 
 /// The one way a test waits for something to happen: asks `f` until it
 /// returns true (then true) or `within` has passed (then false, after one
-/// last look at the deadline). Under paused tokio time the pause between
-/// looks advances the clock instead of waiting.
+/// last look at the deadline). Between two looks it lets [`POLL_EVERY`]
+/// pass with [`pass`], so under a [`ManualClock`] it advances the clock.
 pub async fn poll<F, Fut>(within: Duration, mut f: F) -> bool
 where
     F: FnMut() -> Fut,
@@ -128,8 +128,67 @@ where
         if tokio::time::Instant::now() > deadline {
             return false;
         }
-        tokio::time::sleep(POLL_EVERY).await;
+        pass(POLL_EVERY).await;
     }
+}
+
+thread_local! {
+    /// Whether this thread's test holds a [`ManualClock`].
+    static MANUAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Paused tokio time that moves only when the test says so, for tests of
+/// state that expires inside the gateway's own process (the memory session
+/// store, refresh families, lockouts): `#[tokio::test(start_paused =
+/// true)]`, then `let _clock = ManualClock::hold();` first thing.
+///
+/// Why not tokio's auto-advance alone: a paused runtime that finds nothing
+/// to run jumps its clock to the next timer, and a loopback round trip on a
+/// busy machine can leave it idle for a moment; the jump then fires the
+/// gateway's deadlines (a lockout ending, a session expiring) in the middle
+/// of a request. A blocking task in flight turns auto-advance off (tokio
+/// does that so `spawn_blocking` work is not overtaken by the clock), so
+/// the guard keeps one parked until it is dropped, and time moves only
+/// through [`pass`] (`tokio::time::advance`).
+pub struct ManualClock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl ManualClock {
+    pub fn hold() -> ManualClock {
+        let (release, parked) = std::sync::mpsc::channel::<()>();
+        tokio::task::spawn_blocking(move || {
+            // Returns once the guard drops its sender.
+            let _ = parked.recv();
+        });
+        MANUAL.with(|m| m.set(true));
+        ManualClock {
+            release: Some(release),
+        }
+    }
+}
+
+impl Drop for ManualClock {
+    fn drop(&mut self) {
+        MANUAL.with(|m| m.set(false));
+        self.release.take();
+    }
+}
+
+/// Lets `d` of the gateway's time pass: under a [`ManualClock`] the clock
+/// is advanced at once; otherwise (real time: a Redis store's TTLs run on
+/// the server's clock, child processes on theirs) this waits.
+pub async fn pass(d: Duration) {
+    if MANUAL.with(|m| m.get()) {
+        tokio::time::advance(d).await;
+    } else {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// [`pass`] until `at`.
+pub async fn pass_until(at: tokio::time::Instant) {
+    pass(at.saturating_duration_since(tokio::time::Instant::now())).await;
 }
 
 /// Waits until the gateway's clock has passed the whole second `mark`:
