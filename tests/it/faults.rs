@@ -243,7 +243,7 @@ async fn redis_killed_and_restarted_mid_load() {
         base_config(),
         redis.url(),
         gatehouse::crypto::hex(&gatehouse::crypto::random_bytes::<4>()),
-        crate::jwt::hs_issuer(),
+        crate::support::jwt::hs_issuer(),
         b.addr
     );
     let gw = Gw::start_in(dir, &cfg).await;
@@ -257,7 +257,7 @@ async fn redis_killed_and_restarted_mid_load() {
         );
     }
     let cookies = Arc::new(cookies);
-    let token = crate::jwt::hs_key().sign(None, &crate::jwt::claims());
+    let token = crate::support::jwt::hs_key().sign(None, &crate::support::jwt::claims());
     let sessions = {
         let cookies = cookies.clone();
         Load::start(
@@ -534,19 +534,27 @@ async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
     let issuer = format!(
         "[[jwt]]\nname = \"idp\"\nissuer = \"{}\"\naudiences = [\"app\"]\nalgorithms = [\"ES256\"]\n\
          jwks_url = \"{}\"\njwks_refresh = \"1s\"\njwks_min_refetch = \"1s\"\n",
-        crate::jwt::ISS,
+        crate::support::jwt::ISS,
         idp.url
     );
-    let gw = Gw::start(&crate::jwt::config(&b, crate::jwt::JWT_ROUTE, &issuer)).await;
+    let gw = Gw::start(&crate::support::jwt::config(
+        &b,
+        crate::support::jwt::JWT_ROUTE,
+        &issuer,
+    ))
+    .await;
     let fresh = |key: &Key, kid: &str, n: u64| {
-        let mut c = crate::jwt::claims();
+        let mut c = crate::support::jwt::claims();
         c["jti"] = format!("{kid}-{n}").into();
         key.sign(Some(kid), &c)
     };
     let t = fresh(&k1, "k1", 0);
     assert!(
         crate::support::poll(Duration::from_secs(10), || async {
-            crate::jwt::get_bearer(&gw, "/", &t, &[]).await.status == 200
+            crate::support::jwt::get_bearer(&gw, "/", &t, &[])
+                .await
+                .status
+                == 200
         })
         .await,
         "keys never arrived"
@@ -557,7 +565,7 @@ async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
             gw.addr(),
             4,
             Arc::new(move |n| {
-                let mut c = crate::jwt::claims();
+                let mut c = crate::support::jwt::claims();
                 c["jti"] = format!("k1-{n}").into();
                 let t = k1.sign(Some("k1"), &c);
                 req("GET", "/", &[("authorization", &format!("Bearer {t}"))], "")
@@ -570,7 +578,7 @@ async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
             gw.addr(),
             2,
             Arc::new(move |n| {
-                let mut c = crate::jwt::claims();
+                let mut c = crate::support::jwt::claims();
                 c["jti"] = format!("k9-{n}").into();
                 let t = k1.sign(Some(&format!("unknown-{n}")), &c);
                 req("GET", "/", &[("authorization", &format!("Bearer {t}"))], "")
@@ -591,7 +599,10 @@ async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
     let start = Instant::now();
     let taken = poll(Duration::from_secs(25), || async {
         let t2 = fresh(&k2, "k2", start.elapsed().as_millis() as u64);
-        crate::jwt::get_bearer(&gw, "/", &t2, &[]).await.status == 200
+        crate::support::jwt::get_bearer(&gw, "/", &t2, &[])
+            .await
+            .status
+            == 200
     })
     .await;
     let known = known.finish().await;

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod client;
 pub mod dns;
+pub mod jwt;
 pub mod keys;
 pub mod pki;
 pub mod process;
