@@ -520,7 +520,15 @@ async fn revocations_reach_every_replica_even_one_that_was_disconnected() {
     let at = j["access_token"].as_str().unwrap().to_string();
     assert_eq!(api(&cb, &at).await, 200);
     relay.cut();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Cut once the relay refuses new connections: its listener and, woken
+    // by the same signal before it, its open connections are gone.
+    assert!(
+        poll(Duration::from_secs(2), || async {
+            tokio::net::TcpStream::connect(relay.addr).await.is_err()
+        })
+        .await,
+        "the relay still accepts"
+    );
     let lo = ca
         .send(req(
             "POST",
