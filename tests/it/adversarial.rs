@@ -255,13 +255,27 @@ async fn aborted_and_malformed_uploads_do_not_eject_the_backend() {
         "\n[upstreams.health]\npassive_failures = 2\n\n[[routes]]",
     );
     let gw = Gw::start(&cfg).await;
-    for _ in 0..3 {
+    for i in 0..3 {
         let mut s = TcpStream::connect(gw.addr()).await.unwrap();
         s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nonly this")
             .await
             .unwrap();
-        // Let the gateway start forwarding, then walk away.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Once the gateway has started forwarding (the backend has this
+        // upload's head), walk away.
+        let uploads = || {
+            b.requests()
+                .iter()
+                .filter(|r| {
+                    r.headers
+                        .get("content-length")
+                        .is_some_and(|v| v == "100000")
+                })
+                .count()
+        };
+        assert!(
+            poll(Duration::from_secs(2), || async { uploads() > i }).await,
+            "upload {i} was not forwarded"
+        );
         drop(s);
         let bad = raw(
             gw.addr(),

@@ -845,6 +845,8 @@ async fn redis_down_means_503_for_sessions_and_recovery_without_restart() {
         unreachable!()
     };
     r.kill();
+    // Past cache_ttl (200 ms): the session is no longer served from the
+    // local cache, so the next lookup meets the dead server.
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Session routes: 503, never a stale 200. Open routes keep working.
     assert_eq!(get_app(&c, &cookie).await, 503);
