@@ -419,15 +419,34 @@ async fn reloads_and_sigterm_under_load_against_the_binary() {
     );
 
     // SIGTERM in the middle of slow requests.
+    const RELOADED: &str = "gatehouse_config_reloads_total{result=\"success\"}";
+    let reloaded = p.metric(RELOADED).await.unwrap_or(0.0);
     std::fs::write(&p.config, &variants[0]).unwrap();
     p.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        poll(Duration::from_secs(5), || async {
+            p.metric(RELOADED).await.unwrap_or(0.0) > reloaded
+        })
+        .await,
+        "the last reload never happened"
+    );
     let load = Load::start(
         p.listen,
         8,
         Arc::new(|n| req("GET", &format!("/slow/400?n={n}"), &[], "")),
     );
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // Every load worker has a slow request at a backend.
+    let slow_seen = || {
+        b1.requests()
+            .into_iter()
+            .chain(b2.requests())
+            .filter(|s| s.path_and_query.starts_with("/slow/400?"))
+            .count()
+    };
+    assert!(
+        poll(Duration::from_secs(10), || async { slow_seen() >= 8 }).await,
+        "the slow requests never reached the backends"
+    );
     let before = b1.count() + b2.count();
     p.signal("TERM");
     let status = p
