@@ -635,15 +635,16 @@ mod tests {
         assert_eq!(pick(&u, &[]), None);
     }
 
-    #[test]
-    fn failures_of_an_ejected_backend_do_not_eject_it_again() {
+    // Paused time: the second round of failures comes later by the clock.
+    #[tokio::test(start_paused = true)]
+    async fn failures_of_an_ejected_backend_do_not_eject_it_again() {
         let u = upstream(&[1], Balance::RoundRobin);
         let b = &u.backends().backends[0];
         for _ in 0..3 {
             b.record_failure(&u.health);
         }
         let until = b.ejected_until.load(Relaxed);
-        std::thread::sleep(Duration::from_millis(5));
+        tokio::time::advance(Duration::from_millis(5)).await;
         for _ in 0..3 {
             b.record_failure(&u.health);
         }
