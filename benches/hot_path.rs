@@ -15,13 +15,14 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use gatehouse::auth::jwt::{Issuers, TokenCache, Verifier};
+use gatehouse::clock::unix_now;
 use gatehouse::config::{self, Config, TokenSource};
 use gatehouse::crypto::Mac;
 use gatehouse::metrics::Metrics;
 use gatehouse::proxy::headers;
 use gatehouse::revocation::Revocations;
 use gatehouse::route;
-use gatehouse::session::{unix_now, Record, SessionId, SessionKey};
+use gatehouse::session::{Record, SessionId, SessionKey};
 use gatehouse::state::{memory::sessions::MemoryStore, SessionStore};
 use gatehouse::upstream::{hash, select, sticky};
 use http::{HeaderMap, HeaderValue};
@@ -222,7 +223,7 @@ fn sessions(c: &mut Criterion) {
                 email: Some(format!("user-{i:06}@example.com")),
                 groups: vec!["staff".into(), "engineering".into()],
                 name: None,
-                created_ms: gatehouse::session::now_ms(),
+                created_ms: gatehouse::clock::now_ms(),
                 client_ip: "203.0.113.45".into(),
                 user_agent: "Mozilla/5.0 (X11; Linux x86_64)".into(),
                 login: "password".into(),

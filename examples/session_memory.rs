@@ -6,9 +6,10 @@
 //! memory store and reports the growth of the process's resident memory,
 //! and the process's whole resident memory (what `bench/run.sh` checks).
 
+use gatehouse::clock::now_ms;
 use gatehouse::config::sessions::Sessions;
 use gatehouse::metrics::Metrics;
-use gatehouse::session::{now_ms, Record, SessionId};
+use gatehouse::session::{Record, SessionId};
 use gatehouse::state::{memory::sessions::MemoryStore, SessionStore};
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod clock;
 pub mod config;
 pub mod cookies;
 pub mod crypto;

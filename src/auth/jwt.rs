@@ -122,7 +122,7 @@ struct ProviderKeys {
     /// tokens ask for (clients can forge `kid`s); the provider's own
     /// window, one second, is for the ID tokens it hands the gateway.
     min_refetch: std::time::Duration,
-    last_triggered: std::sync::Mutex<Option<tokio::time::Instant>>,
+    last_triggered: std::sync::Mutex<Option<crate::clock::Instant>>,
 }
 
 impl ProviderKeys {
@@ -135,7 +135,7 @@ impl ProviderKeys {
         if last.is_some_and(|t| t.elapsed() < self.min_refetch) {
             return false;
         }
-        *last = Some(tokio::time::Instant::now());
+        *last = Some(crate::clock::Instant::now());
         true
     }
 }
@@ -678,7 +678,7 @@ pub(crate) async fn authenticate(
         metrics: &gw.metrics,
     };
     let result = verifier
-        .verify(src, token, crate::session::unix_now())
+        .verify(src, token, crate::clock::unix_now())
         .await
         .and_then(|identity| {
             let name = identity.issuer.as_deref().unwrap_or("");

@@ -7,12 +7,13 @@ pub mod users;
 
 use crate::auth;
 use crate::body::Body;
+use crate::clock::now_ms;
 use crate::error::{GatewayError, Malformed};
 use crate::gateway::{Gateway, Snapshot};
 use crate::metrics::AuthResult;
 use crate::proxy::respond;
 use crate::server::ConnInfo;
-use crate::session::{self, now_ms, Record, SessionId, SessionView};
+use crate::session::{self, Record, SessionId, SessionView};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};

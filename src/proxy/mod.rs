@@ -245,7 +245,7 @@ async fn handle_inner(
     };
     let liveness = Liveness::of(session_key, identity.as_deref());
     // What ends after this moment ends long-lived connections opened now.
-    let authenticated_ms = crate::session::now_ms();
+    let authenticated_ms = crate::clock::now_ms();
     if snap.config.identity.strip_session_cookie && snap.config.sessions.enabled {
         crate::session::strip_cookie(&mut parts.headers, &snap.config.sessions.cookie_name);
     }

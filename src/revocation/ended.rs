@@ -7,7 +7,8 @@
 //! are pruned once older than a day (no stream outlives its session's
 //! absolute cap by that much in practice) or when the map is full.
 
-use crate::session::{now_ms, SessionKey};
+use crate::clock::now_ms;
+use crate::session::SessionKey;
 
 #[derive(Default)]
 pub struct Ended {

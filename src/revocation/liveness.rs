@@ -245,7 +245,7 @@ impl Liveness {
                 exp,
                 issuer,
             } => {
-                let now = crate::session::unix_now();
+                let now = crate::clock::unix_now();
                 let facts = super::TokenFacts {
                     sub,
                     jti: jti.as_deref(),
@@ -273,13 +273,13 @@ impl Liveness {
             Liveness::Session { key, .. } => match gw.store.get(*key).await {
                 Ok(Some(v)) => {
                     let cfg = &gw.snapshot().config.sessions;
-                    let now = crate::session::now_ms();
+                    let now = crate::clock::now_ms();
                     v.is_live(cfg, now).then(|| Some(v.expires_at_ms(cfg)))
                 }
                 Ok(None) => None,
                 // An unreachable store says nothing about this session:
                 // look again in a while.
-                Err(_) => Some(Some(crate::session::now_ms() + STORE_RETRY_MS)),
+                Err(_) => Some(Some(crate::clock::now_ms() + STORE_RETRY_MS)),
             },
             Liveness::Token { .. } => Some(self.token_deadline_ms()),
         }
@@ -355,7 +355,7 @@ impl crate::body::StreamCheck for StreamWatch {
         if self.armed.is_none() {
             if self
                 .deadline_ms
-                .is_some_and(|d| crate::session::now_ms() >= d)
+                .is_some_and(|d| crate::clock::now_ms() >= d)
             {
                 return false;
             }
@@ -377,9 +377,9 @@ impl crate::body::StreamCheck for StreamWatch {
 }
 
 /// The tokio instant at unix time `ms` (a deadline in the past is now).
-pub fn instant_at(ms: u64) -> tokio::time::Instant {
-    let now = crate::session::now_ms();
-    tokio::time::Instant::now() + std::time::Duration::from_millis(ms.saturating_sub(now))
+pub fn instant_at(ms: u64) -> crate::clock::Instant {
+    let now = crate::clock::now_ms();
+    crate::clock::Instant::now() + std::time::Duration::from_millis(ms.saturating_sub(now))
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ pub mod ended;
 pub mod liveness;
 pub mod set;
 
-use crate::session::{unix_now, SessionKey};
+use crate::clock::unix_now;
+use crate::session::SessionKey;
 use liveness::{Key, Watchers};
 use std::sync::Arc;
 use std::time::Duration;

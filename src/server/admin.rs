@@ -268,7 +268,7 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
                     let cfg = &snap.config.sessions;
                     let sessions: Vec<_> = list
                         .iter()
-                        .filter(|(_, v)| v.is_live(cfg, crate::session::now_ms()))
+                        .filter(|(_, v)| v.is_live(cfg, crate::clock::now_ms()))
                         .map(|(k, v)| {
                             json!({
                                 "id": k.hex(),
@@ -315,7 +315,7 @@ async fn admin(gw: &Gateway, method: Method, path: &str, query: Option<&str>) ->
                     tracing::info!(user = %user, sessions, token_families = families, "admin revoked everything a user holds");
                     json(
                         StatusCode::OK,
-                        json!({ "user": user, "sessions_revoked": sessions, "token_families_revoked": families, "tokens_issued_before": crate::session::unix_now() }).to_string(),
+                        json!({ "user": user, "sessions_revoked": sessions, "token_families_revoked": families, "tokens_issued_before": crate::clock::unix_now() }).to_string(),
                     )
                 }
                 Err(e) => {

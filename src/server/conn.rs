@@ -461,7 +461,8 @@ fn http1_response_bytes(resp: http::Response<Body>) -> Vec<u8> {
     }
     line(b"content-length", body.len().to_string().as_bytes());
     line(b"connection", b"close");
-    line(b"date", http_date(std::time::SystemTime::now()).as_bytes());
+    let now = std::time::UNIX_EPOCH + Duration::from_millis(crate::clock::now_ms());
+    line(b"date", http_date(now).as_bytes());
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&body);
     out

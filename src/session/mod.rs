@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A session id as the browser holds it. Debug never prints it.
 #[derive(Clone, PartialEq, Eq)]
@@ -180,19 +180,9 @@ impl SessionView {
     }
 }
 
-/// The wall clock in milliseconds since the Unix epoch (0 for a clock set
-/// before 1970): what session records and refresh tokens store.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The same clock in whole seconds: what JWT claims (`exp`, `iat`), the
-/// sign-in state and token revocations use.
-pub fn unix_now() -> u64 {
-    now_ms() / 1000
-}
+// The clock moved to `crate::clock`; these names stay so code that still
+// reaches for the session module's clock keeps compiling.
+pub use crate::clock::{now_ms, unix_now};
 
 /// The time a store should keep a session written at `now_ms`.
 pub fn ttl(record: &Record, cfg: &SessionsConfig, now_ms: u64) -> Duration {

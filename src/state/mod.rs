@@ -20,9 +20,10 @@
 pub mod memory;
 pub mod redis;
 
+use crate::clock::now_ms;
 use crate::config::sessions::{Sessions as SessionsConfig, StoreKind};
 use crate::revocation::{Event, Revocation, Revoke};
-use crate::session::{now_ms, Record, SessionKey, SessionView};
+use crate::session::{Record, SessionKey, SessionView};
 use crate::tokens::refresh::{NewFamily, Pair, Presented, Rotation};
 use std::future::Future;
 use std::net::IpAddr;

@@ -19,13 +19,13 @@ pub mod keys;
 pub mod refresh;
 
 use crate::body::Body;
+use crate::clock::unix_now;
 use crate::error::GatewayError;
 use crate::gateway::{Gateway, Snapshot};
 use crate::login;
 use crate::proxy::respond;
 use crate::revocation::{Revoke, TokenFacts};
 use crate::server::ConnInfo;
-use crate::session::{self, unix_now};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::header::{self, HeaderValue};
@@ -297,7 +297,7 @@ async fn token(
             };
             let family = crate::crypto::hex(&crate::crypto::random_bytes::<16>());
             let (pair, hash) = mint(snap, &grant, &family)?;
-            let now = session::now_ms();
+            let now = crate::clock::now_ms();
             gw.store
                 .family_create(&NewFamily {
                     family: &family,
@@ -354,7 +354,7 @@ async fn refresh(
     for _ in 0..100 {
         match gw
             .store
-            .family_rotate(&token, session::now_ms(), grace)
+            .family_rotate(&token, crate::clock::now_ms(), grace)
             .await?
         {
             Rotation::Won {
@@ -372,7 +372,7 @@ async fn refresh(
                     return Ok(invalid());
                 };
                 let (pair, next) = mint(snap, &grant, &family)?;
-                let expires = session::now_ms() + login.refresh_token_ttl.as_millis() as u64;
+                let expires = crate::clock::now_ms() + login.refresh_token_ttl.as_millis() as u64;
                 gw.store
                     .family_complete(&token, next, expires.min(ends_ms), &pair, grace)
                     .await?;
@@ -476,9 +476,22 @@ fn own_claims(login: &crate::config::sessions::Login, token: &str) -> Result<Val
     let mut v = jsonwebtoken::Validation::new(header.alg);
     v.set_issuer(&[&login.issuer]);
     v.set_audience(&[&login.issuer]);
-    jsonwebtoken::decode::<Value>(token, &key, &v)
+    // `exp` is checked below on the gateway's clock (jsonwebtoken would read
+    // the system clock); `exp` stays required, so it must be present and
+    // numeric.
+    v.validate_exp = false;
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
         .map(|d| d.claims)
-        .map_err(|_| ())
+        .map_err(|_| ())?;
+    // jsonwebtoken's rule, with its leeway: expired once exp < now - leeway.
+    let exp = claims["exp"]
+        .as_u64()
+        .or_else(|| claims["exp"].as_f64().map(|f| f as u64))
+        .ok_or(())?;
+    if exp < unix_now().saturating_sub(v.leeway) {
+        return Err(());
+    }
+    Ok(claims)
 }
 
 /// `POST /admin/users/{name}/revoke` beyond sessions: refresh families and

@@ -24,13 +24,14 @@ pub mod pool;
 pub mod select;
 pub mod sticky;
 
+use crate::clock::Instant;
 use crate::config::{self, Balance, HashKey, Health};
 use crate::metrics::StatusCounters;
 use arc_swap::ArcSwap;
 use select::{Decision, Fit, Pin, Policy};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sticky::{Affinity, BackendTag, Clients};
 
 /// Weight of a backend found by DNS (records carry no weight).
@@ -634,15 +635,16 @@ mod tests {
         assert_eq!(pick(&u, &[]), None);
     }
 
-    #[test]
-    fn failures_of_an_ejected_backend_do_not_eject_it_again() {
+    // Paused time: the second round of failures comes later by the clock.
+    #[tokio::test(start_paused = true)]
+    async fn failures_of_an_ejected_backend_do_not_eject_it_again() {
         let u = upstream(&[1], Balance::RoundRobin);
         let b = &u.backends().backends[0];
         for _ in 0..3 {
             b.record_failure(&u.health);
         }
         let until = b.ejected_until.load(Relaxed);
-        std::thread::sleep(Duration::from_millis(5));
+        tokio::time::advance(Duration::from_millis(5)).await;
         for _ in 0..3 {
             b.record_failure(&u.health);
         }

@@ -7,10 +7,11 @@
 
 use super::{Backend, Upstream};
 use crate::body::Body;
+use crate::clock::Instant;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// Idle connections older than this are closed rather than reused: many

@@ -274,7 +274,7 @@ pub struct Clients {
     map: DashMap<u64, Seen>,
     len: AtomicUsize,
     hasher: std::collections::hash_map::RandomState,
-    epoch: tokio::time::Instant,
+    epoch: crate::clock::Instant,
     /// Entries unused for longer than this are forgotten (seconds).
     max_age: AtomicU32,
     full_warned: AtomicBool,
@@ -295,7 +295,7 @@ impl Clients {
             map: DashMap::new(),
             len: AtomicUsize::new(0),
             hasher: Default::default(),
-            epoch: tokio::time::Instant::now(),
+            epoch: crate::clock::Instant::now(),
             max_age: AtomicU32::new(secs(max_age)),
             full_warned: AtomicBool::new(false),
             sweeper: AtomicBool::new(false),

@@ -255,13 +255,27 @@ async fn aborted_and_malformed_uploads_do_not_eject_the_backend() {
         "\n[upstreams.health]\npassive_failures = 2\n\n[[routes]]",
     );
     let gw = Gw::start(&cfg).await;
-    for _ in 0..3 {
+    for i in 0..3 {
         let mut s = TcpStream::connect(gw.addr()).await.unwrap();
         s.write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nonly this")
             .await
             .unwrap();
-        // Let the gateway start forwarding, then walk away.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Once the gateway has started forwarding (the backend has this
+        // upload's head), walk away.
+        let uploads = || {
+            b.requests()
+                .iter()
+                .filter(|r| {
+                    r.headers
+                        .get("content-length")
+                        .is_some_and(|v| v == "100000")
+                })
+                .count()
+        };
+        assert!(
+            poll(Duration::from_secs(2), || async { uploads() > i }).await,
+            "upload {i} was not forwarded"
+        );
         drop(s);
         let bad = raw(
             gw.addr(),
@@ -272,7 +286,7 @@ async fn aborted_and_malformed_uploads_do_not_eject_the_backend() {
         assert_eq!(status_of(&bad), 400, "{bad}");
     }
     assert!(
-        eventually(Duration::from_secs(2), || b.count() >= 3).await,
+        poll(Duration::from_secs(2), || async { b.count() >= 3 }).await,
         "the uploads were forwarded"
     );
     assert!(!backend_ejected(&gw), "client faults ejected the backend");
@@ -793,14 +807,14 @@ async fn ten_thousand_idle_connections_against_the_binary() {
     let start = Instant::now();
     let idle = idle_connections(p.listen, n).await;
     let connected = start.elapsed();
-    let mut open = 0.0;
-    for _ in 0..50 {
-        open = p.metric("gatehouse_connections_open").await.unwrap_or(0.0);
-        if open >= idle.len() as f64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // What the gateway reports once it has caught up (asserted below).
+    let last = std::cell::Cell::new(0.0);
+    poll(Duration::from_secs(5), || async {
+        last.set(p.metric("gatehouse_connections_open").await.unwrap_or(0.0));
+        last.get() >= idle.len() as f64
+    })
+    .await;
+    let open = last.get();
     let t = Instant::now();
     let r = tokio::time::timeout(Duration::from_secs(5), Client::plain(p.listen).get("/x"))
         .await
@@ -826,14 +840,10 @@ async fn ten_thousand_idle_connections_against_the_binary() {
         idle.len()
     );
     drop(idle);
-    let mut drained = false;
-    for _ in 0..100 {
-        if p.metric("gatehouse_connections_open").await.unwrap_or(1e9) < 10.0 {
-            drained = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let drained = poll(Duration::from_secs(10), || async {
+        p.metric("gatehouse_connections_open").await.unwrap_or(1e9) < 10.0
+    })
+    .await;
     assert!(drained, "closed idle connections were not noticed");
     assert_eq!(Client::plain(p.listen).get("/after").await.status, 200);
     assert!(p.is_running());
@@ -896,7 +906,10 @@ async fn emfile_makes_the_accept_loop_back_off_and_recover() {
     assert_eq!(Client::plain(p.listen).get("/before").await.status, 200);
     let idle = idle_connections(p.listen, 120).await;
     assert!(
-        eventually(Duration::from_secs(5), || p.log().contains("accept failed")).await,
+        poll(Duration::from_secs(5), || async {
+            p.log().contains("accept failed")
+        })
+        .await,
         "no EMFILE seen: the test proved nothing\n{}",
         p.log()
     );
@@ -1024,7 +1037,10 @@ async fn a_backend_switch_without_the_websocket_accept_gets_502_and_no_tunnel() 
     assert_eq!(status_of(&head), 101, "{head}");
     s.write_all(b"RAW-control").await.unwrap();
     assert!(
-        eventually(WAIT, || b.raw_after_switch().contains("RAW-control")).await,
+        poll(WAIT, || async {
+            b.raw_after_switch().contains("RAW-control")
+        })
+        .await,
         "the control's bytes never arrived: {:?}",
         b.raw_after_switch()
     );

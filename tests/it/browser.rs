@@ -57,14 +57,10 @@ impl Driver {
             .spawn()
             .expect("start chromedriver");
         let client = Client::plain(format!("127.0.0.1:{port}").parse().unwrap());
-        let mut up = false;
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(client.addr).await.is_ok() {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        let up = poll(Duration::from_secs(5), || async {
+            tokio::net::TcpStream::connect(client.addr).await.is_ok()
+        })
+        .await;
         assert!(up, "chromedriver did not start");
         let profile = tempdir();
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -121,11 +117,12 @@ impl Driver {
     /// Waits (up to 10 s) until the page's text contains `needle`: a click
     /// that submits a form returns before the next page has loaded.
     async fn wait_for_text(&self, needle: &str) {
-        for _ in 0..100 {
-            if self.page_text().await.contains(needle) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if poll(Duration::from_secs(10), || async {
+            self.page_text().await.contains(needle)
+        })
+        .await
+        {
+            return;
         }
         panic!("page never showed {needle:?}: {}", self.page_text().await);
     }
@@ -150,12 +147,10 @@ impl Driver {
     async fn element(&self, css: &str) -> String {
         // Poll: the page may still be loading.
         let q = json!({"using": "css selector", "value": css});
-        for _ in 0..100 {
-            if self.try_call("POST", &self.at("/element"), &q).await.0 == 200 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll(Duration::from_secs(10), || async {
+            self.try_call("POST", &self.at("/element"), &q).await.0 == 200
+        })
+        .await;
         let v = self.call("POST", &self.at("/element"), q).await;
         v[ELEMENT]
             .as_str()
@@ -217,10 +212,11 @@ async fn browser_logs_in_through_the_form_reaches_the_app_and_logs_out() {
     driver.click("button[type=submit]").await;
     // Back on the page it asked for, served by the app, which saw the user.
     assert!(
-        eventually(Duration::from_secs(10), || b
-            .requests()
-            .iter()
-            .any(|s| s.path_and_query == "/app/reports?month=11"))
+        poll(Duration::from_secs(10), || async {
+            b.requests()
+                .iter()
+                .any(|s| s.path_and_query == "/app/reports?month=11")
+        })
         .await
     );
     driver.wait_for_text("\"backend\":\"app\"").await;

@@ -344,7 +344,7 @@ fn token_a(claims: Value) -> String {
 
 async fn world(gw: &Gw) -> World {
     let c = gw.plain();
-    let n = crate::jwt::now();
+    let n = crate::support::jwt::now();
     let mut creds = Vec::new();
     let session = |user: &str, sid: String, groups: &str| Cred {
         proves: Some((user.into(), Method::Session, groups.into())),

@@ -243,7 +243,7 @@ async fn redis_killed_and_restarted_mid_load() {
         base_config(),
         redis.url(),
         gatehouse::crypto::hex(&gatehouse::crypto::random_bytes::<4>()),
-        crate::jwt::hs_issuer(),
+        crate::support::jwt::hs_issuer(),
         b.addr
     );
     let gw = Gw::start_in(dir, &cfg).await;
@@ -257,7 +257,7 @@ async fn redis_killed_and_restarted_mid_load() {
         );
     }
     let cookies = Arc::new(cookies);
-    let token = crate::jwt::hs_key().sign(None, &crate::jwt::claims());
+    let token = crate::support::jwt::hs_key().sign(None, &crate::support::jwt::claims());
     let sessions = {
         let cookies = cookies.clone();
         Load::start(
@@ -305,18 +305,13 @@ async fn redis_killed_and_restarted_mid_load() {
         );
         tokio::task::block_in_place(|| redis.restart());
         let start = Instant::now();
-        let mut back = false;
-        while start.elapsed() < Duration::from_secs(15) {
-            if c.get_with("/app/x", &[("cookie", &cookies[0])])
+        let back = poll(Duration::from_secs(15), || async {
+            c.get_with("/app/x", &[("cookie", &cookies[0])])
                 .await
                 .status
                 == 200
-            {
-                back = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
+        .await;
         assert!(back, "sessions did not come back without a restart");
         eprintln!(
             "redis: sessions back {:?} after the restart",
@@ -424,15 +419,34 @@ async fn reloads_and_sigterm_under_load_against_the_binary() {
     );
 
     // SIGTERM in the middle of slow requests.
+    const RELOADED: &str = "gatehouse_config_reloads_total{result=\"success\"}";
+    let reloaded = p.metric(RELOADED).await.unwrap_or(0.0);
     std::fs::write(&p.config, &variants[0]).unwrap();
     p.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        poll(Duration::from_secs(5), || async {
+            p.metric(RELOADED).await.unwrap_or(0.0) > reloaded
+        })
+        .await,
+        "the last reload never happened"
+    );
     let load = Load::start(
         p.listen,
         8,
         Arc::new(|n| req("GET", &format!("/slow/400?n={n}"), &[], "")),
     );
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // Every load worker has a slow request at a backend.
+    let slow_seen = || {
+        b1.requests()
+            .into_iter()
+            .chain(b2.requests())
+            .filter(|s| s.path_and_query.starts_with("/slow/400?"))
+            .count()
+    };
+    assert!(
+        poll(Duration::from_secs(10), || async { slow_seen() >= 8 }).await,
+        "the slow requests never reached the backends"
+    );
     let before = b1.count() + b2.count();
     p.signal("TERM");
     let status = p
@@ -539,19 +553,27 @@ async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
     let issuer = format!(
         "[[jwt]]\nname = \"idp\"\nissuer = \"{}\"\naudiences = [\"app\"]\nalgorithms = [\"ES256\"]\n\
          jwks_url = \"{}\"\njwks_refresh = \"1s\"\njwks_min_refetch = \"1s\"\n",
-        crate::jwt::ISS,
+        crate::support::jwt::ISS,
         idp.url
     );
-    let gw = Gw::start(&crate::jwt::config(&b, crate::jwt::JWT_ROUTE, &issuer)).await;
+    let gw = Gw::start(&crate::support::jwt::config(
+        &b,
+        crate::support::jwt::JWT_ROUTE,
+        &issuer,
+    ))
+    .await;
     let fresh = |key: &Key, kid: &str, n: u64| {
-        let mut c = crate::jwt::claims();
+        let mut c = crate::support::jwt::claims();
         c["jti"] = format!("{kid}-{n}").into();
         key.sign(Some(kid), &c)
     };
     let t = fresh(&k1, "k1", 0);
     assert!(
         crate::support::poll(Duration::from_secs(10), || async {
-            crate::jwt::get_bearer(&gw, "/", &t, &[]).await.status == 200
+            crate::support::jwt::get_bearer(&gw, "/", &t, &[])
+                .await
+                .status
+                == 200
         })
         .await,
         "keys never arrived"
@@ -562,7 +584,7 @@ async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
             gw.addr(),
             4,
             Arc::new(move |n| {
-                let mut c = crate::jwt::claims();
+                let mut c = crate::support::jwt::claims();
                 c["jti"] = format!("k1-{n}").into();
                 let t = k1.sign(Some("k1"), &c);
                 req("GET", "/", &[("authorization", &format!("Bearer {t}"))], "")
@@ -575,7 +597,7 @@ async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
             gw.addr(),
             2,
             Arc::new(move |n| {
-                let mut c = crate::jwt::claims();
+                let mut c = crate::support::jwt::claims();
                 c["jti"] = format!("k9-{n}").into();
                 let t = k1.sign(Some(&format!("unknown-{n}")), &c);
                 req("GET", "/", &[("authorization", &format!("Bearer {t}"))], "")
@@ -594,15 +616,14 @@ async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
     // Rotation after the trouble: k2 is published and taken up.
     *idp.body.lock().unwrap() = jwks(&[k1.jwk_with("k1"), k2.jwk_with("k2")]);
     let start = Instant::now();
-    let mut taken = false;
-    while start.elapsed() < Duration::from_secs(25) {
+    let taken = poll(Duration::from_secs(25), || async {
         let t2 = fresh(&k2, "k2", start.elapsed().as_millis() as u64);
-        if crate::jwt::get_bearer(&gw, "/", &t2, &[]).await.status == 200 {
-            taken = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        crate::support::jwt::get_bearer(&gw, "/", &t2, &[])
+            .await
+            .status
+            == 200
+    })
+    .await;
     let known = known.finish().await;
     let unknown = unknown.finish().await;
     eprintln!(

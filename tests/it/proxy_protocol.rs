@@ -211,10 +211,9 @@ async fn a_real_haproxy_sending_proxy_v2_hands_over_the_clients_address() {
             .expect("start haproxy"),
     );
     assert!(
-        eventually(Duration::from_secs(10), || std::net::TcpStream::connect(
-            front
-        )
-        .is_ok())
+        poll(Duration::from_secs(10), || async {
+            std::net::TcpStream::connect(front).is_ok()
+        })
         .await,
         "haproxy never listened"
     );

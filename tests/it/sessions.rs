@@ -14,10 +14,14 @@ async fn get_app(c: &Client, cookie: &str) -> u16 {
 
 macro_rules! both_stores {
     ($($name:ident),* $(,)?) => {
+        // The memory store runs on the gateway's clock only: paused time
+        // (support::ManualClock), so its expiry tests advance the clock
+        // instead of waiting.
         mod memory {
             $(
-                #[tokio::test]
+                #[tokio::test(start_paused = true)]
                 async fn $name() {
+                    let _clock = crate::support::ManualClock::hold();
                     super::$name(super::Store::Memory).await;
                 }
             )*
@@ -189,30 +193,35 @@ async fn idle_timeout_slides_and_absolute_timeout_caps(store: Store) {
     )
     .await;
     let c = gw.plain();
-    let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
-    // Activity every 500 ms keeps it alive past the 1.5 s idle timeout...
-    let start = std::time::Instant::now();
-    while start.elapsed() < Duration::from_millis(2500) {
-        assert_eq!(
-            get_app(&c, &cookie).await,
-            200,
-            "alive at {:?}",
-            start.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = login(&c, "alice", ALICE_PW).await.unwrap();
+    // Times are ms after the busy session's login. Activity every 500 ms
+    // keeps it alive past the 1.5 s idle timeout; a second session used
+    // once at 2.5 s and then left idle for 1.8 s ends; the busy one ends at
+    // its 4 s cap although it was used 800 ms before (its idle deadline
+    // would be 5 s).
+    let plan = [
+        (0, "busy", 200),
+        (500, "busy", 200),
+        (1000, "busy", 200),
+        (1500, "busy", 200),
+        (2000, "busy", 200),
+        (2500, "busy", 200),
+        (2500, "new idle", 200),
+        (3000, "busy", 200),
+        (3500, "busy", 200),
+        (4300, "idle", 401),
+        (4300, "busy", 401),
+    ];
+    let start = tokio::time::Instant::now();
+    let mut idle = String::new();
+    for (at, who, want) in plan {
+        pass_until(start + Duration::from_millis(at)).await;
+        if who == "new idle" {
+            idle = login(&c, "alice", ALICE_PW).await.unwrap();
+        }
+        let cookie = if who == "busy" { &busy } else { &idle };
+        assert_eq!(get_app(&c, cookie).await, want, "{who} at {at} ms");
     }
-    // ...but idle for longer than 1.5 s ends it.
-    let idle = login(&c, "alice", ALICE_PW).await.unwrap();
-    assert_eq!(get_app(&c, &idle).await, 200);
-    tokio::time::sleep(Duration::from_millis(1800)).await;
-    assert_eq!(get_app(&c, &idle).await, 401);
-    // The absolute cap (4 s since login) ends the busy one despite activity.
-    while start.elapsed() < Duration::from_millis(3700) {
-        assert_eq!(get_app(&c, &cookie).await, 200);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(get_app(&c, &cookie).await, 401);
     gw.stop().await;
 }
 
@@ -299,7 +308,7 @@ async fn lockout_after_max_failures_then_recovery(store: Store) {
     assert_eq!(r.status, 429);
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    pass(Duration::from_millis(1700)).await;
     assert!(login(&c, "alice", ALICE_PW).await.is_ok());
     let m = Client::plain(gw.admin()).get("/metrics").await.text();
     assert!(
@@ -807,14 +816,13 @@ async fn two_replicas_share_sessions_and_revocations_through_redis() {
     // Logout on B: A rejects it well within a second (pub/sub), even though
     // A has the session in its local cache.
     assert_eq!(logout(&cb, &cookie).await, 204);
-    let start = std::time::Instant::now();
-    while get_app(&ca, &cookie).await != 401 {
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "revocation not seen on A within 1 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        poll(Duration::from_secs(1), || async {
+            get_app(&ca, &cookie).await == 401
+        })
+        .await,
+        "revocation not seen on A within 1 s"
+    );
     a.stop().await;
     gb.stop().await;
 }
@@ -837,6 +845,8 @@ async fn redis_down_means_503_for_sessions_and_recovery_without_restart() {
         unreachable!()
     };
     r.kill();
+    // Past cache_ttl (200 ms): the session is no longer served from the
+    // local cache, so the next lookup meets the dead server.
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Session routes: 503, never a stale 200. Open routes keep working.
     assert_eq!(get_app(&c, &cookie).await, 503);

@@ -89,14 +89,10 @@ async fn wait_for_state(
     want: impl Into<serde_json::Value>,
 ) -> bool {
     let want = want.into();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while tokio::time::Instant::now() < deadline {
-        if backend_state(gw, addr).await[field] == want {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
+    poll(Duration::from_secs(5), || async {
+        backend_state(gw, addr).await[field] == want
+    })
+    .await
 }
 
 async fn metrics(gw: &Gw) -> String {
@@ -451,7 +447,12 @@ async fn least_connections_prefers_the_idle_backend() {
     .await;
     let slow_client = gw.plain();
     let slow = tokio::spawn(async move { slow_client.get("/slow/3000").await });
-    assert!(eventually(Duration::from_secs(5), || bs.iter().any(|b| b.count() == 1)).await);
+    assert!(
+        poll(Duration::from_secs(5), || async {
+            bs.iter().any(|b| b.count() == 1)
+        })
+        .await
+    );
     let busy = bs.iter().find(|b| b.count() == 1).unwrap();
     let idle = bs.iter().find(|b| b.name != busy.name).unwrap();
     for _ in 0..10 {
@@ -601,14 +602,10 @@ async fn listed_backends(gw: &Gw) -> Vec<String> {
 async fn wait_for_backends(gw: &Gw, want: &[&str]) -> bool {
     let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
     want.sort();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tokio::time::Instant::now() < deadline {
-        if listed_backends(gw).await == want {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
+    poll(Duration::from_secs(10), || async {
+        listed_backends(gw).await == want
+    })
+    .await
 }
 
 #[tokio::test]
@@ -647,7 +644,10 @@ async fn dns_discovery_adds_and_removes_backends_without_dropping_requests() {
     dns.set(&["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
     assert!(wait_for_backends(&gw, &[&addr(1), &addr(2), &addr(3)]).await);
     assert!(
-        eventually(Duration::from_secs(5), || bs.iter().all(|b| b.count() > 3)).await,
+        poll(Duration::from_secs(5), || async {
+            bs.iter().all(|b| b.count() > 3)
+        })
+        .await,
         "new backends take traffic"
     );
 
@@ -661,7 +661,12 @@ async fn dns_discovery_adds_and_removes_backends_without_dropping_requests() {
     // A failing resolver changes nothing.
     dns.fail(true);
     let asked = dns.queries();
-    assert!(eventually(Duration::from_secs(5), || dns.queries() >= asked + 6).await);
+    assert!(
+        poll(Duration::from_secs(5), || async {
+            dns.queries() >= asked + 6
+        })
+        .await
+    );
     assert_eq!(listed_backends(&gw).await, vec![addr(2), addr(3)]);
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -824,18 +829,14 @@ pub(crate) async fn learned_app_cookies_are_shared(store: &str) {
     let r = a.plain().get("/setcookie/JSESSIONID=s1").await;
     let issuer = r.header("x-backend").unwrap().to_string();
     // Replica B never saw that response, yet sends the session home.
-    let mut homed = false;
-    for _ in 0..50 {
+    let homed = poll(Duration::from_secs(1), || async {
         let r = b
             .plain()
             .get_with("/x", &[("cookie", "JSESSIONID=s1")])
             .await;
-        if r.header("x-backend") == Some(issuer.as_str()) {
-            homed = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        r.header("x-backend") == Some(issuer.as_str())
+    })
+    .await;
     assert!(homed, "B did not learn where JSESSIONID=s1 lives");
     for _ in 0..10 {
         let r = b

@@ -249,7 +249,7 @@ pub(crate) async fn rotation_and_reuse(store: &str) {
     // The rotated token works again inside the grace window (same pair)...
     assert_eq!(refresh(&c, &rt1).await.1, second);
     // ...but after it, its reuse revokes the whole family.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    pass(Duration::from_millis(1200)).await;
     assert_eq!(refresh(&c, &rt1).await.1["error"], "invalid_grant");
     assert_eq!(
         refresh(&c, &rt2).await.1["error"],
@@ -264,8 +264,10 @@ pub(crate) async fn rotation_and_reuse(store: &str) {
     gw.stop().await;
 }
 
-#[tokio::test]
+// In-process state only: paused time (support::ManualClock).
+#[tokio::test(start_paused = true)]
 async fn refresh_rotates_replays_inside_grace_and_reuse_revokes_the_family_memory() {
+    let _clock = ManualClock::hold();
     rotation_and_reuse("").await;
 }
 
@@ -368,6 +370,7 @@ async fn admin_revokes_one_token_and_everything_a_user_holds() {
         .send(req("POST", "/admin/users/alice/revoke", &[ADMIN], ""))
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
+    let revoked_at = gatehouse::clock::unix_now();
     assert_eq!(api(&c, &at2).await, 401);
     assert_eq!(
         refresh(&c, other["refresh_token"].as_str().unwrap())
@@ -380,7 +383,7 @@ async fn admin_revokes_one_token_and_everything_a_user_holds() {
         401
     );
     // Tokens issued after the revocation work (marks are whole seconds).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    next_second_after(revoked_at).await;
     let fresh = password_grant(&c).await;
     assert_eq!(api(&c, fresh["access_token"].as_str().unwrap()).await, 200);
     gw.stop().await;
@@ -501,26 +504,36 @@ async fn revocations_reach_every_replica_even_one_that_was_disconnected() {
         .send(req("POST", "/admin/users/alice/revoke", &[ADMIN], ""))
         .await;
     assert_eq!(r.status, 200);
-    let start = std::time::Instant::now();
-    while api(&cb, &at).await != 401 {
-        assert!(
-            start.elapsed() < Duration::from_secs(1),
-            "B still accepts a revoked token"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let revoked_at = gatehouse::clock::unix_now();
+    assert!(
+        poll(Duration::from_secs(1), || async {
+            api(&cb, &at).await == 401
+        })
+        .await,
+        "B still accepts a revoked token"
+    );
     assert_eq!(
         refresh(&cb, j["refresh_token"].as_str().unwrap()).await.1["error"],
         "invalid_grant"
     );
 
     // B cut off from Redis while A revokes a token; B applies it once back.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // First the next second: revoke-all marks whole seconds, and a token
+    // minted in the mark's second counts as revoked.
+    next_second_after(revoked_at).await;
     let j = password_grant(&ca).await;
     let at = j["access_token"].as_str().unwrap().to_string();
     assert_eq!(api(&cb, &at).await, 200);
     relay.cut();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Cut once the relay refuses new connections: its listener and, woken
+    // by the same signal before it, its open connections are gone.
+    assert!(
+        poll(Duration::from_secs(2), || async {
+            tokio::net::TcpStream::connect(relay.addr).await.is_err()
+        })
+        .await,
+        "the relay still accepts"
+    );
     let lo = ca
         .send(req(
             "POST",
@@ -536,14 +549,13 @@ async fn revocations_reach_every_replica_even_one_that_was_disconnected() {
         "B missed the announcement while cut off"
     );
     let _relay2 = Relay::start_on(&relay.addr.to_string(), redis.port).await;
-    let start = std::time::Instant::now();
-    while api(&cb, &at).await != 401 {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "B did not reload revocations after reconnecting"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            api(&cb, &at).await == 401
+        })
+        .await,
+        "B did not reload revocations after reconnecting"
+    );
     a.stop().await;
     gb.stop().await;
 }
@@ -774,11 +786,13 @@ async fn streamed_responses_end_when_their_session_or_token_is_revoked() {
         .send(req("POST", "/admin/users/alice/revoke", &[ADMIN], ""))
         .await;
     assert_eq!(r.status, 200);
+    let revoked_at = gatehouse::clock::unix_now();
     assert!(stream.await.unwrap().is_err());
     assert!(start.elapsed() < Duration::from_secs(1));
 
-    // An unrevoked stream runs to its end.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // An unrevoked stream runs to its end (a token of a later second than
+    // the revoke-all mark).
+    next_second_after(revoked_at).await;
     let at = password_grant(&c).await["access_token"]
         .as_str()
         .unwrap()
@@ -872,27 +886,31 @@ async fn max_age(store: &str) {
     )
     .await;
     let c = gw.plain();
-    let started = std::time::Instant::now();
+    // The family starts inside the grant: after `asked`, before `granted`.
+    let asked = tokio::time::Instant::now();
     let mut rt = password_grant(&c).await["refresh_token"]
         .as_str()
         .unwrap()
         .to_string();
+    let granted = tokio::time::Instant::now();
     // Each rotation used to renew the token for another refresh_token_ttl.
-    while started.elapsed() < Duration::from_millis(2000) {
+    // Rotations every 250 ms for 2 s, all inside the 3 s max age.
+    for at in (0..=2000).step_by(250) {
+        pass_until(asked + Duration::from_millis(at)).await;
         let (s, j) = refresh(&c, &rt).await;
-        assert_eq!(s, 200, "{j}");
+        assert_eq!(s, 200, "at {at} ms: {j}");
         rt = j["refresh_token"].as_str().unwrap().to_string();
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // Past the family's end, the freshest token is dead.
-    let end = started + Duration::from_millis(3100);
-    tokio::time::sleep(end.saturating_duration_since(std::time::Instant::now())).await;
+    pass_until(granted + Duration::from_millis(3100)).await;
     assert_eq!(refresh(&c, &rt).await.1["error"], "invalid_grant");
     gw.stop().await;
 }
 
-#[tokio::test]
+// In-process state only: paused time (support::ManualClock).
+#[tokio::test(start_paused = true)]
 async fn a_refresh_family_ends_at_its_max_age_whatever_the_rotations_memory() {
+    let _clock = ManualClock::hold();
     max_age("").await;
 }
 

@@ -26,6 +26,7 @@
 //!   its last request finished), through the `stop` channel.
 
 use super::KeySet;
+use crate::clock::Instant;
 use crate::config::{JwksLocation, JwksSource};
 use crate::metrics::Metrics;
 use arc_swap::ArcSwapOption;
@@ -34,7 +35,6 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
-use tokio::time::Instant;
 
 /// Whole-fetch deadline: connect, TLS, request, body.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);

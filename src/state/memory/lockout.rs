@@ -21,9 +21,10 @@
 //! entries are made no faster than checks run; usernames are capped at
 //! [`MAX_USERNAME_BYTES`] before they get here.
 
+use crate::clock::Instant;
 use dashmap::DashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MAX_TRACKED: usize = 100_000;
 
@@ -195,8 +196,9 @@ mod tests {
         lockout: Duration::from_millis(200),
     };
 
-    #[test]
-    fn locks_after_max_failures_per_user_and_ip_until_lockout_passes() {
+    // The throttle reads the clock: paused time, advanced past the lockout.
+    #[tokio::test(start_paused = true)]
+    async fn locks_after_max_failures_per_user_and_ip_until_lockout_passes() {
         let t = Throttle::default();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
@@ -211,7 +213,9 @@ mod tests {
             "another IP is not locked"
         );
         assert!(t.begin("bob", ip, P).is_ok(), "another user is not locked");
-        std::thread::sleep(Duration::from_millis(250));
+        tokio::time::advance(Duration::from_millis(199)).await;
+        assert!(t.is_locked("alice", ip), "locked until the lockout passes");
+        tokio::time::advance(Duration::from_millis(51)).await;
         t.begin("alice", ip, P).unwrap().failed();
         assert!(
             t.begin("alice", ip, P).is_ok(),

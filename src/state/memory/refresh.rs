@@ -46,7 +46,7 @@ impl MemoryRefresh {
             loop {
                 tokio::time::sleep(Duration::from_secs(60)).await;
                 let Some(s) = weak.upgrade() else { break };
-                s.sweep(crate::session::now_ms());
+                s.sweep(crate::clock::now_ms());
             }
         });
         s

@@ -24,9 +24,10 @@
 //! reference and ends when the store is dropped.
 
 use crate::auth::Identity;
+use crate::clock::now_ms;
 use crate::config::sessions::Sessions as SessionsConfig;
 use crate::metrics::Metrics;
-use crate::session::{now_ms, Record, SessionKey, SessionView};
+use crate::session::{Record, SessionKey, SessionView};
 use crate::state::{SessionStore, StoreError};
 use hashbrown::HashTable;
 use std::collections::hash_map::RandomState;

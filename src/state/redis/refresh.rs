@@ -190,7 +190,7 @@ pub async fn revoke_user(s: &RedisStore, user: &str) -> Result<Vec<String>, Stor
 /// Persists a token revocation until it stops mattering and announces it
 /// to every replica. Members past their time are pruned on the way.
 pub async fn publish_revocation(s: &RedisStore, r: &Revoke) -> Result<(), StoreError> {
-    let now = crate::session::unix_now();
+    let now = crate::clock::unix_now();
     let key = s.keys.revocations();
     let event = Event::Token(r.clone()).encode();
     let mut pipe = redis::pipe();
@@ -223,7 +223,7 @@ pub async fn publish_revocation(s: &RedisStore, r: &Revoke) -> Result<(), StoreE
 
 /// Every token revocation still in force.
 pub async fn load_revocations(s: &RedisStore) -> Result<Vec<Event>, StoreError> {
-    let now = crate::session::unix_now();
+    let now = crate::clock::unix_now();
     let mut pipe = redis::pipe();
     pipe.cmd("ZRANGE")
         .arg(s.keys.revocations())

@@ -353,7 +353,10 @@ async fn a_broken_jwks_file_is_logged_and_its_old_keys_kept() {
             .find(|l| l["message"] == "JWKS fetch failed; keeping the current keys")
     };
     assert!(
-        eventually(Duration::from_secs(5), || failed(&gw.log()).is_some()).await,
+        poll(Duration::from_secs(5), || async {
+            failed(&gw.log()).is_some()
+        })
+        .await,
         "{}",
         gw.log()
     );

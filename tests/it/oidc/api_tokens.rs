@@ -4,7 +4,7 @@
 
 use super::op::Op;
 use super::*;
-use crate::jwt::now;
+use crate::support::jwt::now;
 use crate::support::keys::Key;
 use serde_json::{json, Value};
 
@@ -69,7 +69,7 @@ async fn api_tokens_of_a_sign_in_provider_verify_with_its_keys_fetched_once() {
     assert_eq!(get_api(&gw, &id_token).await.status, 401);
     let other = signed(
         &op,
-        &crate::jwt::with(access(&op), json!({"aud": "billing"})),
+        &crate::support::jwt::with(access(&op), json!({"aud": "billing"})),
     );
     assert_eq!(get_api(&gw, &other).await.status, 401);
     // Not signed by the provider: refused.

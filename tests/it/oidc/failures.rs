@@ -108,13 +108,13 @@ async fn the_refusal_log_line_names_the_request_id() {
     let rid = r.header("x-request-id").unwrap().to_string();
     let mut line = None;
     assert!(
-        eventually(Duration::from_secs(5), || {
+        poll(Duration::from_secs(5), || {
             line = gw
                 .log()
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 .find(|l| l["message"] == "OIDC sign-in refused");
-            line.is_some()
+            std::future::ready(line.is_some())
         })
         .await,
         "{}",

@@ -42,19 +42,11 @@ pub fn config(op: &Op, b: &Backend, oidc: &str, sessions: &str, rest: &str) -> S
 /// Waits until `/readyz` says yes (discovery document and keys in).
 pub async fn wait_ready(gw: &Gw) {
     let admin = Client::plain(gw.admin());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = admin.get("/readyz").await;
-        if r.status == 200 {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not ready: {}",
-            r.text()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ready = poll(Duration::from_secs(10), || async {
+        admin.get("/readyz").await.status == 200
+    })
+    .await;
+    assert!(ready, "not ready: {}", admin.get("/readyz").await.text());
 }
 
 /// A ready gateway for `op`.

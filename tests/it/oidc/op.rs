@@ -5,7 +5,7 @@
 //! are real JWTs signed with keys made by the test; every knob is in
 //! [`OpState`], changeable at any time.
 
-use crate::jwt::now;
+use crate::support::jwt::now;
 use crate::support::keys::Key;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;

@@ -4,7 +4,7 @@
 
 use super::op::Op;
 use super::*;
-use crate::jwt::now;
+use crate::support::jwt::now;
 use crate::support::keys::Key;
 use serde_json::json;
 

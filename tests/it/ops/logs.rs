@@ -27,13 +27,13 @@ async fn json_logs_carry_plain_request_ids_error_chains_and_short_durations() {
     assert_eq!(c.get("/fine").await.status, 200);
     let mut lines: Vec<serde_json::Value> = Vec::new();
     assert!(
-        eventually(Duration::from_secs(5), || {
+        poll(Duration::from_secs(5), || {
             lines = gw
                 .log()
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .collect();
-            lines.iter().any(|l| l["path"] == "/fine")
+            std::future::ready(lines.iter().any(|l| l["path"] == "/fine"))
         })
         .await,
         "{}",

@@ -39,16 +39,16 @@ impl Tally {
     }
 
     async fn until_done(&self, n: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while self.done.load(SeqCst) < n {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "load stalled at {} requests; failures: {:?}",
-                self.done.load(SeqCst),
-                self.failures.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let done = poll(Duration::from_secs(60), || async {
+            self.done.load(SeqCst) >= n
+        })
+        .await;
+        assert!(
+            done,
+            "load stalled at {} requests; failures: {:?}",
+            self.done.load(SeqCst),
+            self.failures.lock().unwrap()
+        );
     }
 }
 

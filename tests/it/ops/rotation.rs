@@ -6,16 +6,10 @@ use std::time::Duration;
 
 /// Polls until a new connection is served `want`, or `within` passes.
 async fn until_served(gw: &Gw, pki: &Pki, want: &[u8], within: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if served_cert(gw.addr(), pki).await.ok().as_deref() == Some(want) {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    poll(within, || async {
+        served_cert(gw.addr(), pki).await.ok().as_deref() == Some(want)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -47,7 +41,7 @@ async fn changed_certificate_files_reach_new_connections_without_sighup() {
         "new connections never got the new certificate"
     );
     // Counted just after the swap that new connections already see.
-    assert!(eventually(Duration::from_secs(2), || successes() == 1).await);
+    assert!(poll(Duration::from_secs(2), || async { successes() == 1 }).await);
     // A connection opened before the rotation keeps working.
     assert_eq!(kept.send(get("/after")).await.unwrap().status, 200);
 
@@ -58,7 +52,10 @@ async fn changed_certificate_files_reach_new_connections_without_sighup() {
     std::fs::write(&tmp, "-----BEGIN CERTIFICATE-----\nnot base64\n").unwrap();
     std::fs::rename(&tmp, &crt).unwrap();
     assert!(
-        eventually(Duration::from_secs(10), || failures() > failed_before).await,
+        poll(Duration::from_secs(10), || async {
+            failures() > failed_before
+        })
+        .await,
         "the broken file was never noticed"
     );
     assert_eq!(served_cert(gw.addr(), &pki).await.unwrap(), second);
@@ -73,7 +70,7 @@ async fn changed_certificate_files_reach_new_connections_without_sighup() {
     pki.issue(gw.path(), "server", &["localhost"]);
     let third = cert_der(&crt);
     assert!(until_served(&gw, &pki, &third, Duration::from_secs(10)).await);
-    assert!(eventually(Duration::from_secs(2), || successes() == 2).await);
+    assert!(poll(Duration::from_secs(2), || async { successes() == 2 }).await);
     gw.stop().await;
 }
 
@@ -87,6 +84,7 @@ async fn reload_interval_0s_leaves_rotation_to_sighup() {
     let gw = Gw::start_in(dir, &tls_config(&[&b], "reload_interval = \"0s\"")).await;
     pki.issue(gw.path(), "server", &["localhost"]);
     let second = cert_der(&gw.path().join("server.crt"));
+    // No check runs: after a while the old certificate is still served.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(served_cert(gw.addr(), &pki).await.unwrap(), first);
     // What SIGHUP does.

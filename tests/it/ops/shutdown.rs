@@ -31,7 +31,7 @@ async fn spawn_gatehouse(dir: &Path) -> Proc {
         .spawn()
         .unwrap();
     assert!(
-        eventually(Duration::from_secs(20), || ready.exists()).await,
+        poll(Duration::from_secs(20), || async { ready.exists() }).await,
         "ready file never appeared"
     );
     let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
@@ -77,7 +77,10 @@ async fn sigterm_drains_http1_and_http2_refuses_new_connections_and_exits_0() {
             .count()
     };
     assert!(
-        eventually(Duration::from_secs(10), || seen() == IN_FLIGHT_H1 + 1).await,
+        poll(Duration::from_secs(10), || async {
+            seen() == IN_FLIGHT_H1 + 1
+        })
+        .await,
         "only {} slow requests reached the backend",
         seen()
     );
@@ -91,10 +94,9 @@ async fn sigterm_drains_http1_and_http2_refuses_new_connections_and_exits_0() {
 
     // The listener closes at once, while the slow requests still run.
     assert!(
-        eventually(Duration::from_secs(2), || std::net::TcpStream::connect(
-            listen
-        )
-        .is_err())
+        poll(Duration::from_secs(2), || async {
+            std::net::TcpStream::connect(listen).is_err()
+        })
         .await,
         "still accepting connections after SIGTERM"
     );
@@ -103,16 +105,11 @@ async fn sigterm_drains_http1_and_http2_refuses_new_connections_and_exits_0() {
         "the listener should close before in-flight requests end"
     );
     // The idle keep-alive connection is closed rather than left to time out.
-    let client::Conn::H1(mut idle) = idle else {
+    let client::Conn::H1(idle) = idle else {
         panic!("HTTP/1.1 was asked for")
     };
-    let closed = tokio::time::timeout(Duration::from_secs(2), async {
-        while idle.ready().await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "idle keep-alive connection left open");
+    let closed = poll(Duration::from_secs(2), || async { idle.is_closed() }).await;
+    assert!(closed, "idle keep-alive connection left open");
 
     // HTTP/2: GOAWAY while stream 1 is open, then its response, then close.
     let mut frames = Vec::new();

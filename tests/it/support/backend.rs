@@ -167,13 +167,13 @@ async fn serve(
         });
         Response::new(StreamBody::new(ReceiverStream(rx)).boxed())
     } else if path.ends_with("/silent") {
-        // One chunk, then nothing for a minute: a quiet long-lived stream
-        // (server-sent events between events, a long poll).
+        // One chunk, then nothing until the gateway drops the response: a
+        // quiet long-lived stream (server-sent events between events, a
+        // long poll).
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
         tokio::spawn(async move {
             let _ = tx.send(Ok(Frame::data(Bytes::from("hello\n")))).await;
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            drop(tx);
+            tx.closed().await;
         });
         Response::new(StreamBody::new(ReceiverStream(rx)).boxed())
     } else if path == "/upload" {

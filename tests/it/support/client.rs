@@ -115,6 +115,14 @@ impl Client {
 }
 
 impl Conn {
+    /// Whether the connection has ended (the peer closed it, say).
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Conn::H1(s) => s.is_closed(),
+            Conn::H2(s) => s.is_closed(),
+        }
+    }
+
     pub async fn send(&mut self, mut req: Request<Full<Bytes>>) -> hyper::Result<Resp> {
         let resp = match self {
             Conn::H1(s) => {

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod client;
 pub mod dns;
+pub mod jwt;
 pub mod keys;
 pub mod pki;
 pub mod process;
@@ -110,7 +111,13 @@ pub fn dead_addr() -> std::net::SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// Polls the async `f` until it returns true or `within` passes.
+/// How long [`poll`] waits between two looks.
+pub const POLL_EVERY: Duration = Duration::from_millis(20);
+
+/// The one way a test waits for something to happen: asks `f` until it
+/// returns true (then true) or `within` has passed (then false, after one
+/// last look at the deadline). Between two looks it lets [`POLL_EVERY`]
+/// pass with [`pass`], so under a [`ManualClock`] it advances the clock.
 pub async fn poll<F, Fut>(within: Duration, mut f: F) -> bool
 where
     F: FnMut() -> Fut,
@@ -124,20 +131,76 @@ where
         if tokio::time::Instant::now() > deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        pass(POLL_EVERY).await;
     }
 }
 
-/// Polls `f` until it returns true or `within` passes.
-pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if f() {
-            return true;
+thread_local! {
+    /// Whether this thread's test holds a [`ManualClock`].
+    static MANUAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Paused tokio time that moves only when the test says so, for tests of
+/// state that expires inside the gateway's own process (the memory session
+/// store, refresh families, lockouts): `#[tokio::test(start_paused =
+/// true)]`, then `let _clock = ManualClock::hold();` first thing.
+///
+/// Why not tokio's auto-advance alone: a paused runtime that finds nothing
+/// to run jumps its clock to the next timer, and a loopback round trip on a
+/// busy machine can leave it idle for a moment; the jump then fires the
+/// gateway's deadlines (a lockout ending, a session expiring) in the middle
+/// of a request. A blocking task in flight turns auto-advance off (tokio
+/// does that so `spawn_blocking` work is not overtaken by the clock), so
+/// the guard keeps one parked until it is dropped, and time moves only
+/// through [`pass`] (`tokio::time::advance`).
+pub struct ManualClock {
+    release: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl ManualClock {
+    pub fn hold() -> ManualClock {
+        let (release, parked) = std::sync::mpsc::channel::<()>();
+        tokio::task::spawn_blocking(move || {
+            // Returns once the guard drops its sender.
+            let _ = parked.recv();
+        });
+        MANUAL.with(|m| m.set(true));
+        ManualClock {
+            release: Some(release),
         }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+impl Drop for ManualClock {
+    fn drop(&mut self) {
+        MANUAL.with(|m| m.set(false));
+        self.release.take();
+    }
+}
+
+/// Lets `d` of the gateway's time pass: under a [`ManualClock`] the clock
+/// is advanced at once; otherwise (real time: a Redis store's TTLs run on
+/// the server's clock, child processes on theirs) this waits.
+pub async fn pass(d: Duration) {
+    if MANUAL.with(|m| m.get()) {
+        tokio::time::advance(d).await;
+    } else {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// [`pass`] until `at`.
+pub async fn pass_until(at: tokio::time::Instant) {
+    pass(at.saturating_duration_since(tokio::time::Instant::now())).await;
+}
+
+/// Waits until the gateway's clock has passed the whole second `mark`:
+/// revocation marks and `iat` are whole seconds, so a token minted in the
+/// mark's own second counts as issued before it.
+pub async fn next_second_after(mark: u64) {
+    let passed = poll(Duration::from_secs(2), || async {
+        gatehouse::clock::unix_now() > mark
+    })
+    .await;
+    assert!(passed, "the clock did not pass second {mark}");
 }

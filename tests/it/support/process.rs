@@ -3,9 +3,10 @@
 //! signalled and waited for. Optionally started under `prlimit` (to give
 //! it a small file-descriptor limit).
 
+use super::poll;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 
@@ -48,16 +49,15 @@ impl GwProcess {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("start the gatehouse binary");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let info: serde_json::Value = loop {
-            if let Ok(text) = std::fs::read(&ready) {
-                if let Ok(v) = serde_json::from_slice(&text) {
-                    break v;
-                }
-            }
-            assert!(Instant::now() < deadline, "the binary never became ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // Complete JSON only: the file may be caught half-written.
+        let read = || {
+            std::fs::read(&ready)
+                .ok()
+                .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
         };
+        let up = poll(Duration::from_secs(20), || async { read().is_some() }).await;
+        assert!(up, "the binary never became ready");
+        let info = read().expect("the ready file stays");
         GwProcess {
             child,
             listen: info["listen"].as_str().unwrap().parse().unwrap(),
@@ -86,14 +86,14 @@ impl GwProcess {
 
     /// Waits for the process to exit, up to `within`; its exit status.
     pub async fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return Some(s);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
+        let child = &mut self.child;
+        // The closure's future is ready at once: it borrows nothing.
+        poll(within, || {
+            std::future::ready(child.try_wait().unwrap().is_some())
+        })
+        .await;
+        // A reaped child keeps answering with its status.
+        child.try_wait().unwrap()
     }
 
     /// The value of a metric line (first match) from the admin listener.

@@ -3,10 +3,10 @@
 //! When `redis-server` is not installed the Redis tests print a notice and
 //! skip, unless `GATEHOUSE_REQUIRE_REDIS=1` (CI sets it), where they fail.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct RedisServer {
     child: Option<Child>,
@@ -53,7 +53,7 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args([
                 "--port",
                 &self.port.to_string(),
@@ -69,31 +69,29 @@ impl RedisServer {
                 "--dir",
                 self.dir.path().to_str().unwrap(),
             ])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.ping() {
-                return;
+        // Redis logs when it accepts connections (after loading its
+        // append-only file, on a restart). The reader goes on draining the
+        // log until the server exits, so it never blocks on a full pipe.
+        let log = child.stdout.take().expect("piped stdout");
+        let (ready_tx, ready) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(log).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("Ready to accept connections") {
+                    let _ = ready_tx.send(());
+                }
             }
-            std::thread::sleep(Duration::from_millis(20));
+        });
+        self.child = Some(child);
+        // An error here: ten seconds passed, or the server exited (its log
+        // ended) without getting ready.
+        if ready.recv_timeout(Duration::from_secs(10)).is_err() {
+            panic!("redis-server did not come up on port {}", self.port);
         }
-        panic!("redis-server did not come up on port {}", self.port);
-    }
-
-    pub fn ping(&self) -> bool {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-        if s.write_all(b"PING\r\n").is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 7];
-        s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
     /// Keys in database 0 (`DBSIZE`).
