@@ -553,6 +553,17 @@ fn rewrite_request(
             }
         }
     }
+    // The verified client certificate (SPEC 15), on any route: a fact
+    // about the connection the gateway checked, like X-Forwarded-Proto.
+    // A client's own copy was stripped in step 5.
+    if let (Some(name), Some(cert)) = (
+        &snap.config.identity.client_cert_header,
+        conn.client_cert.as_deref(),
+    ) {
+        if let Some(v) = cert.escaped_pem() {
+            parts.headers.insert(name.clone(), v);
+        }
+    }
     Ok(())
 }
 

@@ -14,6 +14,7 @@ mod deploy;
 mod faults;
 mod jwt;
 mod lockout;
+mod mtls;
 mod oidc;
 mod ops;
 mod proxy;
