@@ -141,7 +141,7 @@ pub const FORWARD_AUTH_RESULTS: [&str; 9] = [
 ];
 
 /// Method labels of `gatehouse_auth_total`.
-pub const AUTH_METHODS: [&str; 5] = ["session", "jwt", "login", "oidc", "token"];
+pub const AUTH_METHODS: [&str; 6] = ["session", "jwt", "login", "oidc", "token", "mtls"];
 
 /// Process-wide metrics. One per gateway; survives reloads.
 #[derive(Default)]

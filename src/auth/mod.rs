@@ -4,6 +4,7 @@
 pub mod authz;
 pub mod jwt;
 pub mod keys;
+pub mod mtls;
 #[cfg(test)]
 pub(crate) mod testkeys;
 
@@ -392,6 +393,7 @@ fn method_label(m: AuthMethod) -> &'static str {
     match m {
         AuthMethod::Session => "session",
         AuthMethod::Jwt => "jwt",
+        AuthMethod::Mtls => "mtls",
     }
 }
 
@@ -448,6 +450,7 @@ pub async fn authenticate(
                 }
                 SessionLookup::Absent => Attempt::Absent,
             },
+            AuthMethod::Mtls => mtls::authenticate(gw, snap, parts, conn),
         };
         match attempt {
             Attempt::Accepted { identity, .. } => {

@@ -74,6 +74,8 @@ pub struct TlsFile {
     pub alpn: Option<Vec<String>>,
     pub client_ca: Option<String>,
     pub client_auth: Option<String>,
+    /// `cn` | `san_email` | `san_uri` | `san_dns`: the `mtls` identity's `sub`.
+    pub client_identity: Option<String>,
     /// How often the certificate and key files are checked for changes.
     pub reload_interval: Option<String>,
     #[serde(default)]
@@ -203,6 +205,7 @@ pub struct IdentityFile {
     pub strip_session_cookie: Option<bool>,
     pub strip_authorization: Option<bool>,
     pub jwt: Option<IdentityJwtFile>,
+    pub client_cert_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

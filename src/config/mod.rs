@@ -135,6 +135,22 @@ pub struct Tls {
     pub fingerprint: [u8; 32],
     /// How often the files are checked for changes; zero: never.
     pub reload_interval: Duration,
+    /// Which certificate field is `sub` for the `mtls` method.
+    pub client_identity: ClientIdentity,
+}
+
+/// `[server.tls] client_identity`: where an `mtls` identity's `sub` comes
+/// from (SPEC 15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIdentity {
+    /// The subject's common name.
+    Cn,
+    /// The first rfc822Name subject alternative name.
+    SanEmail,
+    /// The first uniformResourceIdentifier subject alternative name.
+    SanUri,
+    /// The first dNSName subject alternative name.
+    SanDns,
 }
 
 #[derive(Debug)]
@@ -186,6 +202,8 @@ pub struct Identity {
     pub strip_authorization: bool,
     /// `[identity.jwt]`: a short-lived JWT for backends that verify.
     pub jwt: Option<IdentityJwt>,
+    /// `client_cert_header`: the verified client certificate, escaped PEM.
+    pub client_cert_header: Option<http::HeaderName>,
 }
 
 #[derive(Debug, Clone)]
@@ -252,6 +270,7 @@ pub enum AuthMode {
 pub enum AuthMethod {
     Session,
     Jwt,
+    Mtls,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

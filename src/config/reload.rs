@@ -131,6 +131,7 @@ pub fn needs_restart(old: &Config, new: &Config, running: Running) -> Vec<NeedsR
         strip_session_cookie: _,
         strip_authorization: _,
         jwt: _,
+        client_cert_header: _,
     } = identity;
     if let Some(Login {
         users_file: _,

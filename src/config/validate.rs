@@ -246,6 +246,7 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
             );
         }
     }
+    mtls_needs_client_ca(&mut c, &f);
 
     let signing = match &login {
         Some(l) => l.keys.clone(),
@@ -598,12 +599,55 @@ fn identity(c: &mut Check<'_>, i: &IdentityFile) -> Identity {
             audience: j.audience.clone(),
         }
     });
+    let client_cert_header = i.client_cert_header.as_ref().and_then(|name| {
+        match http::HeaderName::from_bytes(name.as_bytes()) {
+            Ok(h) => {
+                // Only the gateway sets it: a client's own copy is stripped
+                // like an identity header (SPEC 15).
+                folded.push(fold_header_name(h.as_str()));
+                Some(h)
+            }
+            Err(_) => {
+                c.err(
+                    "identity.client_cert_header",
+                    format!("`{name}` is not a valid header name"),
+                );
+                None
+            }
+        }
+    });
     Identity {
         headers,
         strip: folded,
         strip_session_cookie: i.strip_session_cookie.unwrap_or(true),
         strip_authorization: i.strip_authorization.unwrap_or(false),
         jwt,
+        client_cert_header,
+    }
+}
+
+/// A route naming `mtls` needs client certificates to be asked for and
+/// verified (SPEC 15): `[server.tls] client_ca`, with `client_auth` not
+/// `"none"`. Otherwise the method could never accept anyone, which is a
+/// configuration mistake better caught by `check` than met as 401s.
+fn mtls_needs_client_ca(c: &mut Check<'_>, f: &FileConfig) {
+    let verifies = f
+        .server
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_ca.is_some() && t.client_auth.as_deref() != Some("none"));
+    if verifies {
+        return;
+    }
+    for (i, r) in f.routes.iter().enumerate() {
+        for (j, m) in r.methods.iter().flatten().enumerate() {
+            if m == "mtls" {
+                c.err(
+                    format!("routes[{i}].methods[{j}]"),
+                    "`mtls` needs [server.tls] client_ca (and client_auth \"optional\" or \"required\")",
+                );
+            }
+        }
     }
 }
 
@@ -879,9 +923,10 @@ fn routes(
             match m.as_str() {
                 "session" => methods.push(AuthMethod::Session),
                 "jwt" => methods.push(AuthMethod::Jwt),
+                "mtls" => methods.push(AuthMethod::Mtls),
                 o => c.err(
                     format!("{p}.methods[{j}]"),
-                    format!("`{o}`: expected \"session\" or \"jwt\""),
+                    format!("`{o}`: expected \"session\", \"jwt\" or \"mtls\""),
                 ),
             }
         }

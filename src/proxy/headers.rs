@@ -404,6 +404,7 @@ mod tests {
             strip_session_cookie: true,
             strip_authorization: false,
             jwt: None,
+            client_cert_header: None,
         }
     }
 

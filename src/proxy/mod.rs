@@ -578,6 +578,18 @@ fn rewrite_request(
     if let Some(id) = identity {
         add_identity(gw, snap, &mut parts.headers, id, upstream)?;
     }
+    // The verified client certificate (SPEC 15), on any route: a fact
+    // about the connection the gateway checked, like X-Forwarded-Proto.
+    // Not in a forward-auth answer: there
+    // the connection is the proxy's. A client's own copy was stripped in step 5.
+    if let (Some(name), Some(cert)) = (
+        &snap.config.identity.client_cert_header,
+        conn.client_cert.as_deref(),
+    ) {
+        if let Some(v) = cert.escaped_pem() {
+            parts.headers.insert(name.clone(), v);
+        }
+    }
     Ok(())
 }
 

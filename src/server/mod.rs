@@ -38,6 +38,9 @@ pub struct ConnInfo {
     /// `X-Real-IP`: made once per connection, cloned (a reference count)
     /// per request.
     pub peer_value: http::HeaderValue,
+    /// The client certificate rustls verified against `client_ca`, read
+    /// once after the handshake (SPEC 15, the `mtls` method).
+    pub client_cert: Option<Arc<crate::auth::mtls::ClientCert>>,
 }
 
 impl ConnInfo {
@@ -55,6 +58,26 @@ impl ConnInfo {
             sni,
             h2,
             peer_value: crate::proxy::headers::peer_value(peer.ip()),
+            client_cert: None,
+        }
+    }
+}
+
+/// The verified leaf certificate of a TLS connection, parsed. rustls only
+/// reports peer certificates that passed its client verifier (a rogue one
+/// fails the handshake), also for a resumed session. One that cannot be
+/// read leaves the connection without a certificate: `mtls` then refuses
+/// it as absent, never guesses.
+fn client_cert(
+    tls: &rustls::ServerConnection,
+    peer: SocketAddr,
+) -> Option<Arc<crate::auth::mtls::ClientCert>> {
+    let leaf = tls.peer_certificates()?.first()?;
+    match crate::auth::mtls::ClientCert::parse(leaf) {
+        Ok(c) => Some(Arc::new(c)),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "client certificate not readable");
+            None
         }
     }
 }
@@ -321,8 +344,9 @@ async fn serve_main(
                 Some(b"http/1.1") => Proto::Http1,
                 _ => Proto::Detect,
             };
-            let info = Arc::new(ConnInfo::new(peer, local, true, sni, proto == Proto::Http2));
-            serve_http(gw.clone(), tls, info, proto, limits, shutdown).await;
+            let mut info = ConnInfo::new(peer, local, true, sni, proto == Proto::Http2);
+            info.client_cert = client_cert(tls.get_ref().1, peer);
+            serve_http(gw.clone(), tls, Arc::new(info), proto, limits, shutdown).await;
         }
     }
 }

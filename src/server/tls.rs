@@ -11,7 +11,7 @@
 use crate::config::file::TlsFile;
 use crate::config::read;
 use crate::config::units::parse_duration;
-use crate::config::{Tls, DEFAULT_TLS_RELOAD_INTERVAL, MIN_TLS_RELOAD_INTERVAL};
+use crate::config::{ClientIdentity, Tls, DEFAULT_TLS_RELOAD_INTERVAL, MIN_TLS_RELOAD_INTERVAL};
 use crate::gateway::Gateway;
 use ::aws_lc_rs::digest;
 use rustls::crypto::aws_lc_rs;
@@ -350,6 +350,19 @@ pub(crate) fn load_server_config(t: &TlsFile, base: &Path) -> Result<Tls, Vec<(S
             None
         }
     };
+    let client_identity = match t.client_identity.as_deref() {
+        None | Some("cn") => ClientIdentity::Cn,
+        Some("san_email") => ClientIdentity::SanEmail,
+        Some("san_uri") => ClientIdentity::SanUri,
+        Some("san_dns") => ClientIdentity::SanDns,
+        Some(o) => {
+            errs.push((
+                ".client_identity".into(),
+                format!("`{o}`: expected \"cn\", \"san_email\", \"san_uri\" or \"san_dns\""),
+            ));
+            ClientIdentity::Cn
+        }
+    };
     let Some(default) = default else {
         return Err(errs);
     };
@@ -378,6 +391,7 @@ pub(crate) fn load_server_config(t: &TlsFile, base: &Path) -> Result<Tls, Vec<(S
         files,
         fingerprint,
         reload_interval,
+        client_identity,
     })
 }
 

@@ -15,6 +15,7 @@ mod faults;
 mod forward_auth;
 mod jwt;
 mod lockout;
+mod mtls;
 mod oidc;
 mod ops;
 mod proxy;
