@@ -117,7 +117,7 @@ pub struct LogFile {
 pub struct SessionsFile {
     pub store: Option<String>,
     pub redis_url: Option<String>,
-    pub redis_sentinel: Option<super::redis::SentinelFile>,
+    pub redis_sentinel: Option<super::store::SentinelFile>,
     pub redis_cluster: Option<Vec<String>>,
     pub redis_username: Option<String>,
     pub redis_password: Option<String>,

@@ -9,9 +9,9 @@
 pub mod file;
 mod locate;
 pub mod read;
-pub mod redis;
 pub mod reload;
 pub mod sessions;
+pub mod store;
 pub mod units;
 mod upstream;
 mod validate;

@@ -27,7 +27,7 @@ pub const DEFAULT_REFRESH_REUSE_GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreKind {
     Memory,
-    Redis(std::sync::Arc<super::redis::RedisSettings>),
+    Redis(std::sync::Arc<super::store::RedisSettings>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -192,7 +192,7 @@ pub fn validate(f: FileConfig, path: &Path) -> Result<Config, Vec<Problem>> {
         .as_ref()
         .filter(|s| s.store.as_deref() == Some("redis"))
     {
-        if let Some(r) = super::redis::settings(&mut c, file) {
+        if let Some(r) = super::store::settings(&mut c, file) {
             sessions.store = super::sessions::StoreKind::Redis(std::sync::Arc::new(r));
         }
     }

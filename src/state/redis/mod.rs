@@ -31,7 +31,7 @@ pub mod refresh;
 pub mod sessions;
 
 use super::StoreError;
-use crate::config::redis::{RedisForm, RedisSettings};
+use crate::config::store::{RedisForm, RedisSettings};
 use crate::revocation::{Event, Revocation};
 use crate::session::SessionKey;
 use arc_swap::ArcSwapOption;
@@ -277,6 +277,14 @@ impl RedisStore {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Whether `url` is a Redis URL, and if so whether it asks for TLS
+/// (`rediss://`); for config validation.
+pub fn url_uses_tls(url: &str) -> Option<bool> {
+    redis::IntoConnectionInfo::into_connection_info(url)
+        .ok()
+        .map(|info| matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. }))
 }
 
 /// A client for one node (`host:port`) with the configured credentials and

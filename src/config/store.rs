@@ -140,17 +140,16 @@ pub(super) fn settings(c: &mut Check<'_>, s: &SessionsFile) -> Option<RedisSetti
     }
     let mut tls = s.redis_tls.unwrap_or(false);
     let form = if let Some(url) = &s.redis_url {
-        match redis::IntoConnectionInfo::into_connection_info(url.as_str()) {
+        match crate::state::redis::url_uses_tls(url) {
             // The crate's message may quote the URL: not repeated here.
-            Err(_) => c.err(
+            None => c.err(
                 "sessions.redis_url",
                 format!(
                     "`{}` is not a Redis URL (redis://HOST:PORT/DB or rediss://...)",
                     redact_url(url)
                 ),
             ),
-            Ok(info) => {
-                let is_tls = matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+            Some(is_tls) => {
                 if s.redis_tls == Some(false) && is_tls {
                     c.err(
                         "sessions.redis_tls",
