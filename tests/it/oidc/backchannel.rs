@@ -140,6 +140,10 @@ async fn a_logout_token_with_the_sid_ends_the_session_and_its_websocket() {
     assert_accepted(&post_token(&gw, &op.logout_token(json!({"sid": "no-such-sid"}))).await);
     assert!(has_session(&mut a).await);
 
+    // The sid with another subject: not that session.
+    assert_accepted(&post_token(&gw, &op.logout_token(json!({"sid": sid, "sub": "bob"}))).await);
+    assert!(has_session(&mut a).await);
+
     let r = post_token(&gw, &op.logout_token(json!({"sid": sid, "sub": ALICE}))).await;
     assert_accepted(&r);
     assert!(r.body.is_empty());
@@ -161,7 +165,7 @@ async fn a_logout_token_with_the_sid_ends_the_session_and_its_websocket() {
     let m = &gw.running().gateway.metrics;
     assert_eq!(
         m.backchannel_logouts[0].load(std::sync::atomic::Ordering::Relaxed),
-        2
+        3
     );
     assert_eq!(
         m.backchannel_sessions_ended
@@ -170,7 +174,7 @@ async fn a_logout_token_with_the_sid_ends_the_session_and_its_websocket() {
     );
     let text = Client::plain(gw.admin()).get("/metrics").await.text();
     assert!(
-        text.contains("gatehouse_backchannel_logouts_total{result=\"ok\"} 2"),
+        text.contains("gatehouse_backchannel_logouts_total{result=\"ok\"} 3"),
         "{text}"
     );
     assert!(
