@@ -230,6 +230,7 @@ fn sessions(c: &mut Criterion) {
                 backends: Default::default(),
                 extra: Vec::new(),
                 id_token: None,
+                sid: None,
             };
             ready(store.create(key, record, Duration::from_secs(1800))).expect("create");
             key

@@ -42,6 +42,7 @@ async fn main() {
             backends: Default::default(),
             extra: Vec::new(),
             id_token: None,
+            sid: None,
         };
         store
             .create(

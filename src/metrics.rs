@@ -161,7 +161,15 @@ pub struct Metrics {
     pub reloads_failure: AtomicU64,
     pub connections_open: AtomicI64,
     pub sessions_active: AtomicI64,
+    /// Back-channel logouts (SPEC 15) by [`BACKCHANNEL_RESULTS`].
+    pub backchannel_logouts: [AtomicU64; 3],
+    /// Sessions ended by back-channel logouts.
+    pub backchannel_sessions_ended: AtomicU64,
 }
+
+/// Results of a back-channel logout: the token was accepted, refused
+/// (400), or could not be acted on (the store or the keys unavailable).
+pub const BACKCHANNEL_RESULTS: [&str; 3] = ["ok", "invalid", "error"];
 
 impl Metrics {
     /// The series of route `name` (`""` for requests that matched none).
@@ -299,6 +307,21 @@ impl Metrics {
             "# HELP gatehouse_config_reloads_total Config reloads by result.\n# TYPE gatehouse_config_reloads_total counter\ngatehouse_config_reloads_total{{result=\"success\"}} {}\ngatehouse_config_reloads_total{{result=\"failure\"}} {}",
             self.reloads_success.load(Relaxed),
             self.reloads_failure.load(Relaxed)
+        );
+        out.push_str("# HELP gatehouse_backchannel_logouts_total OIDC back-channel logout requests by result.\n# TYPE gatehouse_backchannel_logouts_total counter\n");
+        for (i, result) in BACKCHANNEL_RESULTS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "gatehouse_backchannel_logouts_total{{result=\"{result}\"}} {}",
+                self.backchannel_logouts[i].load(Relaxed)
+            );
+        }
+        gauge(
+            out,
+            "gatehouse_backchannel_logout_sessions_total",
+            "Sessions ended by OIDC back-channel logouts.",
+            "counter",
+            self.backchannel_sessions_ended.load(Relaxed) as i64,
         );
         gauge(
             out,

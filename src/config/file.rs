@@ -169,6 +169,7 @@ pub struct OidcFile {
     pub claims_map: Option<BTreeMap<String, String>>,
     pub redirect_url: Option<String>,
     pub ca_file: Option<String>,
+    pub backchannel_logout: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -44,6 +44,9 @@ pub struct OidcProvider {
     pub redirect_url: Option<String>,
     /// HTTPS to the provider: the system roots plus `ca_file`.
     pub tls: Arc<rustls::ClientConfig>,
+    /// Whether `<prefix>/backchannel-logout` takes this provider's logout
+    /// tokens (SPEC 15; default true).
+    pub backchannel_logout: bool,
     /// SHA-256 over the entry, its secret and its CA: a reload keeps the
     /// running provider (discovery document, keys) when this is unchanged.
     pub fingerprint: [u8; 32],
@@ -186,6 +189,7 @@ fn one(c: &mut Check<'_>, p: &str, o: &OidcFile) -> Option<OidcProvider> {
         claims_map,
         redirect_url: o.redirect_url.clone(),
         tls: tls?,
+        backchannel_logout: o.backchannel_logout.unwrap_or(true),
         fingerprint: material.finish().as_ref().try_into().unwrap_or([0; 32]),
     })
 }

@@ -45,12 +45,16 @@ pub async fn handle(
         (&Method::GET, "/userinfo") => userinfo(gw, snap, conn, req).await,
         (_, "/token" | "/jwks.json") => crate::tokens::handle(gw, snap, conn, req, sub_path).await,
         (&Method::GET, "/callback") => oidc::callback(gw, snap, conn, req, html, request_id).await,
+        (&Method::POST, "/backchannel-logout") => oidc::backchannel_logout(gw, snap, req).await,
         (&Method::GET, p) if p.starts_with("/start/") => {
             oidc::start(snap, conn, &req, &p["/start/".len()..])
         }
         (_, "/login") => Err(GatewayError::MethodNotAllowed { allow: "GET, POST" }),
         (_, "/logout") => Err(GatewayError::MethodNotAllowed { allow: "POST" }),
         (_, "/userinfo" | "/callback") => Err(GatewayError::MethodNotAllowed { allow: "GET" }),
+        (_, "/backchannel-logout") if !snap.oidc.is_empty() => {
+            Err(GatewayError::MethodNotAllowed { allow: "POST" })
+        }
         (_, p) if p.starts_with("/start/") && snap.oidc.get(&p["/start/".len()..]).is_some() => {
             Err(GatewayError::MethodNotAllowed { allow: "GET" })
         }
@@ -386,6 +390,7 @@ pub async fn create_session(
         backends: BTreeMap::new(),
         extra: Vec::new(),
         id_token: None,
+        sid: None,
     };
     store_session(gw, snap, record).await
 }

@@ -117,6 +117,11 @@ pub struct Record {
     /// `id_token_hint` at logout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<IdTokenHint>,
+    /// The ID token's `sid` (the provider's session), when it had one: a
+    /// back-channel logout token naming it ends this session (SPEC 15).
+    /// The provider is `login`'s, the subject is `user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// An ID token kept for logout. Debug never prints it: some applications
@@ -147,6 +152,11 @@ impl Record {
             login: Some(self.login.as_str().into()),
         }
     }
+}
+
+/// The `[[oidc]]` provider that created a session, if one did.
+pub fn oidc_provider(record: &Record) -> Option<&str> {
+    record.login.strip_prefix("oidc:")
 }
 
 /// A live session as a lookup returns it.
@@ -330,6 +340,7 @@ mod tests {
             backends: Default::default(),
             extra: Vec::new(),
             id_token: None,
+            sid: None,
         };
         let v = SessionView::new(rec.clone(), 1_000_000);
         assert_eq!(v.expires_at_ms(&cfg), 1_010_000);

@@ -74,6 +74,12 @@ pub trait SessionStore: Send + Sync {
         &self,
         user: &str,
     ) -> impl Future<Output = Result<Vec<(SessionKey, SessionView)>, StoreError>> + Send;
+    /// Live sessions `provider` created from an ID token with `sid`.
+    fn list_sid(
+        &self,
+        provider: &str,
+        sid: &str,
+    ) -> impl Future<Output = Result<Vec<(SessionKey, SessionView)>, StoreError>> + Send;
     /// Deletes every session of `user`; returns how many.
     fn delete_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -166,6 +172,7 @@ impl Shared {
     pub fn apply(&self, cfg: &SessionsConfig) {
         if let Backend::Redis(r) = &self.backend {
             r.set_cache_ttl(cfg.cache_ttl);
+            r.set_absolute_timeout(cfg.absolute_timeout);
         }
     }
 
@@ -235,6 +242,32 @@ impl Shared {
             Backend::Memory(m) => m.sessions.list_user(user).await,
             Backend::Redis(s) => s.list_user(user).await,
         }
+    }
+
+    /// Live sessions OIDC provider `provider` created from an ID token
+    /// whose `sid` was `sid` (back-channel logout, SPEC 15).
+    pub async fn sessions_by_sid(
+        &self,
+        provider: &str,
+        sid: &str,
+    ) -> Result<Vec<(SessionKey, SessionView)>, StoreError> {
+        match &self.backend {
+            Backend::Memory(m) => m.sessions.list_sid(provider, sid).await,
+            Backend::Redis(s) => s.list_sid(provider, sid).await,
+        }
+    }
+
+    /// Live sessions OIDC provider `provider` created for subject `sub`.
+    /// The session's user is the ID token's `sub`, so this is the user
+    /// index, narrowed to that provider's logins.
+    pub async fn sessions_by_sub(
+        &self,
+        provider: &str,
+        sub: &str,
+    ) -> Result<Vec<(SessionKey, SessionView)>, StoreError> {
+        let mut list = self.list_user(sub).await?;
+        list.retain(|(_, v)| crate::session::oidc_provider(&v.record) == Some(provider));
+        Ok(list)
     }
 
     /// Ends every session of `user`, here and on every replica; returns

@@ -307,6 +307,19 @@ async fn finish(
         ));
     }
 
+    // The provider's session, for back-channel logout (SPEC 15). One that
+    // is not a short string cannot be matched and is not kept.
+    let sid = match id_claims.get("sid") {
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= super::MAX_SID_BYTES => {
+            Some(s.clone())
+        }
+        None => None,
+        Some(_) => {
+            tracing::warn!(provider = %cfg.name, "ID token `sid` is not a string of 1 to {} bytes; back-channel logout by sid will not find this session", super::MAX_SID_BYTES);
+            None
+        }
+    };
+
     // 9. A session, fresh id, like a local login.
     let user_agent = parts
         .headers
@@ -325,6 +338,7 @@ async fn finish(
         backends: BTreeMap::new(),
         extra: identity.extra,
         id_token: Some(IdTokenHint(tokens.id_token)),
+        sid,
     };
     let (id, _view) = crate::login::store_session(gw, snap, record)
         .await

@@ -19,10 +19,12 @@
 //! one generic page; the reason goes to the log and to
 //! `gatehouse_auth_total{method="oidc",result}`.
 
+pub mod backchannel;
 mod callback;
 pub mod provider;
 pub mod state;
 
+pub use backchannel::backchannel_logout;
 pub use callback::{callback, MAX_ID_TOKEN_BYTES};
 pub use provider::{Provider, Providers};
 
@@ -44,6 +46,9 @@ use hyper::body::Incoming;
 
 /// Longest `rd` carried through the provider; a longer one becomes `/`.
 pub const MAX_RD_BYTES: usize = 1024;
+
+/// Longest ID-token or logout-token `sid` the gateway keeps and matches.
+pub const MAX_SID_BYTES: usize = 1024;
 
 /// The link that starts a sign-in with `provider`, returning to `rd`.
 pub fn start_href(snap: &Snapshot, provider: &str, rd: &str) -> String {

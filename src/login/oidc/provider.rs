@@ -38,6 +38,9 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 /// Claims every ID token must have (OpenID Connect Core 2).
 pub const ID_TOKEN_REQUIRED_CLAIMS: &[&str] = &["sub", "exp", "iat"];
+/// Claims every logout token must have (OpenID Connect Back-Channel
+/// Logout 1.0 section 2.4; `sid` or `sub` is checked by the endpoint).
+pub const LOGOUT_TOKEN_REQUIRED_CLAIMS: &[&str] = &["iat", "jti", "events"];
 
 /// How the gateway authenticates to the token endpoint (OpenID Connect
 /// Core 9; RFC 6749 section 2.3.1).
@@ -66,6 +69,9 @@ pub struct Metadata {
     /// Verifies ID tokens: issuer, audience = client_id, allowed
     /// algorithms, keys from `jwks_uri`.
     pub id_tokens: Arc<Issuer>,
+    /// Verifies back-channel logout tokens: the same issuer, audience,
+    /// algorithms and keys, other required claims (no `sub`, no `exp`).
+    pub logout_tokens: Arc<Issuer>,
     /// The document it was made from.
     document: Checked,
 }
@@ -383,21 +389,23 @@ impl Provider {
     /// client: audience, claims map.
     pub(crate) fn assemble(&self, checked: Checked, keys: Arc<RemoteKeys>) -> Metadata {
         let cfg = &self.cfg;
-        let issuer = JwtIssuer {
+        let issuer = |required: &[&str]| JwtIssuer {
             name: format!("oidc:{}", cfg.name),
             issuer: checked.issuer.clone(),
             audiences: vec![cfg.client_id.clone()],
             algorithms: checked.algorithms.clone(),
             keys: JwtKeys::Remote(keys.source.clone()),
             leeway: DEFAULT_JWT_LEEWAY,
-            required_claims: ID_TOKEN_REQUIRED_CLAIMS
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            required_claims: required.iter().map(|s| s.to_string()).collect(),
             token_sources: Vec::new(),
             claims_map: cfg.claims_map.clone(),
             fingerprint: [0; 32],
         };
+        let logout_tokens = Arc::new(Issuer::for_provider(
+            Arc::new(issuer(LOGOUT_TOKEN_REQUIRED_CLAIMS)),
+            keys.clone(),
+        ));
+        let issuer = issuer(ID_TOKEN_REQUIRED_CLAIMS);
         Metadata {
             issuer: checked.issuer.clone(),
             authorization_endpoint: checked.authorization_endpoint.clone(),
@@ -407,6 +415,7 @@ impl Provider {
             client_auth: checked.client_auth,
             pkce_unadvertised: checked.pkce_unadvertised,
             id_tokens: Arc::new(Issuer::for_provider(Arc::new(issuer), keys)),
+            logout_tokens,
             document: checked,
         }
     }
@@ -478,6 +487,10 @@ impl Providers {
 
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.list.iter()
     }
 
     /// Starts background discovery (idempotent per provider).

@@ -14,14 +14,19 @@
 //!   follows the sessions in use, not all of them.
 //! - The per-user index (listing, revoke-all) is a flat multimap of 32-bit
 //!   user and key fingerprints; candidates are checked against the
-//!   sessions themselves.
+//!   sessions themselves. The per-`sid` index (OIDC back-channel logout,
+//!   SPEC 15) is the same for (login method, `sid`), and only OIDC
+//!   sessions whose ID token had a `sid` are in it. A logout token naming
+//!   only `sub` uses the user index (the session's user is the ID token's
+//!   `sub`), filtered by login method.
 //!
 //! Shared state, who touches it: request tasks read (a shard read lock,
 //! held for one lookup, never across an await) and slide the idle deadline
 //! (atomics, no map write); logins, logouts, sticky pins and the sweeper
 //! write (a shard write lock for one change). The sweeper removes expired
-//! sessions so memory stays bounded by live ones; it holds a weak
-//! reference and ends when the store is dropped.
+//! sessions and their index entries, so memory (indexes included) stays
+//! bounded by live sessions; it holds a weak reference and ends when the
+//! store is dropped.
 
 use crate::auth::Identity;
 use crate::clock::now_ms;
@@ -77,6 +82,8 @@ struct Entry {
 struct OidcExtra {
     extra: Vec<(String, String)>,
     id_token: Option<crate::session::IdTokenHint>,
+    /// The ID token's `sid`; indexed in `by_sid`.
+    sid: Option<Box<str>>,
 }
 
 impl Entry {
@@ -124,7 +131,12 @@ impl Entry {
                 .map(|o| o.extra.clone())
                 .unwrap_or_default(),
             id_token: self.oidc.as_ref().and_then(|o| o.id_token.clone()),
+            sid: self.sid().map(str::to_string),
         }
+    }
+
+    fn sid(&self) -> Option<&str> {
+        self.oidc.as_ref().and_then(|o| o.sid.as_deref())
     }
 
     fn view(&self) -> SessionView {
@@ -214,6 +226,9 @@ struct UserRef {
 pub struct MemoryStore {
     shards: Box<[RwLock<HashTable<Box<Entry>>>]>,
     by_user: Mutex<HashTable<UserRef>>,
+    /// (login method, `sid`) fingerprints -> key fingerprints, as
+    /// `by_user` (`UserRef::user` holds the pair's fingerprint).
+    by_sid: Mutex<HashTable<UserRef>>,
     user_hasher: RandomState,
     groups: Interner<Vec<String>>,
     strings: Interner<String>,
@@ -232,6 +247,7 @@ impl MemoryStore {
         let store = Arc::new(MemoryStore {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             by_user: Mutex::default(),
+            by_sid: Mutex::default(),
             user_hasher: RandomState::new(),
             groups: Interner::default(),
             strings: Interner::default(),
@@ -253,6 +269,28 @@ impl MemoryStore {
 
     fn user_print(&self, user: &str) -> u32 {
         self.user_hasher.hash_one(user) as u32
+    }
+
+    /// The `by_sid` fingerprint of a session with `sid` from `login`.
+    fn sid_print(&self, login: &str, sid: &str) -> u32 {
+        self.user_hasher.hash_one((login, sid)) as u32
+    }
+
+    /// The `by_sid` entry of `e`, if it has a `sid`.
+    fn sid_ref(&self, e: &Entry) -> Option<UserRef> {
+        e.sid().map(|sid| UserRef {
+            user: self.sid_print(&e.login, sid),
+            key: key_print(&e.key),
+        })
+    }
+
+    fn unindex_sid(&self, r: Option<UserRef>) {
+        if let Some(r) = r {
+            let mut idx = self.by_sid.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(e) = idx.find_entry(spread(r.user), |e| *e == r) {
+                e.remove();
+            }
+        }
     }
 
     fn shard(&self, key: &SessionKey) -> &RwLock<HashTable<Box<Entry>>> {
@@ -291,11 +329,13 @@ impl MemoryStore {
     pub fn sweep(&self, now: u64) {
         let cache_idle = VIEW_CACHE_IDLE.as_millis() as u64;
         let mut gone: Vec<(String, SessionKey)> = Vec::new();
+        let mut gone_sids: Vec<UserRef> = Vec::new();
         for shard in self.shards.iter() {
             let mut t = shard.write().unwrap_or_else(|e| e.into_inner());
             t.retain(|e| {
                 if now >= e.drop_at_ms.load(Relaxed) {
                     gone.push((e.user().to_string(), e.key));
+                    gone_sids.extend(self.sid_ref(e));
                     return false;
                 }
                 if now.saturating_sub(e.last_seen_ms.load(Relaxed)) >= cache_idle {
@@ -309,6 +349,14 @@ impl MemoryStore {
             let mut idx = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
             for (user, key) in &gone {
                 self.unindex(&mut idx, user, key);
+            }
+        }
+        if !gone_sids.is_empty() {
+            let mut idx = self.by_sid.lock().unwrap_or_else(|e| e.into_inner());
+            for r in gone_sids {
+                if let Ok(e) = idx.find_entry(spread(r.user), |e| *e == r) {
+                    e.remove();
+                }
             }
         }
         self.groups.sweep();
@@ -348,6 +396,36 @@ impl MemoryStore {
         }
         keys
     }
+
+    /// Live sessions `login` created whose ID token had `sid`.
+    fn with_sid(&self, login: &str, sid: &str) -> Vec<(SessionKey, SessionView)> {
+        let print = self.sid_print(login, sid);
+        let prints: Vec<u32> = {
+            let idx = self.by_sid.lock().unwrap_or_else(|e| e.into_inner());
+            idx.iter_hash(spread(print))
+                .filter(|e| e.user == print)
+                .map(|e| e.key)
+                .collect()
+        };
+        let now = now_ms();
+        let mut out: Vec<(SessionKey, SessionView)> = Vec::new();
+        for kp in prints {
+            let t = self.shards[shard_of_print(kp)]
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            for e in t.iter_hash(spread(kp)) {
+                if key_print(&e.key) == kp
+                    && e.sid() == Some(sid)
+                    && *e.login == login
+                    && now < e.drop_at_ms.load(Relaxed)
+                    && !out.iter().any(|(k, _)| *k == e.key)
+                {
+                    out.push((e.key, e.view()));
+                }
+            }
+        }
+        out
+    }
 }
 
 impl SessionStore for MemoryStore {
@@ -386,15 +464,18 @@ impl SessionStore for MemoryStore {
             user_agent: self.strings.intern(record.user_agent),
             login: self.strings.intern(record.login),
             backends: (!record.backends.is_empty()).then(|| Box::new(record.backends)),
-            oidc: (!record.extra.is_empty() || record.id_token.is_some()).then(|| {
-                Box::new(OidcExtra {
-                    extra: record.extra,
-                    id_token: record.id_token,
-                })
-            }),
+            oidc: (!record.extra.is_empty() || record.id_token.is_some() || record.sid.is_some())
+                .then(|| {
+                    Box::new(OidcExtra {
+                        extra: record.extra,
+                        id_token: record.id_token,
+                        sid: record.sid.map(String::into_boxed_str),
+                    })
+                }),
             view: OnceLock::new(),
         });
         let user = entry.user().to_string();
+        let sid_ref = self.sid_ref(&entry);
         let replaced = {
             let mut t = self.shard(&key).write().unwrap_or_else(|e| e.into_inner());
             match t.find_entry(table_hash(&key), |e| e.key == key) {
@@ -407,14 +488,21 @@ impl SessionStore for MemoryStore {
         };
         match replaced {
             Some(old) => {
-                let mut idx = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
-                self.unindex(&mut idx, old.user(), &key);
+                {
+                    let mut idx = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
+                    self.unindex(&mut idx, old.user(), &key);
+                }
+                self.unindex_sid(self.sid_ref(&old));
             }
             None => {
                 self.len.fetch_add(1, Relaxed);
             }
         }
         self.index(&user, &key);
+        if let Some(r) = sid_ref {
+            let mut idx = self.by_sid.lock().unwrap_or_else(|e| e.into_inner());
+            idx.insert_unique(spread(r.user), r, |e| spread(e.user));
+        }
         self.update_metric();
         Ok(())
     }
@@ -451,6 +539,7 @@ impl SessionStore for MemoryStore {
             let mut idx = self.by_user.lock().unwrap_or_else(|e| e.into_inner());
             self.unindex(&mut idx, entry.user(), &key);
         }
+        self.unindex_sid(self.sid_ref(&entry));
         self.update_metric();
         Ok(Some(entry.view().record))
     }
@@ -467,6 +556,14 @@ impl SessionStore for MemoryStore {
                     .map(|e| (k, e.view()))
             })
             .collect())
+    }
+
+    async fn list_sid(
+        &self,
+        provider: &str,
+        sid: &str,
+    ) -> Result<Vec<(SessionKey, SessionView)>, StoreError> {
+        Ok(self.with_sid(&format!("oidc:{provider}"), sid))
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {
@@ -518,6 +615,7 @@ mod tests {
             backends: Default::default(),
             extra: Vec::new(),
             id_token: None,
+            sid: None,
         }
     }
 
@@ -585,6 +683,52 @@ mod tests {
             assert_eq!(s.len(), 1);
             assert_eq!(s.delete(key(3)).await.unwrap().unwrap().user, "bob");
             assert!(s.is_empty());
+        });
+    }
+
+    #[test]
+    fn sessions_are_found_by_provider_and_sid_until_they_end() {
+        block_on(async {
+            let s = MemoryStore::start(&SessionsConfig::default(), Arc::default());
+            let ttl = Duration::from_secs(60);
+            let oidc = |login: &str, sid: Option<&str>| Record {
+                login: login.into(),
+                sid: sid.map(str::to_string),
+                ..record("alice", "::1")
+            };
+            s.create(key(1), oidc("oidc:corp", Some("s-1")), ttl)
+                .await
+                .unwrap();
+            s.create(key(2), oidc("oidc:corp", Some("s-2")), ttl)
+                .await
+                .unwrap();
+            // The same sid from another provider is another session.
+            s.create(key(3), oidc("oidc:other", Some("s-1")), ttl)
+                .await
+                .unwrap();
+            s.create(key(4), oidc("oidc:corp", None), ttl)
+                .await
+                .unwrap();
+            let found = |login: &str, sid: &str| -> Vec<SessionKey> {
+                s.with_sid(login, sid).into_iter().map(|(k, _)| k).collect()
+            };
+            assert_eq!(found("oidc:corp", "s-1"), vec![key(1)]);
+            assert_eq!(found("oidc:other", "s-1"), vec![key(3)]);
+            assert_eq!(found("oidc:corp", "s-3"), vec![]);
+            let v = s.get(key(1)).await.unwrap().unwrap();
+            assert_eq!(v.record.sid.as_deref(), Some("s-1"));
+            assert_eq!(s.by_sid.lock().unwrap().len(), 3);
+            // Ended sessions leave the index: deleted, replaced, swept.
+            s.delete(key(1)).await.unwrap();
+            assert_eq!(found("oidc:corp", "s-1"), vec![]);
+            s.create(key(2), oidc("oidc:corp", None), ttl)
+                .await
+                .unwrap();
+            assert_eq!(found("oidc:corp", "s-2"), vec![]);
+            assert_eq!(s.by_sid.lock().unwrap().len(), 1);
+            s.sweep(now_ms() + 61_000);
+            assert!(s.is_empty());
+            assert_eq!(s.by_sid.lock().unwrap().len(), 0);
         });
     }
 

@@ -7,13 +7,14 @@
 //! | key | type | what | expires |
 //! |---|---|---|---|
 //! | `{s:<hex>}` | hash | a session: `data` (the record, JSON), `last_seen` (unix ms), `pin:<upstream>` (sticky backend) | with the session (sliding) |
-//! | `{u:<user>}:sessions` | set | the user's session hexes (listing, revoke-all) | with the user's longest session |
+//! | `{u:<user>}:sessions` | set | the user's session hexes (listing, revoke-all; a back-channel logout token naming only `sub` reads it too, keeping its provider's sessions) | at the absolute end of the user's last session |
+//! | `{o:<provider>:sid:<sha256 of sid>}` | set | session hexes of an OIDC provider's session `sid` (back-channel logout, SPEC 15) | at the absolute end of its last session |
 //! | `{u:<user>}:families` | set | the user's refresh families (revoke-all) | with the user's longest family |
 //! | `{f:<family>}` | hash | a refresh family: `user`, `cur`, `state`, `at`, `prev`, `prev_at`, `exp`, `ends`, `revoked` | with its current token |
 //! | `{f:<family>}:replay` | string | the pair handed out again for `prev` within the reuse grace | after the grace |
 //! | `{revocations}` | sorted set | token revocations in force: member = event text, score = until (unix s) | members pruned past their score |
 //! | `{l:<upstream>:<sha256 of app cookie>}` | string | a learned sticky mapping: backend `host:port` | sticky `ttl` |
-//! | `{once:<kind>:<sha256>}` | string | a single-use marker (OIDC state) | the value's own lifetime |
+//! | `{once:<kind>:<sha256>}` | string | a single-use marker (`oidc-state`; `logout-jti`: a logout token's provider and `jti`) | the value's own lifetime |
 //! | `{lock:<sha256 of user, IP>}` | hash | lockout: `failures`, `window_start`, `locked_until` (unix ms) | window or lockout, the later |
 //! | `{lock:<...>}:running` | sorted set | password checks in flight: member = attempt id, score = when it counts as abandoned (ms) | with the hash |
 //!
@@ -54,6 +55,18 @@ impl Keys {
 
     pub fn user_sessions(&self, user: &str) -> String {
         format!("{}{{u:{user}}}:sessions", self.prefix)
+    }
+
+    /// The sessions of OIDC provider `provider` with ID-token `sid`. The
+    /// sid is the provider's text, of any length and any characters (a
+    /// `}` would end the tag early): its digest keeps the key short and
+    /// the tag whole. Provider names are URL-safe (config validation).
+    pub fn oidc_sid(&self, provider: &str, sid: &str) -> String {
+        format!(
+            "{}{{o:{provider}:sid:{}}}",
+            self.prefix,
+            crate::crypto::hex(&crate::crypto::sha256(sid.as_bytes()))
+        )
     }
 
     pub fn user_families(&self, user: &str) -> String {
@@ -128,6 +141,9 @@ mod tests {
         let s = crate::session::SessionId::generate().key();
         assert_eq!(tag(&k.session(s)), format!("s:{}", s.hex()));
         assert_eq!(k.session(s), k.session_hex(&s.hex()));
+        let sid = k.oidc_sid("corp", "a}b");
+        assert!(tag(&sid).starts_with("o:corp:sid:"), "{sid}");
+        assert_eq!(tag(&sid).len(), "o:corp:sid:".len() + 64);
         // Nothing outside a tag: the prefix cannot smuggle one in (config
         // validation refuses braces in it).
         assert!(k.revocations().starts_with("gatehouse:{"));

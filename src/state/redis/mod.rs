@@ -78,6 +78,10 @@ pub struct RedisStore {
     cache: DashMap<SessionKey, Cached>,
     /// Milliseconds; a reload may change it.
     cache_ttl_ms: AtomicU64,
+    /// `sessions.absolute_timeout` in milliseconds (a reload may change
+    /// it): how long a session's index entries must last, since the
+    /// session's own TTL slides with use and the indexes' does not.
+    absolute_ms: AtomicU64,
     reachable: AtomicBool,
     subscribed: AtomicBool,
     /// A command saw the node refuse writes (a demoted master) or vanish:
@@ -123,6 +127,7 @@ impl RedisStore {
             revocation,
             cache: DashMap::new(),
             cache_ttl_ms: AtomicU64::new(cfg.cache_ttl.as_millis() as u64),
+            absolute_ms: AtomicU64::new(cfg.absolute_timeout.as_millis() as u64),
             reachable: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
             suspect: AtomicBool::new(false),
@@ -140,6 +145,20 @@ impl RedisStore {
     /// Applies a reloaded `sessions.cache_ttl`.
     pub fn set_cache_ttl(&self, ttl: Duration) {
         self.cache_ttl_ms.store(ttl.as_millis() as u64, Relaxed);
+    }
+
+    /// Applies a reloaded `sessions.absolute_timeout`.
+    pub fn set_absolute_timeout(&self, d: Duration) {
+        self.absolute_ms.store(d.as_millis() as u64, Relaxed);
+    }
+
+    /// How long an index entry for a session created at `created_ms` must
+    /// last: until the session's absolute end, however it slides (and at
+    /// least `ttl`).
+    pub(super) fn index_ttl(&self, created_ms: u64, ttl: Duration) -> Duration {
+        let end = created_ms.saturating_add(self.absolute_ms.load(Relaxed));
+        let left = end.saturating_sub(crate::session::now_ms());
+        ttl.max(Duration::from_millis(left))
     }
 
     pub fn is_connected(&self) -> bool {

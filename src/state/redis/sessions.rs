@@ -1,6 +1,9 @@
-//! Sessions, their per-user index, sticky pins and learned sticky mappings
-//! in Redis (keys: see `keys.rs`). Lookups go through the replica's cache
-//! while the event feed is live (see the module doc of `super`).
+//! Sessions, their per-user and per-`sid` indexes, sticky pins and learned
+//! sticky mappings in Redis (keys: see `keys.rs`). Lookups go through the
+//! replica's cache while the event feed is live (see the module doc of
+//! `super`). Index entries last until their session's absolute end (the
+//! session's own TTL slides); one whose session is gone is skipped and
+//! pruned by the next listing.
 
 use super::{Cached, RedisStore};
 use crate::revocation::Event;
@@ -57,6 +60,49 @@ impl RedisStore {
         }
     }
 
+    /// The `sid` index a session is listed in, if it has one.
+    fn sid_index(&self, record: &Record) -> Option<String> {
+        let provider = crate::session::oidc_provider(record)?;
+        Some(self.keys.oidc_sid(provider, record.sid.as_deref()?))
+    }
+
+    /// The live sessions in index set `index` whose record `keep`s; the
+    /// entries whose session is gone are pruned.
+    async fn list_index(
+        &self,
+        index: &str,
+        keep: impl Fn(&Record) -> bool,
+    ) -> Result<Vec<(SessionKey, SessionView)>, StoreError> {
+        let mut p = redis::pipe();
+        p.smembers(index);
+        let (members,): (Vec<String>,) = self.run(&p).await?;
+        let keys: Vec<SessionKey> = members
+            .iter()
+            .filter_map(|h| SessionKey::from_hex(h))
+            .collect();
+        // One read per session: each has its own tag (slot).
+        let reads = keys.iter().map(|k| async move {
+            let mut p = redis::pipe();
+            p.hgetall(self.keys.session(*k));
+            self.run::<(Vec<(String, String)>,)>(&p).await
+        });
+        let rows = futures_util::future::join_all(reads).await;
+        let mut out = Vec::new();
+        let mut stale = redis::pipe();
+        for (k, row) in keys.into_iter().zip(rows) {
+            let (fields,) = row?;
+            match view_from_fields(fields).ok().flatten() {
+                Some(v) if keep(&v.record) => out.push((k, v)),
+                Some(_) => {}
+                None => {
+                    stale.srem(index, k.hex()).ignore();
+                }
+            }
+        }
+        let _ = self.run::<()>(&stale).await;
+        Ok(out)
+    }
+
     /// Adds `member` to index set `key`, which lives at least `ttl` more.
     fn index_add(p: &mut redis::Pipeline, key: &str, member: &str, ttl: Duration) {
         let ms = ttl.as_millis().max(1) as i64;
@@ -85,16 +131,24 @@ impl SessionStore for RedisStore {
     ) -> Result<(), StoreError> {
         let json = serde_json::to_string(&record).map_err(StoreError::Corrupt)?;
         let k = self.keys.session(key);
-        // Index first: a session never exists unlisted (revoke-all finds
-        // it); an index entry without its session is skipped and pruned.
+        let index_ttl = self.index_ttl(record.created_ms, ttl);
+        // Index first: a session never exists unlisted (revoke-all and
+        // back-channel logout find it); an index entry without its session
+        // is skipped and pruned.
         let mut index = redis::pipe();
         Self::index_add(
             &mut index,
             &self.keys.user_sessions(&record.user),
             &key.hex(),
-            ttl,
+            index_ttl,
         );
         self.run::<()>(&index).await?;
+        if let Some(sid_key) = self.sid_index(&record) {
+            // Another tag: a pipeline of its own.
+            let mut index = redis::pipe();
+            Self::index_add(&mut index, &sid_key, &key.hex(), index_ttl);
+            self.run::<()>(&index).await?;
+        }
         let mut p = redis::pipe();
         p.hset_multiple(
             &k,
@@ -161,6 +215,11 @@ impl SessionStore for RedisStore {
             let mut p = redis::pipe();
             p.srem(self.keys.user_sessions(&r.user), key.hex()).ignore();
             self.run::<()>(&p).await?;
+            if let Some(sid_key) = self.sid_index(r) {
+                let mut p = redis::pipe();
+                p.srem(sid_key, key.hex()).ignore();
+                self.run::<()>(&p).await?;
+            }
         }
         // Alone: in a cluster the channel name routes like a key.
         self.publish(&Event::Session(key)).await?;
@@ -169,34 +228,20 @@ impl SessionStore for RedisStore {
     }
 
     async fn list_user(&self, user: &str) -> Result<Vec<(SessionKey, SessionView)>, StoreError> {
-        let index = self.keys.user_sessions(user);
-        let mut p = redis::pipe();
-        p.smembers(&index);
-        let (members,): (Vec<String>,) = self.run(&p).await?;
-        let keys: Vec<SessionKey> = members
-            .iter()
-            .filter_map(|h| SessionKey::from_hex(h))
-            .collect();
-        // One read per session: each has its own tag (slot).
-        let reads = keys.iter().map(|k| async move {
-            let mut p = redis::pipe();
-            p.hgetall(self.keys.session(*k));
-            self.run::<(Vec<(String, String)>,)>(&p).await
-        });
-        let rows = futures_util::future::join_all(reads).await;
-        let mut out = Vec::new();
-        let mut stale = redis::pipe();
-        for (k, row) in keys.into_iter().zip(rows) {
-            let (fields,) = row?;
-            match view_from_fields(fields).ok().flatten() {
-                Some(v) => out.push((k, v)),
-                None => {
-                    stale.srem(&index, k.hex()).ignore();
-                }
-            }
-        }
-        let _ = self.run::<()>(&stale).await;
-        Ok(out)
+        self.list_index(&self.keys.user_sessions(user), |_| true)
+            .await
+    }
+
+    async fn list_sid(
+        &self,
+        provider: &str,
+        sid: &str,
+    ) -> Result<Vec<(SessionKey, SessionView)>, StoreError> {
+        // The key holds a digest of the sid: the records are checked.
+        self.list_index(&self.keys.oidc_sid(provider, sid), |r| {
+            crate::session::oidc_provider(r) == Some(provider) && r.sid.as_deref() == Some(sid)
+        })
+        .await
     }
 
     async fn delete_user(&self, user: &str) -> Result<usize, StoreError> {

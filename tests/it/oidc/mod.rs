@@ -3,6 +3,7 @@
 
 mod agent;
 mod api_tokens;
+mod backchannel;
 mod failures;
 mod flows;
 pub mod op;

@@ -2,8 +2,10 @@
 //! use it): discovery, authorize (consents at once and redirects back with
 //! a code), token (checks client authentication, the code, the redirect
 //! URI and the PKCE verifier), JWKS, userinfo and end_session. ID tokens
-//! are real JWTs signed with keys made by the test; every knob is in
-//! [`OpState`], changeable at any time.
+//! are real JWTs signed with keys made by the test, each with a fresh
+//! `sid` (the provider's session); logout tokens (Back-Channel Logout 1.0)
+//! are signed with the same keys. Every knob is in [`OpState`],
+//! changeable at any time.
 
 use crate::support::jwt::now;
 use crate::support::keys::Key;
@@ -178,6 +180,40 @@ impl Op {
 
     pub fn token_calls(&self) -> usize {
         self.lock().token_calls
+    }
+
+    /// The `sid` of the `n`th ID token issued.
+    pub fn sid(&self, n: usize) -> String {
+        let token = self.lock().issued[n].clone();
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        claims["sid"].as_str().unwrap().to_string()
+    }
+
+    /// A logout token signed with the current signing key: `claims` laid
+    /// over iss, aud, iat (now), a fresh jti and the logout event (a
+    /// `null` member removes one).
+    pub fn logout_token(&self, claims: Value) -> String {
+        let base = json!({
+            "iss": self.issuer(),
+            "aud": CLIENT_ID,
+            "iat": now(),
+            "jti": random(),
+            "events": { gatehouse::login::oidc::backchannel::LOGOUT_EVENT: {} },
+        });
+        let claims = with(base, &claims);
+        let s = self.lock();
+        let key = s
+            .keys
+            .iter()
+            .find(|(k, _)| *k == s.signing_kid)
+            .map(|(_, k)| k.clone())
+            .unwrap();
+        let mut h = jsonwebtoken::Header::new(key.alg);
+        h.kid = Some(s.signing_kid.clone());
+        h.typ = Some("logout+jwt".into());
+        key.sign_with(&h, &claims)
     }
 }
 
@@ -375,6 +411,7 @@ fn token(
         "exp": n + 300,
         "iat": n,
         "auth_time": n,
+        "sid": random(),
     });
     if let Some(nonce) = &grant.nonce {
         claims["nonce"] = json!(nonce);
