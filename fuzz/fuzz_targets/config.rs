@@ -49,7 +49,7 @@ fuzz_target!(|input: &[u8]| {
     }
     match gatehouse::config::load_str(text, config_path()) {
         Ok(cfg) => {
-            assert!(!cfg.routes.iter().any(|r| r.upstream >= cfg.upstreams.len()));
+            assert!(!cfg.routes.iter().any(|r| r.upstream.is_some_and(|u| u >= cfg.upstreams.len())));
         }
         Err(e) => {
             let problems = e.problems();
