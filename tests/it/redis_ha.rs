@@ -162,6 +162,22 @@ async fn a_redis_cluster_carries_sessions_revocations_and_lockout_across_replica
     assert_eq!(wrong(ca.clone()).await, 401);
     assert_eq!(login(&cb, "alice", ALICE_PW).await.unwrap_err(), 429);
     assert_eq!(login(&ca, "alice", ALICE_PW).await.unwrap_err(), 429);
+    // The whole cluster gone: /readyz names the form and how much answers.
+    let mut cluster = cluster;
+    for n in &mut cluster.nodes {
+        n.kill();
+    }
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            let (status, body) = readyz(&a).await;
+            status == 503
+                && body.contains("cluster seeds")
+                && body.contains("0 of 3 seed nodes answer")
+        })
+        .await,
+        "{:?}",
+        readyz(&a).await
+    );
     a.stop().await;
     gb.stop().await;
 }

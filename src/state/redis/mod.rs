@@ -492,7 +492,15 @@ async fn health_loop(weak: Weak<RedisStore>) {
             p.cmd("PING");
             match s.run::<(String,)>(&p).await {
                 Ok(_) => s.set_problem(None),
-                Err(e) => s.set_problem(Some(e.to_string())),
+                Err(e) => {
+                    let mut why = e.to_string();
+                    // A cluster: say how much of it answers (SPEC 13).
+                    if let RedisForm::Cluster { nodes } = &s.settings.form {
+                        let up = seeds_answering(&s.settings, nodes).await;
+                        why = format!("{up} of {} seed nodes answer; {why}", nodes.len());
+                    }
+                    s.set_problem(Some(why));
+                }
             }
         }
         // Sentinel: a master that stopped answering, refused a write, or
@@ -527,6 +535,25 @@ async fn health_loop(weak: Weak<RedisStore>) {
         drop(s);
         tokio::time::sleep(HEALTH_EVERY).await;
     }
+}
+
+/// How many of the cluster's seed nodes answer a PING, each asked on its
+/// own connection (for `/readyz` when the cluster does not answer).
+async fn seeds_answering(s: &RedisSettings, nodes: &[String]) -> usize {
+    let pings = nodes.iter().map(|n| async move {
+        let ping = async {
+            let mut c = node_client(s, n, 0)?
+                .get_multiplexed_async_connection()
+                .await?;
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        };
+        matches!(tokio::time::timeout(COMMAND_TIMEOUT, ping).await, Ok(Ok(_)))
+    });
+    futures_util::future::join_all(pings)
+        .await
+        .into_iter()
+        .filter(|up| *up)
+        .count()
 }
 
 /// The pub/sub connection for the event feed: the standalone node, the
