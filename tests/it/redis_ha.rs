@@ -418,6 +418,23 @@ async fn sentinels_with_their_own_password_need_sentinel_password_file() {
     assert_eq!(readyz(&gw).await.0, 200);
     // The session is on the master the sentinels name.
     assert_ne!(set.data_cli(set.master.port, &["DBSIZE"]), "0");
+    // `check` reads both files and shows neither.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg(&gw.config_path)
+        .arg("check")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        !text.contains(data_pw) && !text.contains(sentinel_pw),
+        "{text}"
+    );
     gw.stop().await;
 
     let data_only = Store::Lines(base, Box::new(()));
