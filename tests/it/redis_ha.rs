@@ -2,7 +2,9 @@
 //! failover, a Redis Cluster, TLS, ACL users with password files, lockout
 //! counters shared by replicas, and `/readyz` reasons without secrets.
 
-use crate::support::redis_ha::{cli, free_port, Cluster, Node, SentinelSet, MASTER_NAME};
+use crate::support::redis_ha::{
+    available, cli, free_port, Cluster, Node, SentinelOpts, SentinelSet, MASTER_NAME,
+};
 use crate::support::sessions::{login, logout, session_gateway, Store, ALICE_PW};
 use crate::support::*;
 use std::time::{Duration, Instant};
@@ -379,6 +381,377 @@ async fn a_password_in_the_url_never_reaches_readyz_or_check_output() {
     );
     assert!(!text.contains("url-secret"), "{text}");
     gw.stop().await;
+}
+
+/// Sentinels with a password of their own, in front of data nodes with
+/// another: both files are needed, and without the sentinels' one the
+/// gateway says so in `/readyz` (never showing a password).
+#[tokio::test]
+async fn sentinels_with_their_own_password_need_sentinel_password_file() {
+    let (data_pw, sentinel_pw) = ("data-pw-4b1d", "sentinel-pw-9e2c");
+    let Some(set) = SentinelSet::start_with(
+        "sentinel_auth",
+        SentinelOpts {
+            data_password: Some(data_pw.into()),
+            sentinel_password: Some(sentinel_pw.into()),
+            tls_dir: None,
+        },
+    ) else {
+        return;
+    };
+    // The sentinels refuse questions without their password.
+    let asked = cli(set.sentinels[0].port, &["SENTINEL", "masters"]);
+    assert!(asked.contains("NOAUTH"), "{asked}");
+    let b = Backend::start("app").await;
+    let secrets = tempdir();
+    let data_file = secrets.path().join("redis-password");
+    let sentinel_file = secrets.path().join("sentinel-password");
+    std::fs::write(&data_file, format!("{data_pw}\n")).unwrap();
+    std::fs::write(&sentinel_file, format!("{sentinel_pw}\n")).unwrap();
+    let base = format!(
+        "store = \"redis\"\nredis_sentinel = {{ master = \"{MASTER_NAME}\", nodes = [{}] }}\n\
+         redis_password_file = \"{}\"\n",
+        set.sentinel_nodes(),
+        data_file.display()
+    );
+    let both = Store::Lines(
+        format!(
+            "{base}sentinel_password_file = \"{}\"\n",
+            sentinel_file.display()
+        ),
+        Box::new(()),
+    );
+    let gw = session_gateway(&both, &b, "", "").await;
+    let c = gw.plain();
+    let cookie = match login(&c, "alice", ALICE_PW).await {
+        Ok(c) => c,
+        Err(s) => panic!(
+            "login via authenticated sentinels: {s}: {:?}",
+            readyz(&gw).await
+        ),
+    };
+    assert_eq!(get_app(&c, &cookie).await, 200);
+    assert_eq!(readyz(&gw).await.0, 200);
+    // The session is on the master the sentinels name.
+    assert_ne!(set.data_cli(set.master.port, &["DBSIZE"]), "0");
+    // `check` reads both files and shows neither.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("--config")
+        .arg(&gw.config_path)
+        .arg("check")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        !text.contains(data_pw) && !text.contains(sentinel_pw),
+        "{text}"
+    );
+    gw.stop().await;
+
+    let data_only = Store::Lines(base, Box::new(()));
+    let gw = session_gateway(&data_only, &b, "", "").await;
+    assert_eq!(
+        login(&gw.plain(), "alice", ALICE_PW).await.unwrap_err(),
+        503
+    );
+    // The last sentinel asked says why.
+    let reason =
+        |body: &str| body.contains("sentinel 127.0.0.1:") && body.contains("Authentication");
+    assert!(
+        poll(Duration::from_secs(5), || async {
+            let (status, body) = readyz(&gw).await;
+            status == 503 && reason(&body)
+        })
+        .await,
+        "no reason naming the sentinels: {:?}",
+        readyz(&gw).await
+    );
+    let (_, body) = readyz(&gw).await;
+    assert!(body.contains("sentinel master `mymaster`"), "{body}");
+    assert!(
+        !body.contains(data_pw) && !body.contains(sentinel_pw),
+        "{body}"
+    );
+    gw.stop().await;
+}
+
+/// `field` of `INFO replication` on `port`, as a number (0 when absent).
+fn repl_offset(port: u16, field: &str) -> u64 {
+    offset_in(&cli(port, &["INFO", "replication"]), field)
+}
+
+fn offset_in(info: &str, field: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Logs alice in on `c` until there are at least `n` sessions and every
+/// master of `cluster` holds keys.
+async fn spread_sessions(c: &Client, cluster: &Cluster, n: usize) -> Vec<String> {
+    let masters: Vec<usize> = (0..cluster.nodes.len())
+        .filter(|&i| cluster.is_master(i))
+        .collect();
+    let mut cookies = Vec::new();
+    while cookies.len() < n || masters.iter().any(|&m| cluster.dbsizes()[m] == 0) {
+        assert!(cookies.len() < 60, "sessions do not spread over the shards");
+        cookies.push(login(c, "alice", ALICE_PW).await.unwrap());
+    }
+    cookies
+}
+
+/// A logout on `from` is enforced on `to` before `to`'s session cache
+/// (1 s) would have let the session through: it came over the feed.
+async fn logout_reaches(from: &Client, to: &Client, cookie: &str) {
+    assert_eq!(get_app(to, cookie).await, 200, "cached on the other side");
+    assert_eq!(logout(from, cookie).await, 204);
+    assert!(
+        poll(Duration::from_millis(400), || async {
+            get_app(to, cookie).await == 401
+        })
+        .await,
+        "the logout did not reach the other replica"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_master_failover_keeps_sessions_and_the_feed_without_restart() {
+    let Some(mut cluster) = Cluster::start_with("cluster_failover", 1, 1000) else {
+        return;
+    };
+    let b = Backend::start("app").await;
+    let store = Store::Lines(cluster_store(&cluster), Box::new(()));
+    let a = session_gateway(&store, &b, "", "").await;
+    let gb = second_replica(&a).await;
+    let (ca, cb) = (a.plain(), gb.plain());
+    let cookies = spread_sessions(&ca, &cluster, 12).await;
+    for c in &cookies {
+        assert_eq!(get_app(&cb, c).await, 200, "a login on A works on B");
+    }
+    let masters: Vec<usize> = (0..cluster.nodes.len())
+        .filter(|&i| cluster.is_master(i))
+        .collect();
+    assert_eq!(masters.len(), 3);
+    // Everything written so far is on the replicas (what a failover keeps).
+    for &m in &masters {
+        let r = cluster.replica_of(m).expect("every master has a replica");
+        let want = repl_offset(cluster.nodes[m].port, "master_repl_offset");
+        let rp = cluster.nodes[r].port;
+        assert!(
+            poll(Duration::from_secs(5), || async {
+                repl_offset(rp, "slave_repl_offset") >= want
+            })
+            .await,
+            "replica {r} did not catch up with master {m}"
+        );
+    }
+    let sizes = cluster.dbsizes();
+    let victim = *masters.iter().max_by_key(|&&m| sizes[m]).unwrap();
+    let heir = cluster.replica_of(victim).unwrap();
+    let heir_port = cluster.nodes[heir].port;
+    cluster.nodes[victim].kill();
+    let killed = Instant::now();
+    // Until the replica takes over: 200 or 503, nothing else.
+    let promoted = poll(Duration::from_secs(30), || async {
+        for c in &cookies[..4] {
+            let s = get_app(&ca, c).await;
+            assert!(s == 200 || s == 503, "{s} during the failover");
+        }
+        cli(heir_port, &["ROLE"]).starts_with("master")
+            && cli(heir_port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+    })
+    .await;
+    assert!(promoted, "the cluster did not promote the replica");
+    let promoted_at = Instant::now();
+    let recovered = poll(Duration::from_secs(10), || async {
+        for c in &cookies {
+            if get_app(&ca, c).await != 200 || get_app(&cb, c).await != 200 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(
+        recovered,
+        "sessions written before the kill did not come back within 10 s of the promotion: {:?}",
+        readyz(&a).await
+    );
+    eprintln!(
+        "cluster failover: promotion {} ms after the kill, sessions back {} ms after it",
+        (promoted_at - killed).as_millis(),
+        promoted_at.elapsed().as_millis()
+    );
+    // Logouts after the failover reach the other replica both ways.
+    logout_reaches(&ca, &cb, &cookies[0]).await;
+    logout_reaches(&cb, &ca, &cookies[1]).await;
+    // New sessions land on the promoted shard too.
+    let fresh = login(&cb, "alice", ALICE_PW).await.unwrap();
+    assert_eq!(get_app(&ca, &fresh).await, 200);
+    assert_eq!(readyz(&a).await.0, 200);
+    assert_eq!(readyz(&gb).await.0, 200);
+    a.stop().await;
+    gb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_resharding_under_live_sessions_is_followed() {
+    let Some(cluster) = Cluster::start("cluster_reshard") else {
+        return;
+    };
+    let b = Backend::start("app").await;
+    let store = Store::Lines(cluster_store(&cluster), Box::new(()));
+    let a = session_gateway(&store, &b, "", "").await;
+    let gb = second_replica(&a).await;
+    let (ca, cb) = (a.plain(), gb.plain());
+    let cookies = spread_sessions(&ca, &cluster, 12).await;
+    // `reshard` takes a source's lowest slots first: move enough of node
+    // 0's to carry at least one session key to node 1.
+    let (from, to) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let slot = |k: &str| -> u64 { cli(from.port, &["CLUSTER", "KEYSLOT", k]).parse().unwrap() };
+    let keys = cli(from.port, &["KEYS", "*{s:*"]);
+    let lowest_key = keys
+        .lines()
+        .map(slot)
+        .min()
+        .expect("session keys on node 0");
+    // `<id> <addr> myself,master - ... connected <first>-<last> ...`
+    let nodes = cli(from.port, &["CLUSTER", "NODES"]);
+    let lowest_owned: u64 = nodes
+        .lines()
+        .find(|l| l.contains("myself"))
+        .and_then(|l| l.split_whitespace().nth(8))
+        .and_then(|r| r.split('-').next())
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("no slots on node 0: {nodes}"));
+    let moving = lowest_key - lowest_owned + 1;
+    let (from_id, to_id) = (cluster.id(0), cluster.id(1));
+    let seed = format!("127.0.0.1:{}", from.port);
+    let reshard = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("redis-cli")
+            .args(["--cluster", "reshard", &seed])
+            .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
+            .args(["--cluster-slots", &moving.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster reshard")
+    });
+    // Every request keeps working while slots move.
+    let mut rounds = 0;
+    while !reshard.is_finished() {
+        for c in &cookies {
+            assert_eq!(get_app(&ca, c).await, 200, "A during the resharding");
+            assert_eq!(get_app(&cb, c).await, 200, "B during the resharding");
+        }
+        rounds += 1;
+    }
+    let out = reshard.await.unwrap();
+    assert!(
+        out.status.success(),
+        "reshard failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    eprintln!("resharding: {moving} slots moved under {rounds} rounds of requests");
+    assert_ne!(
+        cli(
+            to.port,
+            &["CLUSTER", "COUNTKEYSINSLOT", &lowest_key.to_string()]
+        ),
+        "0",
+        "the session key did not move"
+    );
+    for c in &cookies {
+        assert_eq!(get_app(&ca, c).await, 200, "A after the resharding");
+        assert_eq!(get_app(&cb, c).await, 200, "B after the resharding");
+    }
+    // Writes to moved slots, and the feed, still work.
+    for c in &cookies {
+        logout_reaches(&ca, &cb, c).await;
+    }
+    a.stop().await;
+    gb.stop().await;
+}
+
+/// The Sentinel form with everything on TLS ports only (sentinels, master,
+/// replica, replication): the gateway verifies against `redis_ca_file`
+/// and follows a failover.
+#[tokio::test]
+async fn sentinel_form_over_tls_only_follows_a_failover() {
+    if !available("sentinel_tls") {
+        return;
+    }
+    let pki = Pki::new();
+    let certs = tempdir();
+    pki.issue(certs.path(), "redis", &["127.0.0.1", "localhost"]);
+    pki.write_ca(certs.path());
+    let Some(mut set) = SentinelSet::start_with(
+        "sentinel_tls",
+        SentinelOpts {
+            tls_dir: Some(certs.path().to_path_buf()),
+            ..SentinelOpts::default()
+        },
+    ) else {
+        return;
+    };
+    // Nothing answers in plain text.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", set.sentinels[0].port))
+            .map(|_| cli(set.sentinels[0].port, &["PING"]) != "PONG")
+            .unwrap_or(true)
+    );
+    let b = Backend::start("app").await;
+    let store = Store::Lines(
+        format!(
+            "store = \"redis\"\nredis_sentinel = {{ master = \"{MASTER_NAME}\", nodes = [{}] }}\n\
+             redis_tls = true\nredis_ca_file = \"{}\"\n",
+            set.sentinel_nodes(),
+            certs.path().join("ca.crt").display()
+        ),
+        Box::new(()),
+    );
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let cookie = match login(&c, "alice", ALICE_PW).await {
+        Ok(c) => c,
+        Err(s) => panic!("login via TLS sentinels: {s}: {:?}", readyz(&gw).await),
+    };
+    assert_eq!(get_app(&c, &cookie).await, 200);
+    assert_eq!(readyz(&gw).await.0, 200);
+    let want = cli_offset_tls(&set, set.master.port, "master_repl_offset");
+    assert!(
+        poll(Duration::from_secs(5), || async {
+            cli_offset_tls(&set, set.replica.port, "slave_repl_offset") >= want
+        })
+        .await,
+        "the replica did not catch up"
+    );
+    let old = set.master.port;
+    set.master.kill();
+    assert!(
+        poll(Duration::from_secs(30), || async {
+            set.current_master_port().is_some_and(|p| p != old)
+        })
+        .await,
+        "no promotion"
+    );
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            get_app(&c, &cookie).await == 200
+        })
+        .await,
+        "no recovery within 10 s of the promotion: {:?}",
+        readyz(&gw).await
+    );
+    gw.stop().await;
+}
+
+fn cli_offset_tls(set: &SentinelSet, port: u16, field: &str) -> u64 {
+    offset_in(&set.data_cli(port, &["INFO", "replication"]), field)
 }
 
 /// Revocation latency between replicas and the Sentinel failover gap, as

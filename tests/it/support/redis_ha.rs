@@ -1,11 +1,14 @@
 //! Real Redis topologies for the SPEC 13 tests, started by the tests: a
 //! plain node with any extra arguments (TLS, ACL users), a master with a
-//! replica watched by three sentinels, and a three-master cluster made by
-//! `redis-cli --cluster create`.
+//! replica watched by three sentinels (optionally with passwords for the
+//! data nodes and for the sentinels, or on TLS ports only), and a
+//! three-master cluster made by `redis-cli --cluster create`, with or
+//! without a replica per master.
 //!
 //! Like [`super::redis`], they skip with a notice when Redis is not
 //! installed, and fail instead under `GATEHOUSE_REQUIRE_REDIS=1`.
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,12 +42,40 @@ pub fn available(test: &str) -> bool {
 
 /// `redis-cli -p <port> <args>` (plain TCP, no auth): its output, trimmed.
 pub fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("run redis-cli");
+    cli_as(port, None, None, args)
+}
+
+/// [`cli`] with a password and, when `tls_dir` is given, over TLS with
+/// the `ca.crt` there.
+pub fn cli_as(port: u16, password: Option<&str>, tls_dir: Option<&Path>, args: &[&str]) -> String {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()]);
+    if let Some(pw) = password {
+        cmd.args(["--no-auth-warning", "-a", pw]);
+    }
+    if let Some(d) = tls_dir {
+        cmd.arg("--tls").arg("--cacert").arg(d.join("ca.crt"));
+    }
+    let out = cmd.args(args).output().expect("run redis-cli");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Server arguments for TLS only, with `redis.crt`/`redis.key`/`ca.crt`
+/// from `dir`, replication over TLS too.
+pub fn tls_args(dir: &Path) -> Vec<String> {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    vec![
+        "--tls-cert-file".into(),
+        p("redis.crt"),
+        "--tls-key-file".into(),
+        p("redis.key"),
+        "--tls-ca-cert-file".into(),
+        p("ca.crt"),
+        "--tls-auth-clients".into(),
+        "no".into(),
+        "--tls-replication".into(),
+        "yes".into(),
+    ]
 }
 
 /// One `redis-server` (or sentinel) process, killed when dropped.
@@ -56,7 +87,8 @@ pub struct Node {
 
 impl Node {
     /// Starts `redis-server` on a free port with `extra` arguments (no
-    /// persistence) and waits until `ready` says it answers.
+    /// persistence) and waits until it answers PING (unless it wants a
+    /// password).
     pub fn start(extra: &[String]) -> Node {
         Self::start_with(extra, true)
     }
@@ -97,7 +129,8 @@ impl Node {
             port,
             dir,
         };
-        if plain_port {
+        // A node with a password is waited for by whoever knows it.
+        if plain_port && !extra.iter().any(|a| a == "--requirepass") {
             n.wait_ping();
         }
         n
@@ -113,9 +146,15 @@ impl Node {
     }
 
     pub fn wait_ping(&self) {
+        self.wait_ping_as(None, None)
+    }
+
+    /// Waits until the node answers PING with `password`, over TLS when
+    /// `tls_dir` is given.
+    pub fn wait_ping_as(&self, password: Option<&str>, tls_dir: Option<&Path>) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if cli(self.port, &["PING"]) == "PONG" {
+            if cli_as(self.port, password, tls_dir, &["PING"]) == "PONG" {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -143,17 +182,52 @@ pub struct SentinelSet {
     pub master: Node,
     pub replica: Node,
     pub sentinels: Vec<Node>,
+    pub opts: SentinelOpts,
 }
 
 pub const MASTER_NAME: &str = "mymaster";
 
+/// Credentials and TLS for a [`SentinelSet`].
+#[derive(Clone, Default)]
+pub struct SentinelOpts {
+    /// `requirepass` (and `masterauth`) of the data nodes.
+    pub data_password: Option<String>,
+    /// `requirepass` of the sentinels themselves.
+    pub sentinel_password: Option<String>,
+    /// Everything TLS only, with the `redis.crt`, `redis.key` and `ca.crt`
+    /// in this directory.
+    pub tls_dir: Option<PathBuf>,
+}
+
 impl SentinelSet {
     pub fn start(test: &str) -> Option<SentinelSet> {
+        Self::start_with(test, SentinelOpts::default())
+    }
+
+    pub fn start_with(test: &str, opts: SentinelOpts) -> Option<SentinelSet> {
         if !available(test) {
             return None;
         }
-        let master = Node::start(&[]);
-        let replica = Node::start(&[
+        let mut data_args: Vec<String> = Vec::new();
+        if let Some(pw) = &opts.data_password {
+            data_args.extend(["--requirepass".into(), pw.clone()]);
+            data_args.extend(["--masterauth".into(), pw.clone()]);
+        }
+        let data_node = |extra: &[String]| {
+            let mut args = data_args.clone();
+            args.extend(extra.iter().cloned());
+            let n = match &opts.tls_dir {
+                Some(d) => {
+                    args.extend(tls_args(d));
+                    Node::start_tls_only(free_port(), &args)
+                }
+                None => Node::start(&args),
+            };
+            n.wait_ping_as(opts.data_password.as_deref(), opts.tls_dir.as_deref());
+            n
+        };
+        let master = data_node(&[]);
+        let replica = data_node(&[
             "--replicaof".into(),
             "127.0.0.1".into(),
             master.port.to_string(),
@@ -163,24 +237,41 @@ impl SentinelSet {
                 let port = free_port();
                 let dir = super::tempdir();
                 let conf = dir.path().join("sentinel.conf");
-                std::fs::write(
-                    &conf,
-                    format!(
-                        "port {port}\nbind 127.0.0.1\ndir {d}\n\
-                         sentinel monitor {MASTER_NAME} 127.0.0.1 {m} 2\n\
-                         sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
-                         sentinel failover-timeout {MASTER_NAME} 5000\n\
-                         sentinel parallel-syncs {MASTER_NAME} 1\n",
-                        d = dir.path().display(),
-                        m = master.port
-                    ),
-                )
-                .unwrap();
+                let mut text = format!(
+                    "bind 127.0.0.1\ndir {d}\n\
+                     sentinel monitor {MASTER_NAME} 127.0.0.1 {m} 2\n\
+                     sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
+                     sentinel failover-timeout {MASTER_NAME} 5000\n\
+                     sentinel parallel-syncs {MASTER_NAME} 1\n",
+                    d = dir.path().display(),
+                    m = master.port
+                );
+                if let Some(pw) = &opts.data_password {
+                    text.push_str(&format!("sentinel auth-pass {MASTER_NAME} {pw}\n"));
+                }
+                if let Some(pw) = &opts.sentinel_password {
+                    text.push_str(&format!("requirepass {pw}\n"));
+                }
+                match &opts.tls_dir {
+                    Some(d) => {
+                        text.push_str(&format!("port 0\ntls-port {port}\n"));
+                        for pair in tls_args(d).chunks(2) {
+                            text.push_str(&format!(
+                                "{} {}\n",
+                                pair[0].trim_start_matches("--"),
+                                pair[1]
+                            ));
+                        }
+                    }
+                    None => text.push_str(&format!("port {port}\n")),
+                }
+                std::fs::write(&conf, text).unwrap();
+                let log = std::fs::File::create(dir.path().join("sentinel.log")).unwrap();
                 let child = Command::new("redis-server")
                     .arg(&conf)
                     .arg("--sentinel")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
                     .spawn()
                     .expect("start redis-server --sentinel");
                 let n = Node {
@@ -188,7 +279,7 @@ impl SentinelSet {
                     port,
                     dir,
                 };
-                n.wait_ping();
+                n.wait_ping_as(opts.sentinel_password.as_deref(), opts.tls_dir.as_deref());
                 n
             })
             .collect();
@@ -196,14 +287,16 @@ impl SentinelSet {
             master,
             replica,
             sentinels,
+            opts,
         };
         // Ready when the replica is in sync and every sentinel knows it.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let synced =
-                cli(set.replica.port, &["INFO", "replication"]).contains("master_link_status:up");
+            let synced = set
+                .data_cli(set.replica.port, &["INFO", "replication"])
+                .contains("master_link_status:up");
             let known = set.sentinels.iter().all(|s| {
-                cli(s.port, &["SENTINEL", "replicas", MASTER_NAME])
+                set.sentinel_cli(s.port, &["SENTINEL", "replicas", MASTER_NAME])
                     .contains(&set.replica.port.to_string())
             });
             if synced && known {
@@ -212,6 +305,26 @@ impl SentinelSet {
             assert!(Instant::now() < deadline, "sentinel setup did not settle");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// `redis-cli` against a data node, with its password and TLS.
+    pub fn data_cli(&self, port: u16, args: &[&str]) -> String {
+        cli_as(
+            port,
+            self.opts.data_password.as_deref(),
+            self.opts.tls_dir.as_deref(),
+            args,
+        )
+    }
+
+    /// `redis-cli` against a sentinel, with its password and TLS.
+    pub fn sentinel_cli(&self, port: u16, args: &[&str]) -> String {
+        cli_as(
+            port,
+            self.opts.sentinel_password.as_deref(),
+            self.opts.tls_dir.as_deref(),
+            args,
+        )
     }
 
     pub fn sentinel_nodes(&self) -> String {
@@ -224,7 +337,7 @@ impl SentinelSet {
 
     /// The master's port as the sentinels see it now.
     pub fn current_master_port(&self) -> Option<u16> {
-        let out = cli(
+        let out = self.sentinel_cli(
             self.sentinels[0].port,
             &["SENTINEL", "get-master-addr-by-name", MASTER_NAME],
         );
@@ -232,24 +345,31 @@ impl SentinelSet {
     }
 }
 
-/// A Redis Cluster of three masters (no replicas), slots spread by
-/// `redis-cli --cluster create`.
+/// A Redis Cluster of three masters, slots spread by `redis-cli --cluster
+/// create`, with or without one replica each.
 pub struct Cluster {
     pub nodes: Vec<Node>,
 }
 
 impl Cluster {
+    /// Three masters, no replicas.
     pub fn start(test: &str) -> Option<Cluster> {
+        Self::start_with(test, 0, 2000)
+    }
+
+    /// Three masters with `replicas` replicas each; a node unreachable for
+    /// `node_timeout_ms` counts as failed (and its replica takes over).
+    pub fn start_with(test: &str, replicas: usize, node_timeout_ms: u64) -> Option<Cluster> {
         if !available(test) {
             return None;
         }
-        let nodes: Vec<Node> = (0..3)
+        let nodes: Vec<Node> = (0..3 * (1 + replicas))
             .map(|_| {
                 Node::start(&[
                     "--cluster-enabled".into(),
                     "yes".into(),
                     "--cluster-node-timeout".into(),
-                    "2000".into(),
+                    node_timeout_ms.to_string(),
                 ])
             })
             .collect();
@@ -261,7 +381,7 @@ impl Cluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli --cluster create");
         assert!(
@@ -269,15 +389,40 @@ impl Cluster {
             "cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
+        let cluster = Cluster { nodes };
+        // Ready when every node sees all slots served and every replica
+        // is in sync with its master.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !nodes
-            .iter()
-            .all(|n| cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-        {
+        while !cluster.nodes.iter().enumerate().all(|(i, n)| {
+            cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                && (cluster.is_master(i)
+                    || cli(n.port, &["INFO", "replication"]).contains("master_link_status:up"))
+        }) {
             assert!(Instant::now() < deadline, "cluster did not become ok");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Some(Cluster { nodes })
+        Some(cluster)
+    }
+
+    /// Whether node `i` is a master now (`ROLE`).
+    pub fn is_master(&self, i: usize) -> bool {
+        cli(self.nodes[i].port, &["ROLE"]).starts_with("master")
+    }
+
+    /// Node `i`'s cluster id.
+    pub fn id(&self, i: usize) -> String {
+        cli(self.nodes[i].port, &["CLUSTER", "MYID"])
+    }
+
+    /// The index of the node that replicates node `master`.
+    pub fn replica_of(&self, master: usize) -> Option<usize> {
+        let port = self.nodes[master].port.to_string();
+        (0..self.nodes.len()).find(|&i| {
+            i != master
+                && !self.is_master(i)
+                && cli(self.nodes[i].port, &["INFO", "replication"])
+                    .contains(&format!("master_port:{port}"))
+        })
     }
 
     pub fn seeds(&self) -> String {
@@ -288,7 +433,7 @@ impl Cluster {
             .join(", ")
     }
 
-    /// Keys per node (`DBSIZE` of each master).
+    /// Keys per node (`DBSIZE` of each; a replica has its master's).
     pub fn dbsizes(&self) -> Vec<u64> {
         self.nodes
             .iter()
