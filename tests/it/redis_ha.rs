@@ -50,8 +50,16 @@ async fn sentinel_failover_keeps_sessions_recovers_within_10s_and_applies_revoca
     let kept = login(&ca, "alice", ALICE_PW).await.unwrap();
     let ended = login(&ca, "alice", ALICE_PW).await.unwrap();
     assert_eq!(get_app(&cb, &kept).await, 200, "a login on A works on B");
-    // Replicated before the crash (what a failover can keep).
-    assert_eq!(cli(set.master.port, &["WAIT", "1", "2000"]), "1");
+    // Replicated before the crash (what a failover can keep): the
+    // replica's offset has reached the master's.
+    let want = repl_offset(set.master.port, "master_repl_offset");
+    assert!(
+        poll(Duration::from_secs(5), || async {
+            repl_offset(set.replica.port, "slave_repl_offset") >= want
+        })
+        .await,
+        "the replica did not catch up"
+    );
 
     let old = set.master.port;
     let mut set = set;
@@ -924,7 +932,13 @@ mod latency {
             let gw = session_gateway(&store, &b, "", "").await;
             let c = gw.plain();
             let cookie = login(&c, "alice", ALICE_PW).await.unwrap();
-            assert_eq!(cli(set.master.port, &["WAIT", "1", "2000"]), "1");
+            let want = repl_offset(set.master.port, "master_repl_offset");
+            assert!(
+                poll(Duration::from_secs(5), || async {
+                    repl_offset(set.replica.port, "slave_repl_offset") >= want
+                })
+                .await
+            );
             let old = set.master.port;
             set.master.kill();
             let killed = Instant::now();
