@@ -6,8 +6,9 @@
 //! Like [`super::redis`], they skip with a notice when Redis is not
 //! installed, and fail instead under `GATEHOUSE_REQUIRE_REDIS=1`.
 
+use super::poll_blocking;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -113,14 +114,12 @@ impl Node {
     }
 
     pub fn wait_ping(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if cli(self.port, &["PING"]) == "PONG" {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis on port {} did not come up", self.port);
+        assert!(
+            poll_blocking(Duration::from_secs(10), || cli(self.port, &["PING"])
+                == "PONG"),
+            "redis on port {} did not come up",
+            self.port
+        );
     }
 
     pub fn kill(&mut self) {
@@ -198,20 +197,17 @@ impl SentinelSet {
             sentinels,
         };
         // Ready when the replica is in sync and every sentinel knows it.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let settled = poll_blocking(Duration::from_secs(20), || {
             let synced =
                 cli(set.replica.port, &["INFO", "replication"]).contains("master_link_status:up");
-            let known = set.sentinels.iter().all(|s| {
-                cli(s.port, &["SENTINEL", "replicas", MASTER_NAME])
-                    .contains(&set.replica.port.to_string())
-            });
-            if synced && known {
-                return Some(set);
-            }
-            assert!(Instant::now() < deadline, "sentinel setup did not settle");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            synced
+                && set.sentinels.iter().all(|s| {
+                    cli(s.port, &["SENTINEL", "replicas", MASTER_NAME])
+                        .contains(&set.replica.port.to_string())
+                })
+        });
+        assert!(settled, "sentinel setup did not settle");
+        Some(set)
     }
 
     pub fn sentinel_nodes(&self) -> String {
@@ -269,14 +265,12 @@ impl Cluster {
             "cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !nodes
-            .iter()
-            .all(|n| cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
-        {
-            assert!(Instant::now() < deadline, "cluster did not become ok");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let ok = poll_blocking(Duration::from_secs(20), || {
+            nodes
+                .iter()
+                .all(|n| cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        });
+        assert!(ok, "cluster did not become ok");
         Some(Cluster { nodes })
     }
 
