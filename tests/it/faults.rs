@@ -17,12 +17,14 @@ pub fn long() -> bool {
     std::env::var("GATEHOUSE_LONG_TESTS").as_deref() == Ok("1")
 }
 
-/// How long the load runs around each fault.
-fn phase() -> Duration {
+/// How many requests of a load complete around each fault: phases are
+/// counted in finished requests, not timed, so a slow machine stretches
+/// them instead of shrinking them.
+fn phase() -> u64 {
     if long() {
-        Duration::from_secs(8)
+        1500
     } else {
-        Duration::from_millis(1200)
+        150
     }
 }
 
@@ -54,6 +56,15 @@ impl Tally {
     }
     pub fn count(&self, status: u16) -> u64 {
         self.counts().get(&status).copied().unwrap_or(0)
+    }
+    /// How many requests got `status` among those whose number passes `which`.
+    pub fn count_of(&self, status: u16, which: impl Fn(u64) -> bool) -> usize {
+        self.each
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, s)| *s == status && which(*n))
+            .count()
     }
     pub fn status_of(&self, n: u64) -> Option<u16> {
         self.each
@@ -129,6 +140,17 @@ impl Load {
         Load { tally, stop, tasks }
     }
 
+    /// Returns once `n` more requests of this load have completed
+    /// (whatever they got); panics if the load stalls instead.
+    pub async fn run_for(&self, n: u64) {
+        let target = self.tally.total() + n;
+        assert!(
+            poll(HANG * 2, || async { self.tally.total() >= target }).await,
+            "the load stalled short of {target} requests: {}",
+            self.tally.summary()
+        );
+    }
+
     pub async fn finish(self) -> Arc<Tally> {
         self.stop.store(true, Relaxed);
         for t in self.tasks {
@@ -179,12 +201,13 @@ async fn a_backend_killed_and_restarted_mid_load_loses_no_idempotent_request() {
     );
     let mut b1 = Some(b1);
     for _ in 0..rounds {
-        tokio::time::sleep(phase()).await;
+        gets.run_for(phase()).await;
         b1.take().unwrap().stop();
-        tokio::time::sleep(phase()).await;
+        gets.run_for(phase()).await;
         b1 = Some(Backend::start_on("b1", &addr1).await);
     }
-    tokio::time::sleep(phase()).await;
+    gets.run_for(phase()).await;
+    posts.run_for(phase() / 10).await;
     let gets = gets.finish().await;
     let posts = posts.finish().await;
     eprintln!(
@@ -288,15 +311,26 @@ async fn redis_killed_and_restarted_mid_load() {
     let rounds = if long() { 3 } else { 1 };
     let mut last_minute = Vec::new();
     for _ in 0..rounds {
-        tokio::time::sleep(phase()).await;
+        sessions.run_for(phase()).await;
+        jwts.run_for(phase()).await;
         // Written just before the crash: must survive it.
         last_minute.push(
             crate::support::sessions::login(&c, "alice", pw)
                 .await
                 .unwrap(),
         );
+        // The outage is on once the load's requests with the first
+        // cookie (number n uses cookie n % len) get 503 too: a cached
+        // session answers for a while after the kill.
+        let seen = |t: &Tally| t.count_of(503, |n| n % cookies.len() as u64 == 0);
+        let before = seen(&sessions.tally);
         tokio::task::block_in_place(|| redis.kill());
-        tokio::time::sleep(phase().max(Duration::from_millis(1500))).await;
+        assert!(
+            poll(HANG, || async { seen(&sessions.tally) > before }).await,
+            "the outage was not seen: {}",
+            sessions.tally.summary()
+        );
+        sessions.run_for(phase() / 5).await;
         assert_eq!(
             c.get_with("/app/x", &[("cookie", &cookies[0])])
                 .await
@@ -318,7 +352,8 @@ async fn redis_killed_and_restarted_mid_load() {
             start.elapsed()
         );
     }
-    tokio::time::sleep(phase()).await;
+    sessions.run_for(phase()).await;
+    jwts.run_for(phase()).await;
     let sessions = sessions.finish().await;
     let jwts = jwts.finish().await;
     eprintln!(
@@ -393,16 +428,34 @@ async fn reloads_and_sigterm_under_load_against_the_binary() {
         Arc::new(|n| req("GET", &format!("/slow/30?n={n}"), &[], "")),
     );
     let reloads = if long() { 60 } else { 12 };
+    // Each reload is awaited (its result counted in the metrics) and the
+    // load runs on between two of them.
+    let reloads_done = || async {
+        let mut n = 0.0;
+        for result in ["success", "failure"] {
+            let name = format!("gatehouse_config_reloads_total{{result=\"{result}\"}}");
+            n += p.metric(&name).await.unwrap_or(0.0);
+        }
+        n
+    };
     for i in 0..reloads {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        load.run_for(20).await;
+        let done = reloads_done().await;
         if i % 5 == 4 {
             std::fs::write(&p.config, "[server]\nlisten = \"oops\"\n").unwrap();
         } else {
             std::fs::write(&p.config, &variants[i % 3]).unwrap();
         }
         p.signal("HUP");
+        assert!(
+            poll(Duration::from_secs(5), || async {
+                reloads_done().await > done
+            })
+            .await,
+            "reload {i} was never done"
+        );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.run_for(40).await;
     let during = load.finish().await;
     eprintln!("{reloads} reloads under load: {}", during.summary());
     assert_eq!(
@@ -481,6 +534,8 @@ async fn reloads_and_sigterm_under_load_against_the_binary() {
 struct FlakyJwks {
     url: String,
     mode: Arc<std::sync::atomic::AtomicU8>,
+    /// Fetches taken in each mode, counted as they are read.
+    hits: Arc<[AtomicU64; 4]>,
     body: Arc<Mutex<String>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -497,13 +552,16 @@ impl FlakyJwks {
         let url = format!("http://{}/jwks.json", l.local_addr().unwrap());
         let mode = Arc::new(std::sync::atomic::AtomicU8::new(GOOD));
         let body = Arc::new(Mutex::new(body));
-        let (m, b) = (mode.clone(), body.clone());
+        let hits: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+        let (m, b, h) = (mode.clone(), body.clone(), hits.clone());
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
             while let Ok((mut s, _)) = l.accept().await {
                 let mut buf = [0u8; 4096];
                 let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
-                let (status, text) = match m.load(Relaxed) {
+                let now = m.load(Relaxed);
+                h[now as usize].fetch_add(1, Relaxed);
+                let (status, text) = match now {
                     HANG_FOREVER => {
                         held.push(s);
                         continue;
@@ -525,6 +583,7 @@ impl FlakyJwks {
         FlakyJwks {
             url,
             mode,
+            hits,
             body,
             task,
         }
@@ -607,11 +666,22 @@ async fn a_hanging_or_garbage_jwks_endpoint_keeps_old_keys_and_serving() {
     let cycles = if long() { 3 } else { 1 };
     for _ in 0..cycles {
         for mode in [HANG_FOREVER, GARBAGE, ERROR] {
+            // Each trouble lasts until the gateway has fetched into it and
+            // tokens with the known key kept coming meanwhile (those with
+            // an unknown key may wait on the hanging fetch).
+            let fetched = idp.hits[mode as usize].load(Relaxed);
             idp.mode.store(mode, Relaxed);
-            tokio::time::sleep(phase().max(Duration::from_millis(2500))).await;
+            assert!(
+                poll(HANG * 2, || async {
+                    idp.hits[mode as usize].load(Relaxed) > fetched
+                })
+                .await,
+                "the gateway never fetched the keys in mode {mode}"
+            );
+            known.run_for(phase() / 3).await;
         }
         idp.mode.store(GOOD, Relaxed);
-        tokio::time::sleep(phase()).await;
+        known.run_for(phase() / 3).await;
     }
     // Rotation after the trouble: k2 is published and taken up.
     *idp.body.lock().unwrap() = jwks(&[k1.jwk_with("k1"), k2.jwk_with("k2")]);

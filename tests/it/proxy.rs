@@ -510,6 +510,22 @@ fn quiet_spell() -> Duration {
     gatehouse::server::PARK_AFTER * 5
 }
 
+/// Reads what the gateway sends on `s` into `out` until it has been quiet
+/// for a [`quiet_spell`]; the connection must stay open meanwhile.
+async fn read_until_quiet(s: &mut tokio::net::TcpStream, out: &mut Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = tokio::time::timeout(quiet_spell(), s.read(&mut buf)).await {
+        let n = n.expect("read");
+        assert!(
+            n > 0,
+            "closed in a quiet spell: {}",
+            String::from_utf8_lossy(out)
+        );
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
 #[tokio::test]
 async fn a_quiet_keep_alive_connection_serves_what_comes_next() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -519,7 +535,10 @@ async fn a_quiet_keep_alive_connection_serves_what_comes_next() {
     for i in 0..3 {
         let r = conn.send(req("GET", &format!("/q/{i}"), &[], "")).await;
         assert_eq!(r.unwrap().status, 200, "request {i} on the same connection");
-        tokio::time::sleep(quiet_spell()).await;
+        assert!(
+            !poll(quiet_spell(), || async { conn.is_closed() }).await,
+            "closed in a quiet spell after request {i}"
+        );
     }
 
     // Pipelined requests after a quiet spell, and a WebSocket upgrade.
@@ -527,13 +546,13 @@ async fn a_quiet_keep_alive_connection_serves_what_comes_next() {
     s.write_all(b"GET /p/1 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(quiet_spell()).await;
+    let mut out = Vec::new();
+    read_until_quiet(&mut s, &mut out).await;
     s.write_all(
         b"GET /p/2 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /p/3 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await
     .unwrap();
-    let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await
         .expect("all three answered")
@@ -548,11 +567,11 @@ async fn a_quiet_keep_alive_connection_serves_what_comes_next() {
     s.write_all(b"GET /first HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(quiet_spell()).await;
+    let mut seen = Vec::new();
+    read_until_quiet(&mut s, &mut seen).await;
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
         .await
         .unwrap();
-    let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains("HTTP/1.1 101") {
         let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
@@ -576,9 +595,10 @@ async fn quiet_spells_inside_a_request_or_a_response_cut_nothing() {
     s.write_all(b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello")
         .await
         .unwrap();
-    tokio::time::sleep(quiet_spell()).await;
-    s.write_all(b"world").await.unwrap();
+    // Nothing may come back while the body is incomplete.
     let mut out = Vec::new();
+    read_until_quiet(&mut s, &mut out).await;
+    s.write_all(b"world").await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await
         .expect("answered")

@@ -66,17 +66,18 @@ async fn sentinel_failover_keeps_sessions_recovers_within_10s_and_applies_revoca
     set.master.kill();
     let killed = Instant::now();
     // Until the promotion, session routes answer 503: never a stale 200.
-    let mut promoted = None;
-    while promoted.is_none() {
+    let promotion = poll(Duration::from_secs(30), || async {
         let s = get_app(&ca, &kept).await;
         assert!(s == 503 || s == 200, "{s}");
-        if set.current_master_port().is_some_and(|p| p != old) {
-            promoted = Some(Instant::now());
-        }
-        assert!(killed.elapsed() < Duration::from_secs(30), "no promotion");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let promoted = promoted.unwrap();
+        set.current_master_port().is_some_and(|p| p != old)
+    })
+    .await;
+    assert!(
+        promotion,
+        "no promotion {:?} after the kill",
+        killed.elapsed()
+    );
+    let promoted = Instant::now();
     // B follows first; the logout it takes is made while A may still be
     // reconnecting, and A applies it once back.
     assert!(
@@ -269,15 +270,13 @@ fn tls_acl_redis(pki: &Pki, dir: &std::path::Path, pw: &str) -> Node {
         ],
     );
     // Up when its TLS port accepts.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", n.port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "TLS redis did not come up: {}",
-            std::fs::read_to_string(n.dir.path().join("redis.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        poll_blocking(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", n.port)).is_ok()
+        }),
+        "TLS redis did not come up: {}",
+        std::fs::read_to_string(n.dir.path().join("redis.log")).unwrap_or_default()
+    );
     n
 }
 
@@ -846,10 +845,11 @@ mod latency {
                 ))
                 .await;
             assert_eq!(r.status, 200);
+            let marked = gatehouse::clock::unix_now();
             all_ms.push(time_until(|| async { web(&cb, &cookie).await == 401 }).await);
             // A revoke-all mark is whole seconds: the next token must be
             // issued after it.
-            tokio::time::sleep(Duration::from_millis(1001)).await;
+            next_second_after(marked).await;
             // One access token, by its jti (bearer logout).
             let at = password_grant(&ca).await["access_token"]
                 .as_str()
@@ -942,14 +942,19 @@ mod latency {
             let old = set.master.port;
             set.master.kill();
             let killed = Instant::now();
-            let mut promoted = None;
-            while get_app(&c, &cookie).await != 200 {
-                if promoted.is_none() && set.current_master_port().is_some_and(|p| p != old) {
-                    promoted = Some(Instant::now());
+            let promoted = std::cell::Cell::new(None);
+            let recovered = poll(Duration::from_secs(60), || async {
+                if get_app(&c, &cookie).await == 200 {
+                    return true;
                 }
-                assert!(killed.elapsed() < Duration::from_secs(60), "no recovery");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+                if promoted.get().is_none() && set.current_master_port().is_some_and(|p| p != old) {
+                    promoted.set(Some(Instant::now()));
+                }
+                false
+            })
+            .await;
+            assert!(recovered, "no recovery");
+            let promoted = promoted.get();
             let back = Instant::now();
             println!(
                 "FAILOVER round={round} kill_to_200_ms={} promotion_to_200_ms={}",

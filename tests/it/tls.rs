@@ -41,7 +41,15 @@ async fn quiet_tls_connections_serve_their_next_requests() {
                 .send(client::req("GET", &format!("/q/{i}"), &[], ""))
                 .await;
             assert_eq!(r.unwrap().status, 200, "{alpn:?} request {i}");
-            tokio::time::sleep(gatehouse::server::PARK_AFTER * 5).await;
+            // A quiet spell long enough to be parked, in which the
+            // connection must stay open.
+            assert!(
+                !crate::support::poll(gatehouse::server::PARK_AFTER * 5, || async {
+                    conn.is_closed()
+                })
+                .await,
+                "{alpn:?} closed in a quiet spell after request {i}"
+            );
         }
     }
     gw.stop().await;

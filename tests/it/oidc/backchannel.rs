@@ -420,7 +420,6 @@ async fn with_redis_a_logout_on_one_replica_ends_the_session_on_another() {
                 sent.elapsed() < Duration::from_secs(5),
                 "replica B still takes the session 5 s after the logout"
             );
-            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
     let post_a = async {

@@ -80,13 +80,14 @@ async fn reload_applies_max_connections_and_names_what_needs_a_restart_once() {
         200
     );
     // A second one waits in the accept backlog.
-    let waiting = tokio::spawn({
+    let mut waiting = tokio::spawn({
         let c = c.clone();
         async move { c.get("/").await.status }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        !waiting.is_finished(),
+        tokio::time::timeout(Duration::from_millis(300), &mut waiting)
+            .await
+            .is_err(),
         "max_connections = 1 let a second in"
     );
 

@@ -60,8 +60,12 @@ async fn changed_certificate_files_reach_new_connections_without_sighup() {
     );
     assert_eq!(served_cert(gw.addr(), &pki).await.unwrap(), second);
     // Not retried every interval: one error per broken state, and the one
-    // rotation before it was applied once.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // rotation before it was applied once (watched for a few intervals).
+    let more = poll(Duration::from_millis(600), || async {
+        failures() != failed_before + 1 || successes() != 1
+    })
+    .await;
+    assert!(!more, "the broken state was retried or re-applied");
     assert_eq!(failures(), failed_before + 1);
     assert_eq!(successes(), 1);
     assert_eq!(served_cert(gw.addr(), &pki).await.unwrap(), second);
@@ -84,8 +88,12 @@ async fn reload_interval_0s_leaves_rotation_to_sighup() {
     let gw = Gw::start_in(dir, &tls_config(&[&b], "reload_interval = \"0s\"")).await;
     pki.issue(gw.path(), "server", &["localhost"]);
     let second = cert_der(&gw.path().join("server.crt"));
-    // No check runs: after a while the old certificate is still served.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No check runs: for a while the old certificate is still served.
+    let changed = poll(Duration::from_millis(300), || async {
+        served_cert(gw.addr(), &pki).await.unwrap() != first
+    })
+    .await;
+    assert!(!changed, "a certificate changed without SIGHUP");
     assert_eq!(served_cert(gw.addr(), &pki).await.unwrap(), first);
     // What SIGHUP does.
     gw.running().gateway.reload().await.unwrap();

@@ -135,6 +135,23 @@ where
     }
 }
 
+/// [`poll`]'s blocking twin, for code off the runtime (starting and
+/// watching child processes from plain threads): asks `f` until it returns
+/// true (then true) or `within` has passed (then false, after one last
+/// look), [`POLL_EVERY`] apart.
+pub fn poll_blocking(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
 thread_local! {
     /// Whether this thread's test holds a [`ManualClock`].
     static MANUAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A started proxy; killed when dropped.
 pub struct Proxy {
@@ -75,15 +75,16 @@ async fn start(name: &str, config: impl Fn(&std::path::Path, SocketAddr) -> Comm
             dir,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(addr).is_ok() {
-                return p;
-            }
-            if p.child.try_wait().unwrap().is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        // Up once it accepts; given up on if it exits first.
+        let mut up = false;
+        crate::support::poll(Duration::from_secs(15), || {
+            up = std::net::TcpStream::connect(addr).is_ok();
+            let over = up || p.child.try_wait().unwrap().is_some();
+            async move { over }
+        })
+        .await;
+        if up {
+            return p;
         }
         last_log =
             p.log() + &std::fs::read_to_string(p.dir.path().join("error.log")).unwrap_or_default();

@@ -8,9 +8,10 @@
 //! Like [`super::redis`], they skip with a notice when Redis is not
 //! installed, and fail instead under `GATEHOUSE_REQUIRE_REDIS=1`.
 
+use super::poll_blocking;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -152,14 +153,13 @@ impl Node {
     /// Waits until the node answers PING with `password`, over TLS when
     /// `tls_dir` is given.
     pub fn wait_ping_as(&self, password: Option<&str>, tls_dir: Option<&Path>) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if cli_as(self.port, password, tls_dir, &["PING"]) == "PONG" {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis on port {} did not come up", self.port);
+        assert!(
+            poll_blocking(Duration::from_secs(10), || {
+                cli_as(self.port, password, tls_dir, &["PING"]) == "PONG"
+            }),
+            "redis on port {} did not come up",
+            self.port
+        );
     }
 
     pub fn kill(&mut self) {
@@ -290,21 +290,18 @@ impl SentinelSet {
             opts,
         };
         // Ready when the replica is in sync and every sentinel knows it.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let settled = poll_blocking(Duration::from_secs(20), || {
             let synced = set
                 .data_cli(set.replica.port, &["INFO", "replication"])
                 .contains("master_link_status:up");
-            let known = set.sentinels.iter().all(|s| {
-                set.sentinel_cli(s.port, &["SENTINEL", "replicas", MASTER_NAME])
-                    .contains(&set.replica.port.to_string())
-            });
-            if synced && known {
-                return Some(set);
-            }
-            assert!(Instant::now() < deadline, "sentinel setup did not settle");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            synced
+                && set.sentinels.iter().all(|s| {
+                    set.sentinel_cli(s.port, &["SENTINEL", "replicas", MASTER_NAME])
+                        .contains(&set.replica.port.to_string())
+                })
+        });
+        assert!(settled, "sentinel setup did not settle");
+        Some(set)
     }
 
     /// `redis-cli` against a data node, with its password and TLS.
@@ -392,15 +389,14 @@ impl Cluster {
         let cluster = Cluster { nodes };
         // Ready when every node sees all slots served and every replica
         // is in sync with its master.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cluster.nodes.iter().enumerate().all(|(i, n)| {
-            cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
-                && (cluster.is_master(i)
-                    || cli(n.port, &["INFO", "replication"]).contains("master_link_status:up"))
-        }) {
-            assert!(Instant::now() < deadline, "cluster did not become ok");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let ok = poll_blocking(Duration::from_secs(20), || {
+            cluster.nodes.iter().enumerate().all(|(i, n)| {
+                cli(n.port, &["CLUSTER", "INFO"]).contains("cluster_state:ok")
+                    && (cluster.is_master(i)
+                        || cli(n.port, &["INFO", "replication"]).contains("master_link_status:up"))
+            })
+        });
+        assert!(ok, "cluster did not become ok");
         Some(cluster)
     }
 
