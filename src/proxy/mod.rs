@@ -205,11 +205,22 @@ async fn handle_inner(
         let sub_path = sub_path.to_string();
         ctx.own_endpoint = true;
         tracing::Span::current().record("route", OWN_ENDPOINT_ROUTE);
+        // Boxed: these futures are large (password checks, OIDC, a whole
+        // decision), and inline they would make every proxied request's
+        // future as large, moved into hyper's box each time.
         if forward_auth::is_endpoint(&sub_path) {
-            return forward_auth::handle(gw, snap, conn, req, &sub_path, ctx).await;
+            return Box::pin(forward_auth::handle(gw, snap, conn, req, &sub_path, ctx)).await;
         }
-        return crate::login::handle(gw, snap, conn, req, &sub_path, ctx.html, &ctx.request_id)
-            .await;
+        return Box::pin(crate::login::handle(
+            gw,
+            snap,
+            conn,
+            req,
+            &sub_path,
+            ctx.html,
+            &ctx.request_id,
+        ))
+        .await;
     }
 
     let (mut parts, body) = req.into_parts();

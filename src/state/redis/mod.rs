@@ -200,13 +200,20 @@ impl RedisStore {
         let Some(conn) = self.conn.load_full() else {
             return Err(StoreError::Unavailable);
         };
-        let result = tokio::time::timeout(COMMAND_TIMEOUT, async {
+        // Boxed: the client's futures (the cluster one above all) run to
+        // kilobytes, and every request future that may reach the store
+        // would carry that size inline — moved into hyper's box on every
+        // request, Redis or not. One allocation per command costs less
+        // than the network round trip it waits for.
+        let query: std::pin::Pin<
+            Box<dyn std::future::Future<Output = redis::RedisResult<T>> + Send + '_>,
+        > = Box::pin(async move {
             match &*conn {
                 Conn::Node { conn, .. } => cmd.query_async::<T>(&mut conn.clone()).await,
                 Conn::Cluster(c) => cmd.query_async::<T>(&mut c.clone()).await,
             }
-        })
-        .await;
+        });
+        let result = tokio::time::timeout(COMMAND_TIMEOUT, query).await;
         match result {
             Ok(Ok(v)) => {
                 self.reachable.store(true, Relaxed);
