@@ -362,6 +362,76 @@ async fn tls_redis_with_an_acl_user_and_a_password_file() {
 }
 
 #[tokio::test]
+async fn a_password_in_the_url_works_and_redis_password_wins_over_it() {
+    if !crate::support::redis_ha::available("redis_url_password") {
+        return;
+    }
+    let redis = Node::start(&["--requirepass".into(), "right-pw".into()]);
+    let b = Backend::start("app").await;
+    // The URL's userinfo alone.
+    let store = Store::Lines(
+        format!(
+            "store = \"redis\"\nredis_url = \"redis://:right-pw@127.0.0.1:{}/0\"\n",
+            redis.port
+        ),
+        Box::new(()),
+    );
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let cookie = login(&c, "alice", ALICE_PW)
+        .await
+        .expect("login with the URL's password");
+    assert_eq!(get_app(&c, &cookie).await, 200);
+    gw.stop().await;
+    // A wrong password in the URL, the right one in redis_password_file:
+    // the file wins.
+    let dir = tempdir();
+    std::fs::write(dir.path().join("pw"), "right-pw\n").unwrap();
+    let store = Store::Lines(
+        format!(
+            "store = \"redis\"\nredis_url = \"redis://:wrong-pw@127.0.0.1:{}/0\"\nredis_password_file = \"{}\"\n",
+            redis.port,
+            dir.path().join("pw").display()
+        ),
+        Box::new(()),
+    );
+    let gw = session_gateway(&store, &b, "", "").await;
+    let c = gw.plain();
+    let cookie = login(&c, "alice", ALICE_PW)
+        .await
+        .expect("redis_password_file wins");
+    assert_eq!(get_app(&c, &cookie).await, 200);
+    gw.stop().await;
+    // Only the wrong one: 503, and neither the body nor /readyz shows it.
+    let store = Store::Lines(
+        format!(
+            "store = \"redis\"\nredis_url = \"redis://:wrong-pw@127.0.0.1:{}/0\"\n",
+            redis.port
+        ),
+        Box::new(()),
+    );
+    let gw = session_gateway(&store, &b, "", "").await;
+    let r = gw
+        .plain()
+        .send(client::req(
+            "POST",
+            "/.gatehouse/login",
+            &[("content-type", "application/json")],
+            &serde_json::json!({ "username": "alice", "password": ALICE_PW }).to_string(),
+        ))
+        .await;
+    assert_eq!(r.status, 503);
+    assert!(!r.text().contains("wrong-pw"), "{}", r.text());
+    let (status, body) = readyz(&gw).await;
+    assert_eq!(status, 503);
+    assert!(
+        !body.contains("wrong-pw") && !body.contains("right-pw"),
+        "{body}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_password_in_the_url_never_reaches_readyz_or_check_output() {
     // Nothing listens there: the store stays unreachable.
     let port = free_port();
