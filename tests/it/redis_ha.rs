@@ -1035,3 +1035,58 @@ mod latency {
         }
     }
 }
+
+/// SPEC 13: no log line carries a Redis password, whether it came in the
+/// URL's userinfo or from a password file (the real binary, its log
+/// captured, against a Redis that refuses both).
+#[tokio::test]
+async fn redis_passwords_never_reach_the_log() {
+    if !crate::support::redis_ha::available("redis_passwords_log") {
+        return;
+    }
+    let redis = Node::start(&["--requirepass".into(), "right-pw".into()]);
+    let dir = tempdir();
+    std::fs::write(dir.path().join("pw"), "file-secret\n").unwrap();
+    for (name, lines) in [
+        (
+            "url-secret",
+            format!(
+                "redis_url = \"redis://someone:url-secret@127.0.0.1:{}/0\"\n",
+                redis.port
+            ),
+        ),
+        (
+            "file-secret",
+            format!(
+                "redis_url = \"redis://127.0.0.1:{}/0\"\nredis_password_file = \"{}\"\n",
+                redis.port,
+                dir.path().join("pw").display()
+            ),
+        ),
+    ] {
+        let gw = crate::support::process::GwProcess::spawn(
+            &format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+                 [sessions]\nstore = \"redis\"\n{lines}cookie_secure = false\n\
+                 [[routes]]\nname = \"open\"\npath_prefix = \"/\"\nauth = \"none\"\nupstream = \"a\"\n\
+                 [[upstreams]]\nname = \"a\"\nbackends = [\"127.0.0.1:1\"]\n"
+            ),
+            None,
+        )
+        .await;
+        // Failed connections are logged as they are retried; /readyz and
+        // a request with a session cookie make the store's errors travel.
+        let admin = Client::plain(gw.admin);
+        assert!(
+            poll(Duration::from_secs(10), || async {
+                admin.get("/readyz").await.status == 503 && gw.log().contains("Redis")
+            })
+            .await,
+            "{}",
+            gw.log()
+        );
+        let log = gw.log();
+        assert!(!log.contains(name), "{name} in the log: {log}");
+        assert!(!log.contains("right-pw"));
+    }
+}
