@@ -113,17 +113,13 @@ async fn sentinel_failover_keeps_sessions_recovers_within_10s_and_applies_revoca
     gb.stop().await;
 }
 
-fn cluster_store(cluster: &Cluster) -> String {
-    format!("store = \"redis\"\nredis_cluster = [{}]\n", cluster.seeds())
-}
-
 #[tokio::test]
 async fn a_redis_cluster_carries_sessions_revocations_and_lockout_across_replicas() {
     let Some(cluster) = Cluster::start("redis_cluster_sessions") else {
         return;
     };
     let b = Backend::start("app").await;
-    let store = Store::Lines(cluster_store(&cluster), Box::new(()));
+    let store = Store::Lines(cluster.store_lines(), Box::new(()));
     let a = session_gateway(&store, &b, "", "max_failures = 3\n").await;
     let gb = second_replica(&a).await;
     let (ca, cb) = (a.plain(), gb.plain());
@@ -191,22 +187,6 @@ async fn a_redis_cluster_carries_sessions_revocations_and_lockout_across_replica
     );
     a.stop().await;
     gb.stop().await;
-}
-
-#[tokio::test]
-async fn a_redis_cluster_rotates_refresh_tokens_with_reuse_detection() {
-    let Some(cluster) = Cluster::start("redis_cluster_refresh") else {
-        return;
-    };
-    crate::tokens::rotation_and_reuse(&cluster_store(&cluster)).await;
-}
-
-#[tokio::test]
-async fn a_redis_cluster_shares_learned_sticky_mappings() {
-    let Some(cluster) = Cluster::start("redis_cluster_learned") else {
-        return;
-    };
-    crate::sticky::learned_app_cookies_are_shared(&cluster_store(&cluster)).await;
 }
 
 #[tokio::test]
@@ -603,7 +583,7 @@ async fn a_cluster_master_failover_keeps_sessions_and_the_feed_without_restart()
         return;
     };
     let b = Backend::start("app").await;
-    let store = Store::Lines(cluster_store(&cluster), Box::new(()));
+    let store = Store::Lines(cluster.store_lines(), Box::new(()));
     let a = session_gateway(&store, &b, "", "").await;
     let gb = second_replica(&a).await;
     let (ca, cb) = (a.plain(), gb.plain());
@@ -683,7 +663,7 @@ async fn a_cluster_resharding_under_live_sessions_is_followed() {
         return;
     };
     let b = Backend::start("app").await;
-    let store = Store::Lines(cluster_store(&cluster), Box::new(()));
+    let store = Store::Lines(cluster.store_lines(), Box::new(()));
     let a = session_gateway(&store, &b, "", "").await;
     let gb = second_replica(&a).await;
     let (ca, cb) = (a.plain(), gb.plain());
@@ -838,7 +818,7 @@ fn cli_offset_tls(set: &SentinelSet, port: u16, field: &str) -> u64 {
 /// replica B enforces it (B polled back to back).
 mod latency {
     use super::*;
-    use crate::tokens::{alice_users, api, password_grant, signing_key, token_gateway};
+    use crate::support::tokens::{alice_users, api, password_grant, signing_key, token_gateway};
 
     fn trials() -> usize {
         std::env::var("GATEHOUSE_TRIALS")
@@ -979,7 +959,7 @@ mod latency {
         let Some(cluster) = Cluster::start("latency") else {
             return;
         };
-        measure("cluster", &cluster_store(&cluster)).await;
+        measure("cluster", &cluster.store_lines()).await;
     }
 
     /// From the master's SIGKILL to the first 200 on a session route, and

@@ -809,9 +809,18 @@ async fn learned_app_cookies_are_shared_between_replicas_through_redis() {
     .await;
 }
 
+#[tokio::test]
+async fn learned_app_cookies_are_shared_between_replicas_through_a_redis_cluster() {
+    let Some(cluster) = crate::support::redis_ha::Cluster::start("learned_app_cookies_cluster")
+    else {
+        return;
+    };
+    learned_app_cookies_are_shared(&cluster.store_lines()).await;
+}
+
 /// Two replicas on the Redis store given by `store` lines: an app cookie
 /// learned through one is routed home by the other.
-pub(crate) async fn learned_app_cookies_are_shared(store: &str) {
+async fn learned_app_cookies_are_shared(store: &str) {
     let x = Backend::start("x").await;
     let y = Backend::start("y").await;
     let cfg = format!(

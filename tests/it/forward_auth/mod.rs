@@ -5,8 +5,7 @@ mod caddy;
 mod endpoints;
 mod nginx;
 
-use crate::support::client::req;
-use crate::support::sessions::{alice_hash, ALICE_PW};
+use crate::support::sessions::alice_hash;
 use crate::support::*;
 
 /// Users alice (groups staff, ops) in `dir`/users.toml.
@@ -49,19 +48,10 @@ pub async fn gateway(fa_extra: &str, extra: &str) -> Gw {
 
 /// An access token for alice from the password grant, through `c`.
 pub async fn alice_token(c: &Client) -> String {
-    let r = c
-        .send(req(
-            "POST",
-            "/.gatehouse/token",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            &format!(
-                "grant_type=password&username=alice&password={}",
-                ALICE_PW.replace(' ', "+")
-            ),
-        ))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["access_token"].as_str().unwrap().to_string()
+    crate::support::tokens::password_grant(c).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// The backend's view of the last request: a header's value, if sent.

@@ -6,8 +6,8 @@
 use super::agent::Agent;
 use super::op::{Op, CLIENT_ID, CLIENT_SECRET};
 use super::*;
-use crate::jwt::now;
 use crate::support::client::req;
+use crate::support::jwt::now;
 use crate::support::keys::Key;
 use crate::support::redis::RedisServer;
 use serde_json::{json, Value};

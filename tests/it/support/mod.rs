@@ -16,6 +16,7 @@ pub mod raw_backend;
 pub mod redis;
 pub mod redis_ha;
 pub mod sessions;
+pub mod tokens;
 
 use gatehouse::Running;
 use std::path::{Path, PathBuf};

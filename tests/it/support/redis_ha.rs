@@ -421,6 +421,11 @@ impl Cluster {
         })
     }
 
+    /// The `[sessions]` lines of a gateway on this cluster.
+    pub fn store_lines(&self) -> String {
+        format!("store = \"redis\"\nredis_cluster = [{}]\n", self.seeds())
+    }
+
     pub fn seeds(&self) -> String {
         self.nodes
             .iter()
