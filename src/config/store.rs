@@ -203,19 +203,15 @@ pub(super) fn settings(c: &mut Check<'_>, s: &SessionsFile) -> Option<RedisSetti
     let ca_pem = s.redis_ca_file.as_ref().and_then(|f| {
         let full = c.file_path(f);
         match super::read::read_limited(&full, super::read::MAX_CA_BUNDLE_BYTES) {
-            Ok(bytes) => {
-                let mut reader = std::io::BufReader::new(bytes.as_slice());
-                let certs: Vec<_> = rustls_pemfile_certs(&mut reader);
-                if certs.is_empty() {
-                    c.err(
-                        "sessions.redis_ca_file",
-                        format!("{}: no PEM certificate in it", full.display()),
-                    );
+            // The same parse as every other CA bundle; the bytes go to the
+            // Redis client as they are.
+            Ok(bytes) => match crate::server::tls::parse_certs(&bytes, &full) {
+                Ok(_) => Some(bytes),
+                Err(e) => {
+                    c.err("sessions.redis_ca_file", e.to_string());
                     None
-                } else {
-                    Some(bytes)
                 }
-            }
+            },
             Err(e) => {
                 c.err("sessions.redis_ca_file", e.to_string());
                 None
@@ -258,18 +254,6 @@ pub(super) fn settings(c: &mut Check<'_>, s: &SessionsFile) -> Option<RedisSetti
         ca_pem,
         sentinel_password,
     })
-}
-
-/// The certificates in a PEM bundle (other sections skipped).
-fn rustls_pemfile_certs(
-    reader: &mut dyn std::io::BufRead,
-) -> Vec<rustls_pki_types::CertificateDer<'static>> {
-    use rustls_pki_types::pem::PemObject;
-    let mut text = Vec::new();
-    let _ = reader.read_to_end(&mut text);
-    rustls_pki_types::CertificateDer::pem_slice_iter(&text)
-        .filter_map(Result::ok)
-        .collect()
 }
 
 #[cfg(test)]

@@ -122,7 +122,11 @@ pub(crate) fn fingerprint(paths: &[PathBuf]) -> [u8; 32] {
     to_array(d.finish())
 }
 
-fn parse_certs(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
+/// The certificates of a PEM bundle read from `path` (named in errors).
+pub(crate) fn parse_certs(
+    pem: &[u8],
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsFileError> {
     let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<_, _>>()
         .map_err(|source| TlsFileError::NotPem {

@@ -316,21 +316,48 @@ pub fn url_uses_tls(url: &str) -> Option<bool> {
 /// A client for one node (`host:port`) with the configured credentials and
 /// TLS; `db` selects the database (not for clusters).
 fn node_client(s: &RedisSettings, addr: &str, db: i64) -> redis::RedisResult<redis::Client> {
+    client_at(s, addr, db, Login::Data)
+}
+
+/// Whom a connection logs in as: a data node (the ACL user and
+/// `redis_password*`) or a sentinel (`sentinel_password*`).
+#[derive(Clone, Copy)]
+enum Login {
+    Data,
+    Sentinel,
+}
+
+/// A client for `host:port` (database `db`; 0 selects none) with TLS as
+/// configured.
+fn client_at(
+    s: &RedisSettings,
+    addr: &str,
+    db: i64,
+    login: Login,
+) -> redis::RedisResult<redis::Client> {
     let scheme = if s.tls { "rediss" } else { "redis" };
     let info = redis::IntoConnectionInfo::into_connection_info(
         format!("{scheme}://{addr}/{db}").as_str(),
     )?;
-    client_for(s, info)
+    client_for(s, info, login)
 }
 
-/// `info` with the configured user and password (they win over a URL's),
-/// as a client with the configured CA.
-fn client_for(s: &RedisSettings, info: redis::ConnectionInfo) -> redis::RedisResult<redis::Client> {
+/// `info` with the configured credentials for `login` (they win over a
+/// URL's), as a client with the configured CA.
+fn client_for(
+    s: &RedisSettings,
+    info: redis::ConnectionInfo,
+    login: Login,
+) -> redis::RedisResult<redis::Client> {
     let mut redis = info.redis_settings().clone();
-    if let Some(u) = &s.username {
+    let (user, password) = match login {
+        Login::Data => (s.username.as_deref(), s.password.as_ref()),
+        Login::Sentinel => (None, s.sentinel_password.as_ref()),
+    };
+    if let Some(u) = user {
         redis = redis.set_username(u);
     }
-    if let Some(p) = &s.password {
+    if let Some(p) = password {
         redis = redis.set_password(String::from_utf8_lossy(&p.0));
     }
     let info = info.set_redis_settings(redis);
@@ -362,7 +389,7 @@ async fn current_node(s: &RedisSettings) -> Result<(redis::Client, String), Stri
             let info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
                 .map_err(|_| "invalid redis_url".to_string())?;
             let addr = info.addr().to_string();
-            let client = client_for(s, info).map_err(|e| e.to_string())?;
+            let client = client_for(s, info, Login::Data).map_err(|e| e.to_string())?;
             Ok((client, addr))
         }
         RedisForm::Sentinel { master, nodes, db } => {
@@ -383,31 +410,7 @@ async fn ask_sentinels(
 ) -> Result<String, String> {
     let mut last = String::from("no sentinel answered");
     for node in nodes {
-        let scheme = if s.tls { "rediss" } else { "redis" };
-        let info = match redis::IntoConnectionInfo::into_connection_info(
-            format!("{scheme}://{node}").as_str(),
-        ) {
-            Ok(i) => i,
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
-        };
-        let mut redis = info.redis_settings().clone();
-        if let Some(p) = &s.sentinel_password {
-            redis = redis.set_password(String::from_utf8_lossy(&p.0));
-        }
-        let info = info.set_redis_settings(redis);
-        let client = match &s.ca_pem {
-            Some(pem) if s.tls => redis::Client::build_with_tls(
-                info,
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(pem.clone()),
-                },
-            ),
-            _ => redis::Client::open(info),
-        };
+        let client = client_at(s, node, 0, Login::Sentinel);
         let ask = async {
             let mut c = client?.get_multiplexed_async_connection().await?;
             redis::cmd("SENTINEL")
