@@ -82,7 +82,6 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<(SessionKey, SessionView)>, StoreError>> + Send;
     /// Deletes every session of `user`; returns how many.
     fn delete_user(&self, user: &str) -> impl Future<Output = Result<usize, StoreError>> + Send;
-    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records that the session's requests to `upstream` go to `backend`
     /// (sticky identity mode). A session that no longer exists stays gone.
     fn pin_backend(
@@ -143,26 +142,11 @@ impl Shared {
         }
     }
 
-    pub fn kind(&self) -> &'static str {
-        match &self.backend {
-            Backend::Memory(_) => "memory",
-            Backend::Redis(_) => "redis",
-        }
-    }
-
     /// Why the store is not ready (for `/readyz`), or `None`.
     pub fn not_ready(&self) -> Option<String> {
         match &self.backend {
             Backend::Memory(_) => None,
             Backend::Redis(r) => (!r.is_reachable()).then(|| r.status()),
-        }
-    }
-
-    /// Whether the store answered its last health check.
-    pub fn is_reachable(&self) -> bool {
-        match &self.backend {
-            Backend::Memory(_) => true,
-            Backend::Redis(r) => r.is_reachable(),
         }
     }
 
@@ -279,13 +263,6 @@ impl Shared {
         }?;
         self.revocation.apply(&Event::User(user.to_string()));
         Ok(n)
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Memory(m) => m.sessions.ping().await,
-            Backend::Redis(s) => s.ping().await,
-        }
     }
 
     pub async fn pin_backend(

@@ -576,10 +576,6 @@ impl SessionStore for MemoryStore {
         Ok(n)
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
     async fn pin_backend(
         &self,
         key: SessionKey,

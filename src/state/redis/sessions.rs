@@ -290,10 +290,4 @@ impl SessionStore for RedisStore {
         }
         Ok(())
     }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        let mut p = redis::pipe();
-        p.cmd("PING");
-        self.run::<(String,)>(&p).await.map(|_| ())
-    }
 }
