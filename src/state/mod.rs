@@ -370,10 +370,11 @@ impl Shared {
     /// announces it, so every replica applies it within moments (and one
     /// that was disconnected reads it back when it reconnects).
     pub async fn revoke(&self, r: Revoke) -> Result<(), StoreError> {
+        let until = r.until();
         let event = Event::Token(r);
         self.revocation.apply(&event);
-        if let (Backend::Redis(s), Event::Token(r)) = (&self.backend, &event) {
-            redis::refresh::publish_revocation(s, r).await?;
+        if let Backend::Redis(s) = &self.backend {
+            redis::refresh::publish_revocation(s, &event.encode(), until).await?;
         }
         Ok(())
     }

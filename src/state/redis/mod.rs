@@ -253,12 +253,10 @@ impl RedisStore {
     }
 
     /// Announces `event` to every replica (this one hears it too).
-    pub async fn publish(&self, event: &Event) -> Result<(), StoreError> {
+    /// `text` is an encoded [`Event`].
+    pub async fn publish(&self, text: &str) -> Result<(), StoreError> {
         let mut p = redis::pipe();
-        p.cmd("PUBLISH")
-            .arg(self.keys.channel())
-            .arg(event.encode())
-            .ignore();
+        p.cmd("PUBLISH").arg(self.keys.channel()).arg(text).ignore();
         self.run::<()>(&p).await
     }
 

@@ -4,7 +4,7 @@
 //! separate write (another tag).
 
 use super::RedisStore;
-use crate::revocation::{Event, Revoke};
+use crate::revocation::Event;
 use crate::state::StoreError;
 use crate::tokens::refresh::{NewFamily, Pair, Presented, Rotation};
 /// Decides a rotation atomically. KEYS: family, replay pair. ARGV: the
@@ -189,10 +189,11 @@ pub async fn revoke_user(s: &RedisStore, user: &str) -> Result<Vec<String>, Stor
 
 /// Persists a token revocation until it stops mattering and announces it
 /// to every replica. Members past their time are pruned on the way.
-pub async fn publish_revocation(s: &RedisStore, r: &Revoke) -> Result<(), StoreError> {
+/// `event` is the encoded token revocation, in force until `until` (unix
+/// seconds).
+pub async fn publish_revocation(s: &RedisStore, event: &str, until: u64) -> Result<(), StoreError> {
     let now = crate::clock::unix_now();
     let key = s.keys.revocations();
-    let event = Event::Token(r.clone()).encode();
     let mut pipe = redis::pipe();
     pipe.cmd("ZREMRANGEBYSCORE")
         .arg(&key)
@@ -202,23 +203,23 @@ pub async fn publish_revocation(s: &RedisStore, r: &Revoke) -> Result<(), StoreE
         .cmd("ZADD")
         .arg(&key)
         .arg("GT")
-        .arg(r.until())
-        .arg(&event)
+        .arg(until)
+        .arg(event)
         .ignore()
         // The set lives as long as its longest entry.
         .cmd("EXPIREAT")
         .arg(&key)
-        .arg(r.until())
+        .arg(until)
         .arg("GT")
         .ignore()
         .cmd("EXPIREAT")
         .arg(&key)
-        .arg(r.until())
+        .arg(until)
         .arg("NX")
         .ignore();
     s.run::<()>(&pipe).await?;
     // Alone: in a cluster the channel name routes like a key.
-    s.publish(&Event::Token(r.clone())).await
+    s.publish(event).await
 }
 
 /// Every token revocation still in force.

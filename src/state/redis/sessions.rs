@@ -222,7 +222,7 @@ impl SessionStore for RedisStore {
             }
         }
         // Alone: in a cluster the channel name routes like a key.
-        self.publish(&Event::Session(key)).await?;
+        self.publish(&Event::Session(key).encode()).await?;
         self.cache.remove(&key);
         Ok(record.map(Arc::new))
     }
@@ -261,7 +261,8 @@ impl SessionStore for RedisStore {
         let mut p = redis::pipe();
         p.del(&index).ignore();
         self.run::<()>(&p).await?;
-        self.publish(&Event::User(user.to_string())).await?;
+        self.publish(&Event::User(user.to_string()).encode())
+            .await?;
         self.cache.retain(|_, c| c.view.record.user != user);
         Ok(deleted)
     }
