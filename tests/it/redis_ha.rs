@@ -37,13 +37,7 @@ async fn sentinel_failover_keeps_sessions_recovers_within_10s_and_applies_revoca
         return;
     };
     let b = Backend::start("app").await;
-    let store = Store::Lines(
-        format!(
-            "store = \"redis\"\nredis_sentinel = {{ master = \"{MASTER_NAME}\", nodes = [{}] }}\n",
-            set.sentinel_nodes()
-        ),
-        Box::new(()),
-    );
+    let store = Store::Lines(set.store_lines(), Box::new(()));
     let a = session_gateway(&store, &b, "", "").await;
     let gb = second_replica(&a).await;
     let (ca, cb) = (a.plain(), gb.plain());
@@ -943,14 +937,7 @@ mod latency {
         let Some(set) = SentinelSet::start("latency") else {
             return;
         };
-        measure(
-            "sentinel",
-            &format!(
-                "store = \"redis\"\nredis_sentinel = {{ master = \"{MASTER_NAME}\", nodes = [{}] }}\n",
-                set.sentinel_nodes()
-            ),
-        )
-        .await;
+        measure("sentinel", &set.store_lines()).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -972,13 +959,7 @@ mod latency {
                 return;
             };
             let b = Backend::start("app").await;
-            let store = Store::Lines(
-                format!(
-                    "store = \"redis\"\nredis_sentinel = {{ master = \"{MASTER_NAME}\", nodes = [{}] }}\n",
-                    set.sentinel_nodes()
-                ),
-                Box::new(()),
-            );
+            let store = Store::Lines(set.store_lines(), Box::new(()));
             let gw = session_gateway(&store, &b, "", "").await;
             let c = gw.plain();
             let cookie = login(&c, "alice", ALICE_PW).await.unwrap();

@@ -324,6 +324,14 @@ impl SentinelSet {
         )
     }
 
+    /// The `[sessions]` lines of a gateway on these sentinels.
+    pub fn store_lines(&self) -> String {
+        format!(
+            "store = \"redis\"\nredis_sentinel = {{ master = \"{MASTER_NAME}\", nodes = [{}] }}\n",
+            self.sentinel_nodes()
+        )
+    }
+
     pub fn sentinel_nodes(&self) -> String {
         self.sentinels
             .iter()
