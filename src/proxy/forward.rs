@@ -78,7 +78,7 @@ pub async fn forward(
             req.headers_mut().remove(&X_GATEHOUSE_REHOMED);
         }
         let backend = &set.backends[i];
-        tracing::Span::current().record("backend", backend.addr.as_str());
+        crate::telemetry::set_backend(backend);
         let in_flight = backend.track();
         let mut sender = match backend.pool.checkout() {
             Some(mut s) => match s.ready().await {

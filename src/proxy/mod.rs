@@ -30,6 +30,7 @@ use crate::gateway::{Gateway, Snapshot};
 use crate::revocation::liveness::{Liveness, StreamWatch};
 use crate::route;
 use crate::server::ConnInfo;
+use crate::telemetry::{self, RequestLog, RouteName};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -88,25 +89,25 @@ pub async fn handle(
         None
     };
     // Every line logged while serving this request carries its id, and
-    // its route and backend once they are known.
-    let span = tracing::info_span!(
-        "request",
-        request_id = ctx.request_id.to_str().unwrap_or(""),
-        route = tracing::field::Empty,
-        backend = tracing::field::Empty,
-    );
-    let inner = handle_inner(&gw, &snap, &conn, trusted, req, &mut ctx);
-    let mut resp = match tracing::Instrument::instrument(inner, span.clone()).await {
-        Ok(r) => r,
-        Err(e) => {
+    // its route and backend once they are known (the `request` span,
+    // made only for a line that is logged: telemetry.rs).
+    let log = RequestLog::new(ctx.request_id.clone(), snap.clone());
+    let inner = async {
+        let result = handle_inner(&gw, &snap, &conn, trusted, req, &mut ctx).await;
+        if let Err(e) = &result {
             if e.status().is_server_error() {
-                let _in_request = span.enter();
                 tracing::warn!(
                     request_id = ctx.request_id.to_str().unwrap_or(""),
-                    error = %crate::telemetry::chain(&e),
+                    error = %crate::telemetry::chain(e),
                     "request failed"
                 );
             }
+        }
+        result
+    };
+    let mut resp = match log.scope(inner).await {
+        Ok(r) => r,
+        Err(e) => {
             let mut r = respond::error(&e, &ctx.request_id, ctx.html);
             // The error decides whether the connection may go on; HTTP/1
             // closes it once the answer is out when it may not.
@@ -204,7 +205,7 @@ async fn handle_inner(
     if let Some(sub_path) = own_sub_path(snap, path) {
         let sub_path = sub_path.to_string();
         ctx.own_endpoint = true;
-        tracing::Span::current().record("route", OWN_ENDPOINT_ROUTE);
+        telemetry::set_route(RouteName::Own);
         // Boxed: these futures are large (password checks, OIDC, a whole
         // decision), and inline they would make every proxied request's
         // future as large, moved into hyper's box each time.
@@ -426,7 +427,7 @@ async fn decide(
     }
     let (route_idx, route) = found.ok_or(GatewayError::NoRoute)?;
     ctx.route = Some(route_idx);
-    tracing::Span::current().record("route", route.name.as_str());
+    telemetry::set_route(RouteName::Config(route_idx));
     // A decision-only route has nothing to proxy to.
     if mode == Mode::InLine && route.upstream.is_none() {
         return Err(GatewayError::NoRoute);

@@ -62,6 +62,46 @@ async fn json_logs_carry_plain_request_ids_error_chains_and_short_durations() {
     }
 }
 
+/// Text lines logged while serving a request name it (`request{...}:`,
+/// with the route and backend once known); the access line, written once
+/// the request is done, carries its fields itself and no span; lines from
+/// other requests and outside requests carry none.
+#[tokio::test]
+async fn text_lines_inside_a_request_carry_its_span_and_no_other_line_does() {
+    let b = Backend::start("b").await;
+    let dead = dead_addr();
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [[upstreams]]\nname = \"dead\"\nbackends = [\"{dead}\"]\n\
+         [[upstreams]]\nname = \"ok\"\nbackends = [\"{}\"]\n\
+         [[routes]]\nname = \"dead\"\npath_prefix = \"/dead\"\nupstream = \"dead\"\nauth = \"none\"\n\
+         [[routes]]\nname = \"ok\"\npath_prefix = \"/\"\nupstream = \"ok\"\nauth = \"none\"\n",
+        b.addr
+    );
+    let gw = GwProcess::spawn(&cfg, None).await;
+    let c = Client::plain(gw.listen);
+    let failed = c.get("/dead/x").await;
+    assert_eq!(failed.status, 502);
+    let rid = failed.header("x-request-id").unwrap().to_string();
+    assert_eq!(c.get("/fine").await.status, 200);
+    let mut log = String::new();
+    assert!(
+        poll(Duration::from_secs(5), || {
+            log = gw.log();
+            std::future::ready(log.contains("path=/fine"))
+        })
+        .await,
+        "{log}"
+    );
+    let warn = log
+        .lines()
+        .find(|l| l.contains("request failed"))
+        .unwrap_or_else(|| panic!("no failure line: {log}"));
+    let span = format!("request{{request_id=\"{rid}\" route=\"dead\" backend=\"{dead}\"}}: ");
+    assert!(warn.contains(&span), "{warn}");
+    assert_eq!(log.matches("request{").count(), 1, "{log}");
+}
+
 #[tokio::test]
 async fn reload_applies_max_connections_and_names_what_needs_a_restart_once() {
     let b = Backend::start("b").await;
