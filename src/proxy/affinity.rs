@@ -61,7 +61,15 @@ impl Place<'_> {
         let pinned = session
             .and_then(|r| r.backends.get(&upstream.name))
             .map(String::as_str);
-        let mut affinity = sticky::read(upstream, set, parts, identity, client_ip, pinned);
+        let mut affinity = sticky::read(
+            upstream,
+            set,
+            parts,
+            identity,
+            client_ip,
+            pinned,
+            &conn.sticky_memo,
+        );
         // Learn mode across replicas: an app cookie another replica learned.
         if let Some(value) = sticky::learn_miss(upstream, parts, &affinity)
             .filter(|_| self.gw.store.shares_learned())

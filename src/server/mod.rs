@@ -41,6 +41,8 @@ pub struct ConnInfo {
     /// The client certificate rustls verified against `client_ca`, read
     /// once after the handshake (SPEC 15, the `mtls` method).
     pub client_cert: Option<Arc<crate::auth::mtls::ClientCert>>,
+    /// The affinity cookie last verified on this connection.
+    pub sticky_memo: crate::upstream::sticky::TokenMemo,
 }
 
 impl ConnInfo {
@@ -59,6 +61,7 @@ impl ConnInfo {
             h2,
             peer_value: crate::proxy::headers::peer_value(peer.ip()),
             client_cert: None,
+            sticky_memo: Default::default(),
         }
     }
 }

@@ -258,6 +258,8 @@ impl BackendSet {
 }
 
 /// An upstream of one config generation.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(0);
+
 pub struct Upstream {
     pub name: String,
     pub balance: Balance,
@@ -286,6 +288,11 @@ pub struct Upstream {
     pub panics: Arc<AtomicU64>,
     /// In panic mode now: logged once on the way in and once on the way out.
     panicking: AtomicBool,
+    /// This instance among every upstream the process built, never reused:
+    /// what a connection's remembered affinity cookie was verified
+    /// against ([`sticky::TokenMemo`]). A reload builds new instances, so
+    /// a changed key or name is never matched by an old memo.
+    pub generation: u64,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -397,6 +404,7 @@ impl Upstream {
             repins: previous.map_or_else(Default::default, |p| p.repins.clone()),
             panics: previous.map_or_else(Default::default, |p| p.panics.clone()),
             panicking: AtomicBool::new(false),
+            generation: NEXT_GENERATION.fetch_add(1, Relaxed),
             resolved: match previous {
                 Some(p) if same_discovery => p.resolved.clone(),
                 _ => Arc::new(AtomicBool::new(cfg.discovery.is_none())),

@@ -147,6 +147,64 @@ impl Token {
     }
 }
 
+/// The last affinity cookie verified on one client connection, so that a
+/// keep-alive client sending the same cookie on every request costs one
+/// HMAC per connection instead of one per request. Owned by the
+/// connection ([`crate::server::ConnInfo`]); read and written only by
+/// [`read`]. Only cookies that verified are remembered, keyed by their
+/// exact bytes and the [`Upstream::generation`] they verified against:
+/// a hit answers exactly what verifying again would (the token carries
+/// no expiry), and a reload's new upstream never matches.
+#[derive(Default)]
+pub struct TokenMemo(std::sync::Mutex<Option<Memo>>);
+
+/// A copy starts empty: it is a cache, and remembers nothing for the copy.
+impl Clone for TokenMemo {
+    fn clone(&self) -> Self {
+        TokenMemo::default()
+    }
+}
+
+impl std::fmt::Debug for TokenMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenMemo")
+    }
+}
+
+struct Memo {
+    generation: u64,
+    len: u8,
+    value: [u8; 64],
+    token: Token,
+}
+
+impl TokenMemo {
+    /// [`Token::decode`] for upstream `name` of `generation`, remembered.
+    fn decode(&self, value: &str, key: &Mac, name: &str, generation: u64) -> Option<Token> {
+        // One connection's lock: HTTP/2 streams of that connection are the
+        // only contenders, and nothing waits while holding it.
+        let Ok(mut memo) = self.0.lock() else {
+            return Token::decode(value, key, name);
+        };
+        if let Some(m) = memo.as_ref() {
+            if m.generation == generation && &m.value[..usize::from(m.len)] == value.as_bytes() {
+                return Some(m.token);
+            }
+        }
+        let token = Token::decode(value, key, name)?;
+        // decode refuses values over 64 bytes.
+        let mut bytes = [0u8; 64];
+        bytes[..value.len()].copy_from_slice(value.as_bytes());
+        *memo = Some(Memo {
+            generation,
+            len: value.len() as u8,
+            value: bytes,
+            token,
+        });
+        Some(token)
+    }
+}
+
 /// `Set-Cookie` for an affinity cookie (RFC 6265 section 4.1): host-only,
 /// whole site, not readable by scripts, sent on top-level navigation from
 /// other sites (Lax) so a link into the app keeps its backend.
@@ -477,6 +535,7 @@ pub fn read(
     identity: Option<&Identity>,
     ip: IpAddr,
     session_pin: Option<&str>,
+    memo: &TokenMemo,
 ) -> Affinity {
     let key = up
         .hash_key
@@ -488,7 +547,7 @@ pub fn read(
     match &sticky.mode {
         StickyMode::Cookie { cookie_name } => {
             let token = cookie_values(&parts.headers, cookie_name)
-                .find_map(|v| Token::decode(v, &sticky.key, &up.name));
+                .find_map(|v| memo.decode(v, &sticky.key, &up.name, up.generation));
             let pin = match token {
                 None => Pin::None,
                 Some(t) => set.index_of_tag(&t.backend).map_or(Pin::Gone, Pin::Member),
@@ -692,6 +751,33 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_cookie_answers_as_verifying_it_again_would() {
+        let k = key();
+        let t = Token::new(backend_tag(&k, "app", "10.1.2.3:8080"));
+        let v = t.encode(&k, "app");
+        let memo = TokenMemo::default();
+        assert_eq!(memo.decode(&v, &k, "app", 7), Some(t));
+        assert_eq!(memo.decode(&v, &k, "app", 7), Some(t));
+        // Not the remembered bytes: verified, and refused.
+        let mut bytes = v.clone().into_bytes();
+        bytes[5] = if bytes[5] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        assert_eq!(memo.decode(&tampered, &k, "app", 7), None);
+        assert_eq!(memo.decode(&format!("{v}A"), &k, "app", 7), None);
+        assert_eq!(memo.decode(&v[..v.len() - 1], &k, "app", 7), None);
+        // Still remembered after those refusals.
+        assert_eq!(memo.decode(&v, &k, "app", 7), Some(t));
+        // A reloaded upstream (another generation) with another key or
+        // name refuses what the old one accepted on this connection.
+        let other = Mac::derive(b"another secret of 32 bytes......", "affinity");
+        assert_eq!(memo.decode(&v, &other, "app", 8), None);
+        assert_eq!(memo.decode(&v, &k, "renamed", 8), None);
+        assert_eq!(memo.decode(&v, &k, "app", 8), Some(t));
+        // A copy (another connection's) starts empty.
+        assert_eq!(memo.clone().decode(&v, &other, "app", 8), None);
+    }
+
+    #[test]
     fn forged_tampered_and_foreign_tokens_are_refused() {
         let k = key();
         let v = Token::new(backend_tag(&k, "app", "10.1.2.3:8080")).encode(&k, "app");
@@ -831,7 +917,15 @@ mod tests {
         response: &HeaderMap,
     ) -> (String, bool, Option<String>) {
         let set = up.backends();
-        let aff = read(up, &set, &request(cookie), None, IP, None);
+        let aff = read(
+            up,
+            &set,
+            &request(cookie),
+            None,
+            IP,
+            None,
+            &TokenMemo::default(),
+        );
         let d = up.choose(&set, &aff, &[]).expect("a backend");
         let out = write(up, &set, &aff, d, response, false);
         (
@@ -913,6 +1007,7 @@ mod tests {
             None,
             IP,
             None,
+            &TokenMemo::default(),
         );
         assert_eq!(aff.pin, Pin::None);
     }
@@ -926,14 +1021,22 @@ mod tests {
         let up = Upstream::build(&cfg, None);
         let set = up.backends();
         let parts = request(None);
-        let aff = read(&up, &set, &parts, None, IP, None);
+        let aff = read(&up, &set, &parts, None, IP, None, &TokenMemo::default());
         let d = up.choose(&set, &aff, &[]).unwrap();
         let out = write(&up, &set, &aff, d, &HeaderMap::new(), false);
         let chosen = set.backends[d.index].addr.clone();
         assert_eq!(out.record.as_deref(), Some(chosen.as_str()));
         // With that recorded in the session, the session decides.
         let other = set.backends[1 - d.index].addr.clone();
-        let aff = read(&up, &set, &parts, None, IP, Some(&other));
+        let aff = read(
+            &up,
+            &set,
+            &parts,
+            None,
+            IP,
+            Some(&other),
+            &TokenMemo::default(),
+        );
         let d2 = up.choose(&set, &aff, &[]).unwrap();
         assert_eq!(set.backends[d2.index].addr, other);
         let out = write(&up, &set, &aff, d2, &HeaderMap::new(), false);
