@@ -19,7 +19,11 @@
 # / the requests wrk reports. A WARM-second wrk run precedes each measured
 # one. Rounds alternate the order of the modes.
 #
-# Env: REPEAT (3), DUR (8s), WARM (2s), CONNS (64), MODES (all six),
+# Modes: IO-SEC, IO one of epoll, uring (io_uring, default setup), uringcoop
+# (IORING_SETUP_COOP_TASKRUN), uringdefer (SINGLE_ISSUER + DEFER_TASKRUN),
+# gatehouse; SEC one of plain, tls.
+#
+# Env: REPEAT (3), DUR (8s), WARM (2s), CONNS (64), MODES (all ten),
 #      OUT (bench/results/<date>-uring), PORT_BASE (18500).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -32,7 +36,7 @@ REPEAT=${REPEAT:-3}
 DUR=${DUR:-8s}
 WARM=${WARM:-2s}
 CONNS=${CONNS:-64}
-MODES=${MODES:-epoll-plain uring-plain gatehouse-plain epoll-tls uring-tls gatehouse-tls}
+MODES=${MODES:-epoll-plain uring-plain uringcoop-plain uringdefer-plain gatehouse-plain epoll-tls uring-tls uringcoop-tls uringdefer-tls gatehouse-tls}
 OUT=${OUT:-$ROOT/bench/results/2026-12-07-uring}
 PORT_BASE=${PORT_BASE:-18500}
 B_PORT=$((PORT_BASE + 1)) P_PORT=$((PORT_BASE + 10)) A_PORT=$((PORT_BASE + 11))
@@ -94,9 +98,11 @@ start_proxy() {  # start_proxy MODE: sets PROXY_PID and URL
   if [[ $io == gatehouse ]]; then
     taskset -c 0 "$GH" --config "$(gh_conf "$sec")" >"$WORK/proxy.log" 2>&1 &
   else
-    local tls=()
+    local tls=() setup=()
     [[ $sec == tls ]] && tls=(--tls "$WORK/tls.crt" "$WORK/tls.key")
-    taskset -c 0 "$SPIKE" --io "$io" --listen "127.0.0.1:$P_PORT" \
+    # uringcoop / uringdefer: io_uring with COOP_TASKRUN / DEFER_TASKRUN
+    [[ $io == uring?* ]] && setup=(--uring-setup "${io#uring}") && io=uring
+    taskset -c 0 "$SPIKE" --io "$io" "${setup[@]}" --listen "127.0.0.1:$P_PORT" \
       --backend "127.0.0.1:$B_PORT" "${tls[@]}" >"$WORK/proxy.log" 2>&1 &
   fi
   PROXY_PID=$!
@@ -161,7 +167,8 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if not l.startswit
 by = {}
 for r in rows:
     by.setdefault(r[1], []).append((float(r[2]), float(r[3]), float(r[4]), int(r[6])))
-order = ["epoll-plain", "uring-plain", "gatehouse-plain", "epoll-tls", "uring-tls", "gatehouse-tls"]
+order = [f"{io}-{sec}" for sec in ("plain", "tls")
+         for io in ("epoll", "uring", "uringcoop", "uringdefer", "gatehouse")]
 print("| mode | CPU µs/req median (min-max) | req/s median (min-max) | p99 µs median (min-max) | errors | rounds |")
 print("|---|---|---|---|---|---|")
 med = {}
@@ -174,16 +181,18 @@ for m in [m for m in order if m in by] + [m for m in by if m not in order]:
     med[m] = st.median(x[0] for x in v)
     print(f"| {m} | {' | '.join(cols)} | {sum(x[3] for x in v)} | {len(v)} |")
 print()
+pr = {}
+for r in rows:
+    pr.setdefault(r[0], {})[r[1]] = float(r[2])
 for sec in ("plain", "tls"):
-    e, u = med.get(f"epoll-{sec}"), med.get(f"uring-{sec}")
-    if e and u:
-        # per-round ratios too: the rounds pair the two modes in time
-        pr = {}
-        for r in rows:
-            pr.setdefault(r[0], {})[r[1]] = float(r[2])
-        rr = [d[f"uring-{sec}"] / d[f"epoll-{sec}"] for d in pr.values()
-              if f"uring-{sec}" in d and f"epoll-{sec}" in d]
-        print(f"- {sec}: CPU/request uring/epoll = {u / e:.3f} (medians); per round: "
+    for io in ("uring", "uringcoop", "uringdefer", "gatehouse"):
+        e, u = med.get(f"epoll-{sec}"), med.get(f"{io}-{sec}")
+        if not (e and u):
+            continue
+        # per-round ratios too: a round runs the modes close in time
+        rr = [d[f"{io}-{sec}"] / d[f"epoll-{sec}"] for d in pr.values()
+              if f"{io}-{sec}" in d and f"epoll-{sec}" in d]
+        print(f"- {sec}: CPU/request {io}/epoll = {u / e:.3f} (medians); per round: "
               + ", ".join(f"{x:.3f}" for x in rr))
 PY
 }
@@ -209,10 +218,10 @@ import re, sys
 t = open(sys.argv[1]).read()
 req = int(re.search(r"(\d+) requests in", t).group(1))
 calls = {}
-for l in t.splitlines():
+for l in t[t.index("% time"):].splitlines():
     f = l.split()
     # % time, seconds, usecs/call, calls, [errors], syscall
-    if len(f) >= 5 and f[0][0].isdigit() and f[-1] != "total":
+    if len(f) >= 5 and f[3].isdigit() and f[-1] != "total":
         calls[f[-1]] = int(f[3])
 tot = sum(calls.values())
 top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
@@ -234,10 +243,10 @@ profile() {
     wrk_run 4s "$URL" >/dev/null
     wait "$pf" || true
     stop_proxy
-    perf report -i "$WORK/perf.data" --no-children --sort dso --stdio 2>/dev/null \
-      | grep -v '^#' | grep -v '^$' | head -12 >"$OUT/perf-dso-$mode.txt"
-    perf report -i "$WORK/perf.data" --no-children --sort sym --stdio -g none 2>/dev/null \
-      | grep -v '^#' | grep -v '^$' | head -40 >"$OUT/perf-sym-$mode.txt"
+    { perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null \
+      | grep -v -e '^#' -e '^$' | head -12 || true; } >"$OUT/perf-dso-$mode.txt"
+    { perf report -i "$WORK/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
+      | grep -v -e '^#' -e '^$' | head -50 || true; } >"$OUT/perf-sym-$mode.txt"
     log "$mode: $(head -3 "$OUT/perf-dso-$mode.txt" | tr -s ' ' | tr '\n' ';')"
   done
 }

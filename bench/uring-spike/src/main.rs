@@ -3,6 +3,14 @@
 //! the CPU per request of the two I/O paths with everything else equal.
 //!
 //!     uring-spike --io epoll|uring --listen ADDR --backend ADDR [--tls CERT KEY]
+//!                 [--uring-setup default|coop|defer]
+//!
+//! `--uring-setup` picks how the kernel runs io_uring's completion work
+//! (task_work) for this one thread: `default` interrupts the thread to run
+//! it as soon as a completion is ready, `coop` (IORING_SETUP_COOP_TASKRUN)
+//! runs it at the thread's next kernel entry, `defer`
+//! (IORING_SETUP_SINGLE_ISSUER + DEFER_TASKRUN) only when the thread asks
+//! for completions in `io_uring_enter`.
 //!
 //! Per accepted client connection: one hyper http1 server connection
 //! (keep-alive) and one hyper http1 client connection to the backend,
@@ -38,8 +46,16 @@ type LocalFuture = Pin<Box<dyn Future<Output = ()>>>;
 /// How the runtime of the mode spawns a `!Send` task on its one thread.
 type Spawn = fn(LocalFuture);
 
+#[derive(Clone, Copy)]
+enum UringSetup {
+    Default,
+    Coop,
+    Defer,
+}
+
 struct Args {
     uring: bool,
+    setup: UringSetup,
     listen: SocketAddr,
     backend: SocketAddr,
     tls: Option<(String, String)>,
@@ -48,12 +64,21 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let (mut io, mut listen, mut backend, mut tls) = (None, None, None, None);
+    let mut setup = UringSetup::Default;
     while let Some(a) = it.next() {
         match a.as_str() {
             "--io" => io = it.next(),
             "--listen" => listen = it.next(),
             "--backend" => backend = it.next(),
             "--tls" => tls = it.next().zip(it.next()),
+            "--uring-setup" => {
+                setup = match it.next().as_deref() {
+                    Some("default") => UringSetup::Default,
+                    Some("coop") => UringSetup::Coop,
+                    Some("defer") => UringSetup::Defer,
+                    _ => return Err("--uring-setup default|coop|defer".into()),
+                }
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -69,6 +94,7 @@ fn parse_args() -> Result<Args, String> {
     };
     Ok(Args {
         uring,
+        setup,
         listen: addr(listen, "--listen")?,
         backend: addr(backend, "--backend")?,
         tls,
@@ -171,7 +197,18 @@ fn accept_loop_epoll(args: Args, tls: Option<TlsAcceptor>) -> std::io::Result<()
 }
 
 fn accept_loop_uring(args: Args, tls: Option<TlsAcceptor>) -> std::io::Result<()> {
+    let mut urb = io_uring::IoUring::builder();
+    match args.setup {
+        UringSetup::Default => {}
+        UringSetup::Coop => {
+            urb.setup_coop_taskrun();
+        }
+        UringSetup::Defer => {
+            urb.setup_single_issuer().setup_defer_taskrun();
+        }
+    }
     let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .uring_builder(urb)
         .with_entries(1024)
         .build()?;
     fn spawn(f: LocalFuture) {
