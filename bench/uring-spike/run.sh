@@ -5,6 +5,7 @@
 #
 #   bench/uring-spike/run.sh            # REPEAT rounds of every mode
 #   bench/uring-spike/run.sh strace     # system calls per request, one run per spike mode
+#   bench/uring-spike/run.sh events     # per request: syscalls and io_uring requests (perf stat tracepoints)
 #   bench/uring-spike/run.sh perf       # kernel/user split (perf, by DSO), one run per spike mode
 #
 # Build first (this script never builds, so it can run under the same lock
@@ -230,6 +231,39 @@ PY
   done
 }
 
+# perf stat on tracepoints, without strace's slow-down: system calls and
+# io_uring requests (submitted, completed, parked on a poll, task_work
+# items, punted to a worker thread) per request.
+events() {
+  command -v perf >/dev/null || { echo "needs perf" >&2; exit 1; }
+  local mode ev=raw_syscalls:sys_enter
+  for e in submit_req complete poll_arm task_add queue_async_work; do ev+=,io_uring:io_uring_$e; done
+  for mode in ${MODES}; do
+    [[ $mode == gatehouse-* ]] && continue
+    start_proxy "$mode"
+    wrk_run "$WARM" "$URL" >/dev/null
+    perf stat -x, -e "$ev" -p "$PROXY_PID" -o "$WORK/stat.txt" &
+    local ps=$!
+    sleep 0.3
+    wrk_run 4s "$URL" >"$WORK/wrk.txt"
+    kill -INT "$ps"; wait "$ps" || true
+    stop_proxy
+    { cat "$WORK/wrk.txt"; echo; cat "$WORK/stat.txt"; } >"$OUT/events-$mode.txt"
+    python3 - "$OUT/events-$mode.txt" "$mode" <<'PY' | tee -a "$OUT/events.md"
+import re, sys
+t = open(sys.argv[1]).read()
+req = int(re.search(r"(\d+) requests in", t).group(1))
+n = {}
+for l in t.splitlines():
+    f = l.split(",")
+    if len(f) > 3 and f[0].isdigit():
+        n[f[2].split(":")[-1].replace("io_uring_", "")] = int(f[0])
+print(f"| {sys.argv[2]} | {req} | " + " | ".join(f"{n.get(k, 0) / req:.2f}" for k in
+      ("sys_enter", "submit_req", "complete", "poll_arm", "task_add", "queue_async_work")) + " |")
+PY
+  done
+}
+
 # perf: where the proxy's CPU goes, kernel against user space, by DSO.
 profile() {
   command -v perf >/dev/null || { echo "needs perf" >&2; exit 1; }
@@ -258,6 +292,9 @@ case ${1:-run} in
     printf '| mode | requests | syscalls/request | top calls per request |\n|---|---|---|---|\n' >"$OUT/syscalls.md"
     syscalls ;;
   perf) profile ;;
+  events)
+    printf '| mode | requests | syscalls | SQEs submitted | CQEs | poll arms | task_work adds | io-wq punts |\n|---|---|---|---|---|---|---|---|\n' >"$OUT/events.md"
+    events ;;
   run)
     printf 'round\tmode\tcpu_us_per_req\treq_per_s\tp99_us\trequests\terrors\n' >"$OUT/results.tsv"
     read -r -a modes <<<"$MODES"
@@ -269,6 +306,6 @@ case ${1:-run} in
       for m in "${order[@]}"; do measure "$r" "$m"; done
     done
     summary ;;
-  *) echo "usage: $0 [run|strace|perf]" >&2; exit 2 ;;
+  *) echo "usage: $0 [run|strace|events|perf]" >&2; exit 2 ;;
 esac
 log "load: $(uptime)"
