@@ -264,6 +264,35 @@ PY
   done
 }
 
+# Samples grouped by what they are for (first matching pattern wins).
+PERF_GROUPS='
+import re, sys
+groups = [
+    ("io_uring (kernel)", r"\[k\] (__)?io_|\[k\] io_uring"),
+    ("epoll (kernel)", r"\[k\] (ep_|do_epoll|__x64_sys_epoll|ep_poll)"),
+    ("syscall entry/exit", r"\[k\] (entry_SYSCALL|do_syscall_64|syscall_exit|syscall_return|__x64_sys_|x64_sys_call|irqentry_exit_to_user_mode|exit_to_user_mode)"),
+    ("spin lock wait", r"\[k\] __pv_queued_spin_lock_slowpath"),
+    ("TCP/IP + sockets (kernel)", r"\[k\] (_?_?tcp|_?_?ip|_?_?skb|_?_?sock|sk_|__sk|_?_?inet|__dev|netif|__netif|process_backlog|bbr|loopback|net_rx|__napi|_copy_|__check_object|tcp_)"),
+    ("other kernel", r"\[k\]"),
+    ("monoio + compat", r"monoio"),
+    ("tokio", r"tokio::(runtime|net|io::poll_evented|task|sync)|mio::"),
+    ("rustls / aws-lc", r"rustls|aws_lc|aes_|gcm_|chacha"),
+    ("hyper + http", r"hyper|http::|httparse|bytes::"),
+    ("libc (malloc, memcpy)", r"libc"),
+    ("other user", r"."),
+]
+tot = {g: 0.0 for g, _ in groups}
+for l in sys.stdin:
+    m = re.match(r"\s*([\d.]+)%\s+(.*)", l)
+    if not m:
+        continue
+    for g, pat in groups:
+        if re.search(pat, m.group(2)):
+            tot[g] += float(m.group(1))
+            break
+print(f"| {sys.argv[1]} | " + " | ".join(f"{tot[g]:.1f}" for g, _ in groups) + " |")
+'
+
 # perf: where the proxy's CPU goes, kernel against user space, by DSO.
 profile() {
   command -v perf >/dev/null || { echo "needs perf" >&2; exit 1; }
@@ -281,6 +310,8 @@ profile() {
       | grep -v -e '^#' -e '^$' | head -12 || true; } >"$OUT/perf-dso-$mode.txt"
     { perf report -i "$WORK/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
       | grep -v -e '^#' -e '^$' | head -50 || true; } >"$OUT/perf-sym-$mode.txt"
+    perf report -i "$WORK/perf.data" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
+      | python3 -c "$PERF_GROUPS" "$mode" | tee -a "$OUT/perf-groups.md"
     log "$mode: $(head -3 "$OUT/perf-dso-$mode.txt" | tr -s ' ' | tr '\n' ';')"
   done
 }
@@ -291,7 +322,9 @@ case ${1:-run} in
   strace)
     printf '| mode | requests | syscalls/request | top calls per request |\n|---|---|---|---|\n' >"$OUT/syscalls.md"
     syscalls ;;
-  perf) profile ;;
+  perf)
+    printf '| mode | io_uring (k) | epoll (k) | syscall entry/exit + task_work (k) | spin lock wait (k) | TCP/IP + sockets (k) | other kernel | monoio + compat | tokio | rustls/aws-lc | hyper + bytes | libc | other user |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n' >"$OUT/perf-groups.md"
+    profile ;;
   events)
     printf '| mode | requests | syscalls | SQEs submitted | CQEs | poll arms | task_work adds | io-wq punts |\n|---|---|---|---|---|---|---|---|\n' >"$OUT/events.md"
     events ;;
