@@ -17,7 +17,7 @@
 //! a quiet spell.
 //!
 //! A connection is parked only after its first request (one that never
-//! sends one meets hyper's header deadline), and only at a message
+//! sends one meets the header deadline), and only at a message
 //! boundary: no request in flight (the count drops when hyper drops the
 //! response body), the framing guard between two heads (so hyper holds no
 //! unparsed bytes), and no write waiting on the socket (so hyper has
@@ -25,10 +25,12 @@
 //! end-of-stream to hyper after moving the socket into a slot this task
 //! reads once hyper's connection ends.
 //!
-//! A parked connection also sidesteps a hyper behaviour: hyper runs its
-//! header-read timer while waiting for the next request on a keep-alive
-//! connection, so it closed quiet connections after `header_read_timeout`
-//! whatever `idle_timeout` said. Parked, they live until `idle_timeout`.
+//! Header deadline: `header_read_timeout` bounds each request head from
+//! its first byte (and the first request from the connection's start);
+//! the quiet time between requests is `idle_timeout`'s. The loop keeps it
+//! (`Watch::drive`), not hyper: hyper's HTTP/1 deadline is a timer armed
+//! for every request, which also ran while a keep-alive connection waited
+//! for its next request.
 
 use super::{framing, ConnInfo};
 use crate::body::Body;
@@ -91,8 +93,13 @@ pub(super) enum Proto {
 /// hyper-util's auto builder (two types with the same methods).
 macro_rules! http1_settings {
     ($b:expr, $l:expr) => {
+        // No hyper header deadline: hyper arms a timer for every request
+        // head (a clock read, an allocation and a timer-wheel entry, about
+        // 3 % of a proxied request's instructions). The connection's loop
+        // keeps `header_read_timeout` instead, on the head in progress the
+        // framing guard reports (`Watch::drive`).
         $b.timer(TokioTimer::new())
-            .header_read_timeout($l.header_read_timeout)
+            .header_read_timeout(None::<Duration>)
             // A head over the limit is refused by the framing guard before
             // hyper's buffer fills (see `refuse_head`); hyper's own 431 at
             // a full buffer stays as the backstop. 8 KiB is its floor.
@@ -218,6 +225,11 @@ struct ConnState {
     /// 0 when none; the loop closes the connection when one stays
     /// unfinished for `header_read_timeout`.
     h2_block: AtomicU64,
+    /// HTTP/1.1: the head in progress (`FramingGuard::h1_open_head`), 0
+    /// when none, [`UNGUARDED`] once the guard stopped reading heads for
+    /// any reason but a protocol switch; the loop closes the connection
+    /// when one stays unfinished for `header_read_timeout`.
+    h1_head: AtomicU64,
     /// HTTP/1.1: bytes read of a head over `max_header_bytes` (or
     /// [`MAX_HEADERS`]), 0 when none. Set when the IO handed the socket back for the loop to answer
     /// it ([`refuse_head`]).
@@ -232,6 +244,29 @@ impl ConnState {
 
     fn events(&self) -> u64 {
         self.events.load(Relaxed)
+    }
+}
+
+/// `h1_head` once the framing guard is off on a connection still speaking
+/// HTTP/1.1 (it found framing it refuses; hyper fails that message and
+/// closes): no head can be timed any more, so the header deadline runs
+/// from then on, and a connection hyper kept would be closed by it.
+const UNGUARDED: u64 = u64::MAX;
+
+/// A header block or head seen in progress by the loop's looks, and since
+/// when: the same one (they are numbered) still open after the limit is
+/// overdue.
+#[derive(Default)]
+struct OpenSince(Option<(u64, Instant)>);
+
+impl OpenSince {
+    fn overdue(&mut self, open: u64, limit: Duration) -> bool {
+        match self.0 {
+            _ if open == 0 => self.0 = None,
+            Some((seen, since)) if seen == open => return since.elapsed() >= limit,
+            _ => self.0 = Some((open, Instant::now())),
+        }
+        false
     }
 }
 
@@ -290,12 +325,11 @@ pub(super) async fn serve_http<IO: ClientIo>(
     shutdown: watch::Receiver<bool>,
 ) {
     let state = Arc::new(ConnState::default());
-    // hyper's HTTP/1 header deadline starts with the first byte of a head;
-    // before it, hyper's HTTP/1.1-or-HTTP/2 detection waits without one,
-    // and HTTP/2 has none. A client that connects and says nothing (or
-    // half an HTTP/2 preface) would hold its connection slot until the
-    // idle timeout. So the first request must have arrived within
-    // header_read_timeout of the connection's start.
+    // A head's deadline starts with its first byte; before it, the
+    // HTTP/1.1-or-HTTP/2 detection waits without one. A client that
+    // connects and says nothing (or half an HTTP/2 preface) would hold its
+    // connection slot until the idle timeout. So the first request must
+    // have arrived within header_read_timeout of the connection's start.
     let mut cx = Client {
         gw,
         info,
@@ -500,9 +534,8 @@ fn http_date(t: std::time::SystemTime) -> String {
 
 /// Serves one plain HTTP/1.1 connection of a side listener (admin,
 /// redirect) with the main listener's per-connection bounds: the first
-/// request within `header_read_timeout`, every head within it too
-/// (hyper's deadline, which also runs while a keep-alive connection waits
-/// for its next request), heads over `max_header_bytes` or 100 headers
+/// request within `header_read_timeout`, every head within it too from
+/// its first byte, heads over `max_header_bytes` or 100 headers
 /// answered 431 (by the framing guard and [`refuse_head`], as on the main
 /// listener: its smuggling check comes along, harmless here), the
 /// connection closed after `idle_timeout` without a byte moving, and
@@ -688,17 +721,20 @@ impl Watch<'_> {
         let check_every = (limits.idle_timeout / 4)
             .min(PARK_AFTER)
             .max(Duration::from_millis(10));
-        // HTTP/2 header deadline: hyper has none for HTTP/2 (its
-        // `header_read_timeout` is HTTP/1's), and h2 bounds a header
-        // block's size and CONTINUATION frames but not its time; streams
-        // after the first would otherwise be bounded only by the idle
-        // timeout, which a client trickling a header block keeps away. So
-        // a header block seen in progress (`h2_block`, from the framing
-        // pass) for `header_read_timeout` closes the connection: at once,
-        // as a goodbye would wait on the client. (The same block seen at
-        // two looks, `check_every` apart at most, is the same block: they
-        // are numbered.)
-        let mut open_block: Option<(u64, Instant)> = None;
+        // Header deadlines. A request head (HTTP/1.1, `h1_head`) or
+        // header block (HTTP/2, `h2_block`), as the framing pass reports
+        // it, seen in progress for `header_read_timeout` closes the
+        // connection: at once, as a goodbye would wait on the client. The
+        // same one seen at two looks, `check_every` apart at most, is the
+        // same one (they are numbered), so the cut comes between the limit
+        // and the limit plus two looks after its first byte. hyper's own
+        // HTTP/1 deadline is off (a timer per request); HTTP/2 has none,
+        // and h2 bounds a header block's size and CONTINUATION frames but
+        // not its time: without this, heads after the first would be
+        // bounded only by the idle timeout, which a trickling client keeps
+        // away.
+        let mut open_head = OpenSince::default();
+        let mut open_block = OpenSince::default();
         loop {
             tokio::select! {
                 _ = conn.as_mut() => return,
@@ -719,15 +755,14 @@ impl Watch<'_> {
                     }
                 }
                 _ = tokio::time::sleep(check_every) => {
-                    match (state.h2_block.load(Relaxed), open_block) {
-                        (0, _) => open_block = None,
-                        (b, Some((seen, since))) if b == seen => {
-                            if since.elapsed() >= limits.header_read_timeout {
-                                tracing::debug!("HTTP/2 header block not finished in time");
-                                return;
-                            }
-                        }
-                        (b, _) => open_block = Some((b, Instant::now())),
+                    let limit = limits.header_read_timeout;
+                    if open_head.overdue(state.h1_head.load(Relaxed), limit) {
+                        tracing::debug!("HTTP/1.1 request head not finished in time");
+                        return;
+                    }
+                    if open_block.overdue(state.h2_block.load(Relaxed), limit) {
+                        tracing::debug!("HTTP/2 header block not finished in time");
+                        return;
                     }
                     if closing {
                         continue;
@@ -836,6 +871,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
                 }
                 g.scan(&mut buf.filled_mut()[before..]);
                 this.state.h2_block.store(g.h2_open_block(), Relaxed);
+                this.state.h1_head.store(g.h1_open_head(), Relaxed);
                 if let Some(big) = g.too_large() {
                     // hyper gets what ends the message before the head (if
                     // anything), never the head: the rest of this read is
@@ -849,6 +885,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
                     }
                 } else if g.is_done() {
                     this.framing = None;
+                    if !this.state.switched.load(Relaxed) {
+                        this.state.h1_head.store(UNGUARDED, Relaxed);
+                    }
                 }
             }
         }

@@ -17,13 +17,13 @@
 //! HTTP/2 (from the connection preface, or from the start when ALPN chose
 //! it) is not HTTP/1.1 framing, but it has a slow-header problem of its
 //! own: hyper and h2 bound a header block's size and its CONTINUATION
-//! frames, not how long it takes to arrive, and hyper's header deadline
-//! applies to HTTP/1 only. So over HTTP/2 the same pass reads frame
+//! frames, not how long it takes to arrive. So over HTTP/2 the same pass reads frame
 //! headers (9 bytes each; payloads are skipped by length) and tracks
 //! whether a header block (a HEADERS frame up to the end of the frame
 //! carrying END_HEADERS, RFC 9113 section 4.3) is in progress, and which
 //! one: [`FramingGuard::h2_open_block`]. The connection closes a block
-//! left unfinished for `header_read_timeout` (`conn.rs`). Nothing is
+//! left unfinished for `header_read_timeout` (`conn.rs`), as it closes an
+//! HTTP/1.1 head left unfinished ([`FramingGuard::h1_open_head`]). Nothing is
 //! changed in HTTP/2 bytes.
 //!
 //! The same pass counts the bytes of each HTTP/1.1 head against
@@ -120,6 +120,8 @@ pub(crate) struct FramingGuard {
     /// progress while `h2_in_block`.
     h2_blocks: u64,
     h2_in_block: bool,
+    /// HTTP/1.1 heads read to their end so far.
+    heads_done: u64,
     /// The largest HTTP/1.1 head let through, in bytes.
     head_limit: usize,
     /// The most header lines in one head let through.
@@ -150,6 +152,7 @@ impl Default for FramingGuard {
             first_line: [0; 8],
             h2_blocks: 0,
             h2_in_block: false,
+            heads_done: 0,
             head_limit: usize::MAX,
             max_headers: usize::MAX,
             head_lines: 0,
@@ -186,6 +189,18 @@ impl FramingGuard {
     pub(crate) fn h2_open_block(&self) -> u64 {
         if self.h2_in_block {
             self.h2_blocks
+        } else {
+            0
+        }
+    }
+
+    /// HTTP/1.1: the number of the head in progress (1 for the
+    /// connection's first) once a byte of it was read, or 0 when none is
+    /// (between messages, or in a body). The connection's header deadline
+    /// is kept on this (`conn.rs`).
+    pub(crate) fn h1_open_head(&self) -> u64 {
+        if matches!(self.state, State::Head { .. }) && self.head_len > 0 {
+            self.heads_done + 1
         } else {
             0
         }
@@ -515,6 +530,7 @@ impl FramingGuard {
     }
 
     fn end_of_head(&mut self) {
+        self.heads_done += 1;
         // An `Upgrade` header changes nothing here: until a response
         // actually switches (`switched`), the next bytes are a request.
         self.state = if self.saw_te {
@@ -629,6 +645,40 @@ mod tests {
         out.extend_from_slice(&[kind, flags, 0, 0, 0, 1]);
         out.extend_from_slice(payload);
         out
+    }
+
+    #[test]
+    fn http1_heads_are_open_from_their_first_byte_to_their_end() {
+        let first = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let second = b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n";
+        let input = [&first[..], &second[..], b"body", &first[..]].concat();
+        let mut g = FramingGuard::http1(8192, 100);
+        let mut data = input.clone();
+        let mut seen = Vec::new();
+        for chunk in data.chunks_mut(1) {
+            g.scan(chunk);
+            seen.push(g.h1_open_head());
+        }
+        let a = first.len();
+        let b = a + second.len();
+        let c = b + 4;
+        // Open (numbered) from the first byte to the byte before the last
+        // of each head; nothing between heads or in the body.
+        assert!(seen[..a - 1].iter().all(|&h| h == 1), "{seen:?}");
+        assert_eq!(seen[a - 1], 0);
+        assert!(seen[a..b - 1].iter().all(|&h| h == 2), "{seen:?}");
+        assert!(seen[b - 1..c].iter().all(|&h| h == 0), "{seen:?}");
+        assert!(seen[c..input.len() - 1].iter().all(|&h| h == 3), "{seen:?}");
+        assert_eq!(seen[input.len() - 1], 0);
+        // Whole messages per read: never left open.
+        let mut g = FramingGuard::http1(8192, 100);
+        let mut data = input.clone();
+        g.scan(&mut data);
+        assert_eq!(g.h1_open_head(), 0);
+        // Half a head in one read is open.
+        let mut g = FramingGuard::http1(8192, 100);
+        g.scan(&mut b"GET / HTTP/1.1\r\nHo".to_vec());
+        assert_eq!(g.h1_open_head(), 1);
     }
 
     /// The open block after each byte of `input`, fed in `step`-byte reads.

@@ -962,6 +962,70 @@ async fn backends_cannot_set_the_gateways_session_cookie() {
     gw.stop().await;
 }
 
+/// A request head after the first on a keep-alive HTTP/1.1 connection
+/// meets `header_read_timeout` too (the connection's loop keeps it, from
+/// the head's first byte), whether it starts at once or after the
+/// connection went quiet and was parked; a trickle keeps the idle
+/// deadline away, so only the header deadline can cut it. A prompt second
+/// request on the same kind of connection is served.
+#[tokio::test]
+async fn slow_heads_after_the_first_request_meet_the_header_deadline() {
+    let b = Backend::start("b1").await;
+    let cfg = simple_proxy_config(&[&b]).replace(
+        "[server]\n",
+        "[server]\nheader_read_timeout = \"500ms\"\nidle_timeout = \"60s\"\n",
+    );
+    let gw = Gw::start(&cfg).await;
+    for quiet in [Duration::ZERO, Duration::from_millis(400)] {
+        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+        s.write_all(b"HEAD /first HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_head(&mut s).await.starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(quiet).await;
+        s.write_all(b"GET /second HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let mut out = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                tokio::select! {
+                    _ = s.read_to_end(&mut out) => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                        if s.write_all(b"X-Slow: v\r\n").await.is_err() { break; }
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "after {quiet:?} quiet: a slow second head held the connection"
+        );
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "after {quiet:?} quiet: cut after {took:?}"
+        );
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        // The same, prompt: served.
+        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+        s.write_all(b"HEAD /first HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_head(&mut s).await.starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(quiet).await;
+        s.write_all(b"HEAD /second HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(read_head(&mut s).await.starts_with("HTTP/1.1 200"));
+    }
+    // Three per round: the slow heads never reached the backend.
+    assert_eq!(b.count(), 6);
+    gw.stop().await;
+}
+
 /// Reads one response head (up to the blank line) from `s`.
 async fn read_head(s: &mut TcpStream) -> String {
     let mut head = Vec::new();
