@@ -12,8 +12,9 @@
 # the whole process for N1 and N2 keep-alive requests on one HTTP/1.1
 # connection and prints (Ir(N2) - Ir(N1)) / (N2 - N1): start-up and
 # shutdown cancel out. Scenarios: plain (no auth), jwt-hs256 (a Bearer JWT,
-# verified once then served from the token cache), sticky (the signed
-# affinity cookie checked on every request).
+# verified once then served from the token cache), session (the cookie of
+# a login, memory store), sticky (the signed affinity cookie on every
+# request). SCENARIOS="plain sticky" picks some; needs curl too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gh="${1:-target/release/gatehouse}"
@@ -48,6 +49,12 @@ secret_file = "$work/hs256"
 required_claims = ["sub", "exp"]
 [identity]
 headers = { "X-Auth-User" = "sub" }
+[sessions]
+store = "memory"
+cookie_name = "gatehouse_session"
+cookie_secure = false
+[login]
+users_file = "$work/users.toml"
 [[upstreams]]
 name = "pool"
 backends = ["127.0.0.1:$b1"]
@@ -64,6 +71,13 @@ upstream = "pool"
 auth = "required"
 methods = ["jwt"]
 [[routes]]
+name = "session"
+path_prefix = "/session/"
+upstream = "pool"
+auth = "required"
+methods = ["session"]
+on_unauthenticated = "401"
+[[routes]]
 name = "sticky"
 path_prefix = "/sticky/"
 upstream = "sticky"
@@ -75,6 +89,9 @@ upstream = "pool"
 auth = "none"
 EOF
 token="$(python3 bench/mkjwt.py HS256 "$work/hs256" bench-user 3600)"
+password="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '[[users]]\nusername = "bench-user"\npassword_hash = "%s"\n' \
+  "$(printf '%s' "$password" | "$gh" hash-password)" > "$work/users.toml"
 
 # count <n> <path> [header]: instructions of a whole run serving n requests.
 count() {
@@ -87,6 +104,14 @@ count() {
     curl -fsS "http://127.0.0.1:$aport/readyz" >/dev/null 2>&1 && break
     sleep 0.2
   done
+  if [ "$header" = session ]; then
+    # A signed-in client holds its session cookie: one login first (in
+    # both runs, so it cancels out).
+    header="Cookie: $(curl -fsS -D - -o /dev/null -H 'Content-Type: application/json' \
+      -d "{\"username\":\"bench-user\",\"password\":\"$password\"}" \
+      "http://127.0.0.1:$gport/.gatehouse/login" \
+      | tr -d '\r' | sed -n 's/^[Ss]et-[Cc]ookie: \([^;]*\).*/\1/p' | head -1)"
+  fi
   if [ "$header" = sticky ]; then
     # A sticky client holds its affinity cookie: take one first (one more
     # request in both runs, so it cancels out).
@@ -107,10 +132,11 @@ count() {
 }
 
 printf 'build: %s\n' "$("$gh" version 2>/dev/null || echo "$gh")"
-for scenario in plain jwt-hs256 sticky; do
+for scenario in ${SCENARIOS:-plain jwt-hs256 session sticky}; do
   case "$scenario" in
     plain) path=/ ; header= ;;
     jwt-hs256) path=/jwt/x ; header="Authorization: Bearer $token" ;;
+    session) path=/session/x ; header=session ;;
     sticky) path=/sticky/x ; header=sticky ;;
   esac
   a=$(count "$N1" "$path" "$header"); [ "$a" = FAILED ] && a=$(count "$N1" "$path" "$header")
