@@ -756,7 +756,15 @@ impl Watch<'_> {
                 }
                 _ = tokio::time::sleep(check_every) => {
                     let limit = limits.header_read_timeout;
-                    if open_head.overdue(state.h1_head.load(Relaxed), limit) {
+                    // A head read behind a request still being answered
+                    // (pipelined) waits on the gateway, not the client:
+                    // its time starts once the responses before it are
+                    // out, as hyper's deadline did.
+                    let head = match state.in_flight.load(Relaxed) {
+                        0 => state.h1_head.load(Relaxed),
+                        _ => 0,
+                    };
+                    if open_head.overdue(head, limit) {
                         tracing::debug!("HTTP/1.1 request head not finished in time");
                         return;
                     }

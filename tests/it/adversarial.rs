@@ -1023,6 +1023,32 @@ async fn slow_heads_after_the_first_request_meet_the_header_deadline() {
     }
     // Three per round: the slow heads never reached the backend.
     assert_eq!(b.count(), 6);
+
+    // Pipelined: half a second head read with the first request, whose
+    // answer takes longer than the header deadline. The wait is the
+    // gateway's, not the client's: the answer comes whole, and only then
+    // does the second head's time start.
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(b"GET /slow/1200 HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = [0u8; 9];
+    s.read_exact(&mut body).await.unwrap();
+    assert_eq!(&body, b"slow done");
+    let start = Instant::now();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the unfinished second head held the connection"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     gw.stop().await;
 }
 
