@@ -118,8 +118,12 @@ pub async fn handle(
             r
         }
     };
-    resp.headers_mut()
-        .insert(&headers::X_REQUEST_ID, ctx.request_id.clone());
+    // Never indexed by HTTP/2's header compression (HPACK): a value unique
+    // to each response would only churn the connection's table, evicting
+    // entries the next responses could use (HTTP/1 ignores the flag).
+    let mut id = ctx.request_id.clone();
+    id.set_sensitive(true);
+    resp.headers_mut().insert(&headers::X_REQUEST_ID, id);
     if ctx.expire_session_cookie {
         if let Ok(v) = HeaderValue::from_str(&crate::session::expired_cookie(&snap.config.sessions))
         {
