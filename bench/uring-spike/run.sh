@@ -8,8 +8,8 @@
 #   bench/uring-spike/run.sh events     # per request: syscalls and io_uring requests (perf stat tracepoints)
 #   bench/uring-spike/run.sh perf       # kernel/user split (perf, by DSO), one run per spike mode
 #
-# Build first (this script never builds, so it can run under the same lock
-# that keeps builds away while it measures):
+# Build first (this script never builds, so no build runs on the machine
+# while it measures):
 #   (cd bench/uring-spike && cargo build --release)
 #   cargo build --release --bin gatehouse --example bench-backend
 # with the same CARGO_TARGET_DIR for both (default: target/ of the repo).
