@@ -215,22 +215,9 @@ async fn slow_bodies_get_408_at_the_body_deadline_and_do_not_eject_the_backend()
             .await
             .unwrap();
         let start = Instant::now();
-        let mut out = Vec::new();
-        let closed = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                tokio::select! {
-                    n = s.read_to_end(&mut out) => { let _ = n; break; }
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                        if s.write_all(b"x").await.is_err() { break; }
-                    }
-                }
-            }
-        })
-        .await;
-        assert!(
-            closed.is_ok(),
-            "round {round}: connection held past the deadline"
-        );
+        let out = trickle_until_closed(&mut s, b"x", Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("round {round}: connection held past the deadline"));
         let text = String::from_utf8_lossy(&out);
         assert!(text.starts_with("HTTP/1.1 408"), "round {round}: {text}");
         assert!(
@@ -987,22 +974,11 @@ async fn slow_heads_after_the_first_request_meet_the_header_deadline() {
             .await
             .unwrap();
         let start = Instant::now();
-        let mut out = Vec::new();
-        let closed = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                tokio::select! {
-                    _ = s.read_to_end(&mut out) => break,
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                        if s.write_all(b"X-Slow: v\r\n").await.is_err() { break; }
-                    }
-                }
-            }
-        })
-        .await;
-        assert!(
-            closed.is_ok(),
-            "after {quiet:?} quiet: a slow second head held the connection"
-        );
+        let out = trickle_until_closed(&mut s, b"X-Slow: v\r\n", Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| {
+                panic!("after {quiet:?} quiet: a slow second head held the connection")
+            });
         let took = start.elapsed();
         assert!(
             took < Duration::from_secs(2),

@@ -454,7 +454,7 @@ async fn oversized_headers_get_431() {
 
 #[tokio::test]
 async fn slowloris_is_cut_off_by_the_header_timeout() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let b = Backend::start("b1").await;
     let cfg = simple_proxy_config(&[&b])
         .replace("[server]\n", "[server]\nheader_read_timeout = \"500ms\"\n");
@@ -462,20 +462,9 @@ async fn slowloris_is_cut_off_by_the_header_timeout() {
     let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let start = std::time::Instant::now();
-    let mut buf = Vec::new();
     // Keep trickling a byte at a time; the server must still close.
-    let closed = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            tokio::select! {
-                n = s.read_to_end(&mut buf) => { let _ = n; break; }
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {
-                    if s.write_all(b"X").await.is_err() { break; }
-                }
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "connection left open");
+    let closed = trickle_until_closed(&mut s, b"X", Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "connection left open");
     assert!(start.elapsed() < Duration::from_secs(3));
     assert_eq!(b.count(), 0);
     gw.stop().await;

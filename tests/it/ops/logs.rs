@@ -7,12 +7,14 @@ use crate::support::client::req;
 use crate::support::process::GwProcess;
 use std::time::Duration;
 
-#[tokio::test]
-async fn json_logs_carry_plain_request_ids_error_chains_and_short_durations() {
+/// A gateway logging in `format` with a route to a dead backend and one
+/// to a live one, after a request to each (`/dead/x`: 502, `/fine`: 200):
+/// the gateway, the dead address, and the failed request's id.
+async fn failed_then_fine(format: &str) -> (GwProcess, std::net::SocketAddr, String) {
     let b = Backend::start("b").await;
     let dead = dead_addr();
     let cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"{format}\"\n\
          [[upstreams]]\nname = \"dead\"\nbackends = [\"{dead}\"]\n\
          [[upstreams]]\nname = \"ok\"\nbackends = [\"{}\"]\n\
          [[routes]]\nname = \"dead\"\npath_prefix = \"/dead\"\nupstream = \"dead\"\nauth = \"none\"\n\
@@ -25,6 +27,12 @@ async fn json_logs_carry_plain_request_ids_error_chains_and_short_durations() {
     assert_eq!(failed.status, 502);
     let rid = failed.header("x-request-id").unwrap().to_string();
     assert_eq!(c.get("/fine").await.status, 200);
+    (gw, dead, rid)
+}
+
+#[tokio::test]
+async fn json_logs_carry_plain_request_ids_error_chains_and_short_durations() {
+    let (gw, dead, rid) = failed_then_fine("json").await;
     let mut lines: Vec<serde_json::Value> = Vec::new();
     assert!(
         poll(Duration::from_secs(5), || {
@@ -68,22 +76,7 @@ async fn json_logs_carry_plain_request_ids_error_chains_and_short_durations() {
 /// other requests and outside requests carry none.
 #[tokio::test]
 async fn text_lines_inside_a_request_carry_its_span_and_no_other_line_does() {
-    let b = Backend::start("b").await;
-    let dead = dead_addr();
-    let cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-         [[upstreams]]\nname = \"dead\"\nbackends = [\"{dead}\"]\n\
-         [[upstreams]]\nname = \"ok\"\nbackends = [\"{}\"]\n\
-         [[routes]]\nname = \"dead\"\npath_prefix = \"/dead\"\nupstream = \"dead\"\nauth = \"none\"\n\
-         [[routes]]\nname = \"ok\"\npath_prefix = \"/\"\nupstream = \"ok\"\nauth = \"none\"\n",
-        b.addr
-    );
-    let gw = GwProcess::spawn(&cfg, None).await;
-    let c = Client::plain(gw.listen);
-    let failed = c.get("/dead/x").await;
-    assert_eq!(failed.status, 502);
-    let rid = failed.header("x-request-id").unwrap().to_string();
-    assert_eq!(c.get("/fine").await.status, 200);
+    let (gw, dead, rid) = failed_then_fine("text").await;
     let mut log = String::new();
     assert!(
         poll(Duration::from_secs(5), || {

@@ -106,6 +106,30 @@ pub fn simple_proxy_config(backends: &[&Backend]) -> String {
     )
 }
 
+/// A slow client: writes `piece` to `s` every 100 ms until the gateway
+/// closes the connection, and returns what it answered (read to the end),
+/// or `None` when the connection was still open after `within`.
+pub async fn trickle_until_closed(
+    s: &mut tokio::net::TcpStream,
+    piece: &[u8],
+    within: Duration,
+) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        loop {
+            tokio::select! {
+                _ = s.read_to_end(&mut out) => break,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if s.write_all(piece).await.is_err() { break; }
+                }
+            }
+        }
+    })
+    .await;
+    closed.ok().map(|()| out)
+}
+
 /// An address on which nothing listens (bound, then closed).
 pub fn dead_addr() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
