@@ -963,13 +963,21 @@ async fn slow_heads_after_the_first_request_meet_the_header_deadline() {
         "[server]\nheader_read_timeout = \"500ms\"\nidle_timeout = \"60s\"\n",
     );
     let gw = Gw::start(&cfg).await;
+    // A connection that was served one request, then stayed quiet.
+    let served_then_quiet = |quiet: Duration| {
+        let addr = gw.addr();
+        async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"HEAD /first HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            assert!(read_head(&mut s).await.starts_with("HTTP/1.1 200"));
+            tokio::time::sleep(quiet).await;
+            s
+        }
+    };
     for quiet in [Duration::ZERO, Duration::from_millis(400)] {
-        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
-        s.write_all(b"HEAD /first HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        assert!(read_head(&mut s).await.starts_with("HTTP/1.1 200"));
-        tokio::time::sleep(quiet).await;
+        let mut s = served_then_quiet(quiet).await;
         s.write_all(b"GET /second HTTP/1.1\r\nHost: x\r\n")
             .await
             .unwrap();
@@ -986,12 +994,7 @@ async fn slow_heads_after_the_first_request_meet_the_header_deadline() {
         );
         assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
         // The same, prompt: served.
-        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
-        s.write_all(b"HEAD /first HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        assert!(read_head(&mut s).await.starts_with("HTTP/1.1 200"));
-        tokio::time::sleep(quiet).await;
+        let mut s = served_then_quiet(quiet).await;
         s.write_all(b"HEAD /second HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
